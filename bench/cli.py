@@ -1,0 +1,191 @@
+"""`bench`: a thin command line over the library (bench.runner, jobs, analysis)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+from bench.errors import UsageError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line on stderr and exit 2 (no usage dump)."""
+
+    def error(self, message: str) -> None:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workload", "-w", required=True, help="see `bench list`")
+    p.add_argument("--strategy", "-s", default="default", help="see `bench list` (default: default)")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--steps-per-epoch", type=int, help="default: one pass over the training data")
+    p.add_argument("--batch-size", type=int, help="global batch size (default: the workload's)")
+    p.add_argument("--per-replica-batch-size", type=int, help="instead of --batch-size (weak scaling)")
+    p.add_argument("--devices", type=int, help="replicas on this host (mirrored: GPUs, or logical CPUs without GPUs)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data", choices=("real", "generated", "synthetic"), default="real",
+                   help="real files, generated data of the same format, or in-memory tensors (default: real)")
+    p.add_argument("--synthetic", action="store_const", const="synthetic", dest="data",
+                   help="short for --data synthetic")
+    p.add_argument("--data-dir", help="pre-staged datasets (default: $DISTBENCH_DATA_DIR, then the cache)")
+    p.add_argument("--results", default=os.environ.get("DISTBENCH_RESULTS", "results"),
+                   help="results directory (default: $DISTBENCH_RESULTS or ./results)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", dest="sets",
+                   help="workload hyperparameter, e.g. --set rnn_units=256 (repeatable)")
+    p.add_argument("--warmup-steps", type=int, default=5, help="steps excluded from timing (default: 5)")
+    p.add_argument("--sample-interval", type=float, default=1.0, help="GPU/host sampling period in s")
+    p.add_argument("--target-accuracy", type=float, help="record the time to reach this accuracy")
+    p.add_argument("--jit-compile", choices=("auto", "true", "false"), default="auto",
+                   help="XLA (default auto: Keras enables it on GPUs only)")
+    p.add_argument("--checkpoint-every", type=int, default=0, metavar="EPOCHS")
+    p.add_argument("--resume", metavar="CHECKPOINT_OR_RUN_DIR")
+    p.add_argument("--export", action="store_true", help="char-RNNs: export a SavedModel text generator")
+    p.add_argument("--quiet", "-q", action="store_true", help="no Keras progress output")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bench", description="distbench: distributed-training benchmarks")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="train one workload under one strategy and write a record")
+    _add_run_options(run)
+
+    sub.add_parser("list", help="workloads and strategies, and which are available here")
+    sub.add_parser("env", help="versions, devices and NVML state of this host")
+
+    gen = sub.add_parser("generate", help="generate text from a char-RNN export or run")
+    gen.add_argument("source", help="an export directory, or a run directory / checkpoint of a char-RNN run")
+    gen.add_argument("--start", default="ROMEO:")
+    gen.add_argument("--length", type=int, default=500)
+    gen.add_argument("--temperature", type=float, default=1.0)
+    gen.add_argument("--num", type=int, default=1, help="sequences generated in one batch")
+    gen.add_argument("--seed", type=int)
+
+    data = sub.add_parser("data", help="fetch or check datasets")
+    data.add_argument("action", choices=("fetch", "check"))
+    data.add_argument("datasets", nargs="*", help="tinyshakespeare, fashion-mnist, babi (default: all)")
+    data.add_argument("--data-dir")
+
+    study = sub.add_parser("study", help="a local study: every workload x strategy, then a summary table")
+    study.add_argument("--name", default="local")
+    study.add_argument("--workloads", default="mlp,memnn,charrnn-gru,charrnn-lstm")
+    study.add_argument("--strategies", default="default,mirrored")
+    study.add_argument("--devices", type=int, default=2, help="replicas for multi-device strategies")
+    study.add_argument("--repeats", type=int, default=1)
+    study.add_argument("--epochs", type=int, default=1)
+    study.add_argument("--steps-per-epoch", type=int, default=20)
+    study.add_argument("--data", choices=("real", "generated", "synthetic"), default="generated")
+    study.add_argument("--set", action="append", metavar="[WORKLOAD.]KEY=VALUE", dest="sets")
+    study.add_argument("--results", default="results/local-study")
+
+    summary = sub.add_parser("summary", help="a table of the records under results directories")
+    summary.add_argument("results", nargs="+")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        return 130
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench.config import RunConfig
+    from bench.hparams import parse_set_options
+    from bench import runner
+    cfg = RunConfig(
+        workload=args.workload, strategy=args.strategy, epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
+        per_replica_batch_size=args.per_replica_batch_size, devices=args.devices, seed=args.seed,
+        data=args.data, data_dir=args.data_dir, results=args.results,
+        overrides=parse_set_options(args.sets), warmup_steps=args.warmup_steps,
+        sample_interval_s=args.sample_interval, target_accuracy=args.target_accuracy,
+        jit_compile=args.jit_compile, checkpoint_every=args.checkpoint_every, resume=args.resume,
+        export=args.export, verbose=0 if args.quiet else "auto",
+    )
+    result = runner.run(cfg)
+    record = result.record
+    if record.status != "ok":
+        print(f"bench: run {record.status}: {record.error}", file=sys.stderr)
+    else:
+        tput = record.throughput.get("samples_per_s")
+        step = record.timing.get("step_time", {}).get("median_s")
+        if tput and step:
+            print(f"{record.workload} / {record.strategy} x{record.num_replicas}: "
+                  f"{tput:,.1f} samples/s, median step {step * 1e3:.1f} ms")
+    print(result.path)
+    return result.exit_code
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from bench import workloads
+    import strategies
+    print("workloads:")
+    for name in workloads.names():
+        print(f"  {name}")
+    print("strategies:")
+    for name, (ok, reason) in strategies.availability().items():
+        print(f"  {name:<10} {'available' if ok else 'unavailable: ' + reason}")
+    return 0
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    import json
+    from bench import gpu, provenance
+    state = gpu.probe()
+    info = provenance.collect(state)
+    info["nvml"] = {"available": state.available, "reason": state.reason,
+                    "driver_version": state.driver_version, "gpus": state.gpus}
+    try:
+        import tensorflow as tf
+        info["tensorflow_devices"] = [d.name for d in tf.config.list_physical_devices()]
+    except ImportError as exc:
+        info["tensorflow_devices"] = f"tensorflow not installed ({exc})"
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from bench import textgen
+    if args.length < 1 or args.num < 1 or args.temperature <= 0:
+        raise UsageError("--length and --num must be >= 1 and --temperature > 0")
+    for text in textgen.generate_from(args.source, args.start, args.length, args.temperature,
+                                      args.num, args.seed):
+        print(text)
+        print("-" * 40)
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from bench.data import catalog
+    return catalog.run(args.action, args.datasets, args.data_dir)
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    from jobs import local
+    return local.run_study(args)
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from analysis import summary
+    print(summary.table(summary.load(args.results)))
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "list": cmd_list, "env": cmd_env, "generate": cmd_generate,
+            "data": cmd_data, "study": cmd_study, "summary": cmd_summary}
+
+if __name__ == "__main__":
+    sys.exit(main())

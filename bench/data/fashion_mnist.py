@@ -1,0 +1,72 @@
+"""Fashion-MNIST from its four IDX .gz files, and a learnable synthetic stand-in."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from bench.data.store import RemoteFile, locate
+from bench.errors import DataError
+
+DATASET = "fashion-mnist"
+_KERAS = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+_ZALANDO = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+# MD5s as published by Zalando Research (and used by torchvision).
+FILES = {
+    "train_images": RemoteFile("train-images-idx3-ubyte.gz", (_KERAS + "train-images-idx3-ubyte.gz", _ZALANDO + "train-images-idx3-ubyte.gz"), md5="8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
+    "train_labels": RemoteFile("train-labels-idx1-ubyte.gz", (_KERAS + "train-labels-idx1-ubyte.gz", _ZALANDO + "train-labels-idx1-ubyte.gz"), md5="25c81989df183df01b3e8a0aad5dffbe"),
+    "test_images": RemoteFile("t10k-images-idx3-ubyte.gz", (_KERAS + "t10k-images-idx3-ubyte.gz", _ZALANDO + "t10k-images-idx3-ubyte.gz"), md5="bef4ecab320f06d8554ea6380940ec79"),
+    "test_labels": RemoteFile("t10k-labels-idx1-ubyte.gz", (_KERAS + "t10k-labels-idx1-ubyte.gz", _ZALANDO + "t10k-labels-idx1-ubyte.gz"), md5="bb300cfdad3c16e7a12a480ee83cd310"),
+}
+IMAGE_SHAPE = (28, 28)
+NUM_CLASSES = 10
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (gzip-compressed) as a numpy array; DataError when malformed."""
+    try:
+        with gzip.open(path, "rb") as handle:
+            raw = handle.read()
+        zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
+        if zero != 0 or dtype_code != 0x08:
+            raise ValueError("not an unsigned-byte IDX file")
+        shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+        body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+        return body.reshape(shape)
+    except (OSError, EOFError, ValueError, struct.error) as exc:
+        raise DataError(f"{path}: corrupt IDX file ({exc})") from None
+
+
+def load(data_dir: str | None, download: bool = True) -> tuple[dict[str, np.ndarray], Path]:
+    folder = locate(DATASET, list(FILES.values()), data_dir, download=download)
+    arrays = {key: read_idx(folder / f.name) for key, f in FILES.items()}
+    return arrays, folder
+
+
+def synthetic(n_train: int, n_test: int, seed: int) -> dict[str, np.ndarray]:
+    """Images with Fashion-MNIST's shapes and a learnable class structure.
+
+    Each class is a fixed random blob pattern; samples are that pattern with
+    per-sample intensity jitter, a small shift and noise, as uint8 like the real files.
+    """
+    rng = np.random.default_rng(seed)
+    prototypes = rng.uniform(0, 1, (NUM_CLASSES, 7, 7)).repeat(4, 1).repeat(4, 2)
+
+    def make(n: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = rng.integers(0, NUM_CLASSES, n).astype(np.uint8)
+        images = prototypes[labels] * rng.uniform(0.6, 1.0, (n, 1, 1))
+        shifts = rng.integers(-1, 2, (n, 2))
+        for axis in (0, 1):
+            for shift in (-1, 1):
+                rows = shifts[:, axis] == shift
+                images[rows] = np.roll(images[rows], shift, axis=axis + 1)
+        images += rng.normal(0, 0.25, images.shape)
+        return (np.clip(images, 0, 1) * 255).astype(np.uint8), labels
+
+    train_images, train_labels = make(n_train)
+    test_images, test_labels = make(n_test)
+    return {"train_images": train_images, "train_labels": train_labels,
+            "test_images": test_images, "test_labels": test_labels}

@@ -1,0 +1,113 @@
+"""Background sampler: GPUs through NVML and the host through psutil, every `interval` s."""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import threading
+import time
+from typing import Any
+
+import psutil
+
+from bench.gpu import Nvml
+
+
+class ResourceSampler:
+    HOST_COLUMNS = ["t_s", "cpu_pct", "proc_cpu_pct", "rss_mib"]
+    GPU_COLUMNS = ["t_s", "gpu", "util_pct", "mem_used_mib", "power_w"]
+
+    def __init__(self, interval_s: float = 1.0) -> None:
+        if interval_s <= 0:
+            raise ValueError("sample interval must be > 0")
+        self.interval_s = interval_s
+        self.host_rows: list[list[float]] = []
+        self.gpu_rows: list[list[Any]] = []
+        self.nvml = Nvml()
+        self._process = psutil.Process(os.getpid())
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._t0 = 0.0
+
+    def __enter__(self) -> "ResourceSampler":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.nvml.open()
+        psutil.cpu_percent(None)          # prime: the first call returns 0.0
+        self._process.cpu_percent(None)
+        self._t0 = time.perf_counter()
+        self._thread = threading.Thread(target=self._loop, name="distbench-sampler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._thread.join(timeout=5 * self.interval_s + 1)
+        self._thread = None
+        self._sample()                     # a last row so short runs still have one
+        self.nvml.close()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._sample()
+
+    def _sample(self) -> None:
+        t = time.perf_counter() - self._t0
+        try:
+            rss = self._process.memory_info().rss / 2**20
+            self.host_rows.append([t, psutil.cpu_percent(None), self._process.cpu_percent(None), rss])
+        except psutil.Error:
+            pass
+        for row in self.nvml.sample():
+            self.gpu_rows.append([t, row["gpu"], row["util_pct"], row["mem_used_mib"], row["power_w"]])
+
+    def host_summary(self) -> dict[str, Any]:
+        return {
+            "interval_s": self.interval_s,
+            "samples": len(self.host_rows),
+            "cpu_pct_mean": _mean(r[1] for r in self.host_rows),
+            "proc_cpu_pct_mean": _mean(r[2] for r in self.host_rows),
+            "rss_mib_max": max((r[3] for r in self.host_rows), default=None),
+            "logical_cpus": psutil.cpu_count(),
+        }
+
+    def gpu_summary(self) -> dict[str, Any]:
+        state = self.nvml.state
+        summary: dict[str, Any] = {
+            "available": state.available,
+            "reason": state.reason,
+            "driver_version": state.driver_version,
+            "gpus": state.gpus,
+            "samples": len(self.gpu_rows),
+        }
+        per_gpu = {}
+        for gpu in {r[1] for r in self.gpu_rows}:
+            rows = [r for r in self.gpu_rows if r[1] == gpu]
+            per_gpu[str(gpu)] = {
+                "util_pct_mean": _mean(r[2] for r in rows),
+                "mem_used_mib_max": max((r[3] for r in rows if r[3] is not None), default=None),
+                "power_w_mean": _mean(r[4] for r in rows),
+                "energy_j": _energy(rows),
+            }
+        summary["per_gpu"] = per_gpu
+        return summary
+
+
+def _mean(values: Any) -> float | None:
+    present = [v for v in values if v is not None and not math.isnan(v)]
+    return statistics.fmean(present) if present else None
+
+
+def _energy(rows: list[list[Any]]) -> float | None:
+    """Trapezoid integral of power over time (J)."""
+    points = [(r[0], r[4]) for r in rows if r[4] is not None]
+    if len(points) < 2:
+        return None
+    return math.fsum((t1 - t0) * (p0 + p1) / 2 for (t0, p0), (t1, p1) in zip(points, points[1:]))

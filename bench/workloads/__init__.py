@@ -1,0 +1,31 @@
+"""Registry of workloads by name. Modules are imported lazily: listing names needs no TensorFlow."""
+
+from __future__ import annotations
+
+import importlib
+
+from bench.errors import UsageError
+
+# name -> (module, class)
+_WORKLOADS = {
+    "mlp": ("bench.workloads.mlp", "MLP"),
+    "memnn": ("bench.workloads.memnn", "MemNN"),
+    "charrnn-gru": ("bench.workloads.charrnn", "CharRNNGRU"),
+    "charrnn-lstm": ("bench.workloads.charrnn", "CharRNNLSTM"),
+}
+
+
+def names() -> list[str]:
+    return list(_WORKLOADS)
+
+
+def check(name: str) -> str:
+    """The name, if registered (no import of the workload's module, so no TensorFlow)."""
+    if name not in _WORKLOADS:
+        raise UsageError(f"unknown workload {name!r}; valid: {', '.join(_WORKLOADS)}")
+    return name
+
+
+def get(name: str):
+    module, cls = _WORKLOADS[check(name)]
+    return getattr(importlib.import_module(module), cls)()

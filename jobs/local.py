@@ -1,0 +1,64 @@
+"""A local study: every workload x strategy (x repeats) as separate `bench run` processes on
+this host, then a summary table. Each run is its own process because a backend configures
+devices before TensorFlow starts. Writes and reads files only: no TensorFlow import here."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.errors import UsageError
+
+MULTI_DEVICE = {"mirrored"}
+
+
+def run_commands(args: argparse.Namespace) -> list[list[str]]:
+    from bench import workloads
+    import strategies
+    chosen_workloads = [w for w in args.workloads.split(",") if w]
+    chosen_strategies = [s for s in args.strategies.split(",") if s]
+    for name in chosen_workloads:
+        workloads.check(name)
+    for name in chosen_strategies:
+        strategies.check(name)
+    if args.repeats < 1:
+        raise UsageError(f"--repeats {args.repeats}: must be >= 1")
+    commands = []
+    for repeat in range(args.repeats):
+        for workload in chosen_workloads:
+            for strategy in chosen_strategies:
+                cmd = [sys.executable, "-m", "bench", "run", "-q", "--workload", workload,
+                       "--strategy", strategy, "--epochs", str(args.epochs),
+                       "--steps-per-epoch", str(args.steps_per_epoch), "--data", args.data,
+                       "--seed", str(repeat), "--results", args.results]
+                if strategy in MULTI_DEVICE:
+                    cmd += ["--devices", str(args.devices)]
+                for item in args.sets or []:
+                    cmd += ["--set", item]
+                commands.append(cmd)
+    return commands
+
+
+def run_study(args: argparse.Namespace) -> int:
+    from analysis import summary
+    commands = run_commands(args)
+    Path(args.results).mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for i, cmd in enumerate(commands, 1):
+        label = " ".join(shlex.quote(c) for c in cmd[3:])
+        print(f"[{i}/{len(commands)}] bench {label}", flush=True)
+        t0 = time.perf_counter()
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        tail = (done.stderr.strip().splitlines() or [""])[-1]
+        status = "ok" if done.returncode == 0 else f"exit {done.returncode}: {tail}"
+        print(f"    {status} ({time.perf_counter() - t0:.1f} s)", flush=True)
+        failed += done.returncode != 0
+    print()
+    print(summary.table(summary.load([args.results])))
+    if failed:
+        print(f"\n{failed} of {len(commands)} runs failed", file=sys.stderr)
+    return 1 if failed else 0

@@ -1,0 +1,52 @@
+"""Registry of backends by name. Modules are imported lazily, so that `bench list` can say
+which backends are available here without importing Horovod or Ray."""
+
+from __future__ import annotations
+
+import importlib
+
+from bench.errors import UsageError
+
+# name -> (module, class); the next issues add mwms, horovod and ray here.
+_BACKENDS = {
+    "default": ("strategies.default", "DefaultBackend"),
+    "mirrored": ("strategies.mirrored", "MirroredBackend"),
+}
+PLANNED = {
+    "mwms": "MultiWorkerMirroredStrategy: not implemented yet (multi-worker backends issue)",
+    "horovod": "Horovod: not implemented yet (multi-worker backends issue)",
+    "ray": "Ray Tune: not implemented yet (Ray Tune issue)",
+}
+
+
+def names() -> list[str]:
+    return list(_BACKENDS)
+
+
+def check(name: str) -> str:
+    """The name, if registered (no import of the backend's module)."""
+    if name not in _BACKENDS:
+        hint = f" ({PLANNED[name]})" if name in PLANNED else ""
+        raise UsageError(f"unknown strategy {name!r}{hint}; valid: {', '.join(_BACKENDS)}")
+    return name
+
+
+def get_class(name: str):
+    module, cls = _BACKENDS[check(name)]
+    return getattr(importlib.import_module(module), cls)
+
+
+def get(name: str):
+    return get_class(name)()
+
+
+def availability() -> dict[str, tuple[bool, str]]:
+    result = {}
+    for name in _BACKENDS:
+        try:
+            result[name] = get_class(name).available()
+        except ImportError as exc:
+            result[name] = (False, f"import failed: {exc}")
+    for name, reason in PLANNED.items():
+        result[name] = (False, reason)
+    return result

@@ -1,0 +1,77 @@
+"""The backend interface: set up, wrap model construction, run, tear down.
+
+A backend never imports a workload. The runner drives it:
+
+    backend.setup(options)            # devices / cluster, before TensorFlow initialises
+    with backend.scope():             # model construction (variables placed per backend)
+        model = workload.build(...)
+    history = backend.fit(model, dataset, **fit_kwargs)
+    records = backend.gather(local_measurements)   # chief gets every rank's
+    backend.teardown()
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.errors import BackendUnavailable, UsageError
+
+
+@dataclass
+class BackendOptions:
+    devices: int | None = None      # replicas requested on this host (None: all / 1)
+    seed: int = 0
+
+
+@dataclass
+class Topology:
+    """What the record states about where a run ran."""
+    world_size: int = 1             # processes
+    rank: int = 0
+    num_replicas: int = 1           # replicas training in sync, all processes
+    local_devices: list[str] = field(default_factory=list)
+    ranks_per_node: int = 1
+
+    @property
+    def is_chief(self) -> bool:
+        return self.rank == 0
+
+
+class Backend:
+    name: str = ""
+    description: str = ""
+
+    def __init__(self) -> None:
+        self.topology = Topology()
+
+    @classmethod
+    def available(cls) -> tuple[bool, str]:
+        """Whether this backend can run here, and why not."""
+        return True, ""
+
+    def setup(self, options: BackendOptions) -> Topology:
+        raise NotImplementedError
+
+    def scope(self) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()
+
+    def fit(self, model: Any, dataset: Any, **kwargs: Any) -> Any:
+        return model.fit(dataset, **kwargs)
+
+    def gather(self, value: Any) -> list[Any]:
+        """Every rank's `value`, in rank order, on the chief (single-process: [value])."""
+        return [value]
+
+    def teardown(self) -> None:
+        pass
+
+
+def require_positive(devices: int | None, flag: str = "--devices") -> None:
+    if devices is not None and devices < 1:
+        raise UsageError(f"{flag} {devices}: must be >= 1")
+
+
+def unavailable(name: str, reason: str) -> BackendUnavailable:
+    return BackendUnavailable(f"strategy {name!r} is not available here: {reason}")

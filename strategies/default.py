@@ -1,0 +1,22 @@
+"""`default`: one device, TensorFlow's default strategy (plain model.fit)."""
+
+from __future__ import annotations
+
+from strategies.base import Backend, BackendOptions, Topology, require_positive
+from bench.errors import UsageError
+
+
+class DefaultBackend(Backend):
+    name = "default"
+    description = "one device (GPU 0 if present, else the CPU)"
+
+    def setup(self, options: BackendOptions) -> Topology:
+        require_positive(options.devices)
+        if options.devices not in (None, 1):
+            raise UsageError(f"strategy 'default' runs on one device; --devices {options.devices} "
+                             "needs --strategy mirrored")
+        import tensorflow as tf
+        gpus = tf.config.list_logical_devices("GPU")
+        device = gpus[0].name if gpus else tf.config.list_logical_devices("CPU")[0].name
+        self.topology = Topology(local_devices=[device])
+        return self.topology

@@ -1,0 +1,50 @@
+"""Shared fixtures. Runs that need a fresh TensorFlow (device set-up happens before it starts)
+go through the real `bench` CLI in a subprocess; the rest call the library directly."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = (ROOT.parent / "shared" / "data").resolve()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _environment(tmp_path_factory):
+    """Offline, a private data cache, pre-staged tiny Shakespeare, quiet TensorFlow."""
+    cache = tmp_path_factory.mktemp("cache")
+    os.environ.update({
+        "DISTBENCH_OFFLINE": "1",
+        "DISTBENCH_CACHE": str(cache),
+        "DISTBENCH_DATA_DIR": str(SHARED_DATA),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    })
+    yield
+
+
+@pytest.fixture
+def bench(tmp_path):
+    """Run the `bench` CLI in a fresh process; returns the CompletedProcess."""
+    def run(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True,
+                              timeout=timeout, cwd=tmp_path, env={**os.environ, **(env or {})})
+    return run
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def record_paths(results: Path) -> list[Path]:
+    return sorted(Path(results).rglob("record.json"))
+
+
+def error_lines(stderr: str) -> list[str]:
+    """stderr lines that are ours (TensorFlow's C++ start-up banners aside)."""
+    return [line for line in stderr.splitlines() if line.startswith("bench")]

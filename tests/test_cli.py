@@ -1,0 +1,68 @@
+"""Bad input: one clear error line, exit 2, nothing written that looks like a success."""
+
+import pytest
+
+from conftest import error_lines, read_json, record_paths
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "-w", "resnet"], "unknown workload 'resnet'; valid: mlp, memnn, charrnn-gru, charrnn-lstm"),
+    (["run", "-w", "mlp", "-s", "deepspeed"], "unknown strategy 'deepspeed'; valid: default, mirrored"),
+    (["run", "-w", "mlp", "--set", "depth=3"], "unknown hyperparameter 'depth' for mlp"),
+    (["run", "-w", "mlp", "--set", "n_hidden=lots"], "--set n_hidden='lots': expected int"),
+    (["run", "-w", "mlp", "--batch-size", "-4"], "--batch-size -4: must be >= 1"),
+    (["run", "-w", "mlp", "--epochs", "0"], "--epochs 0: must be >= 1"),
+    (["run", "-w", "mlp", "--data-dir", "/nonexistent/data"], "--data-dir /nonexistent/data: no such directory"),
+    (["run", "-w", "mlp", "--epochs", "two"], "invalid int value: 'two'"),
+    (["run", "-w", "mlp", "--strategy", "default", "--devices", "2"], "needs --strategy mirrored"),
+    (["run", "-w", "mlp", "--data", "generated", "--strategy", "mirrored", "--devices", "3", "--batch-size", "32"],
+     "global batch 32 does not split over 3 replicas"),
+    (["run", "-w", "memnn"], "babi not found (looked in"),
+    (["run", "-w", "mlp", "--resume", "/nonexistent.weights.h5"], "--resume /nonexistent.weights.h5: no such file"),
+    (["bogus"], "invalid choice: 'bogus'"),
+])
+def test_bad_input_is_one_line_and_exit_2(bench, tmp_path, args, message):
+    done = bench(*args, "--results", str(tmp_path / "results")) if args[0] == "run" else bench(*args)
+    assert done.returncode == 2, done.stderr
+    lines = error_lines(done.stderr)
+    assert len(lines) == 1 and message in lines[0], done.stderr
+    assert "Traceback" not in done.stderr
+    assert not record_paths(tmp_path / "results")
+
+
+def test_missing_real_data_names_the_prestage_route(bench, tmp_path):
+    done = bench("run", "-w", "mlp", "--data-dir", str(tmp_path))
+    assert done.returncode == 2
+    line = error_lines(done.stderr)[0]
+    assert "fashion-mnist not found" in line and str(tmp_path) in line and "pre-stage" in line
+
+
+def test_list_says_what_is_available_and_why_not(bench):
+    done = bench("list")
+    assert done.returncode == 0
+    assert "charrnn-lstm" in done.stdout and "mirrored   available" in done.stdout
+    assert "horovod    unavailable:" in done.stdout
+
+
+def test_env_reports_nvml_state(bench):
+    done = bench("env")
+    assert done.returncode == 0
+    import json
+    info = json.loads(done.stdout)
+    assert info["nvml"]["available"] or "NVML" in info["nvml"]["reason"]
+    assert info["packages"]["tensorflow-cpu"].startswith("2.21") or info["packages"].get("tensorflow", "").startswith("2.21")
+
+
+def test_data_check_reports_present_and_missing(bench, tmp_path):
+    done = bench("data", "check", "tinyshakespeare")
+    assert done.returncode == 0 and "tinyshakespeare  ok" in done.stdout
+    done = bench("data", "check", "babi", "--data-dir", str(tmp_path))
+    assert done.returncode == 2 and "babi             missing" in done.stderr
+
+
+def test_run_prints_record_path_last(bench, tmp_path):
+    done = bench("run", "-w", "mlp", "--data", "generated", "--steps-per-epoch", "8", "-q",
+                 "--set", "n_neurons=16", "--results", str(tmp_path / "r"))
+    assert done.returncode == 0, done.stderr
+    last = done.stdout.strip().splitlines()[-1]
+    assert last.endswith("record.json") and read_json(last)["status"] == "ok"

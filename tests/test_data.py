@@ -1,0 +1,168 @@
+"""Data: the bAbI format and generator, IDX files, checksums, and failures that say where we looked."""
+
+import gzip
+import random
+import shutil
+import struct
+import tarfile
+
+import numpy as np
+import pytest
+
+from bench.data import babi, fashion_mnist, shakespeare, store
+from bench.errors import DataError
+from conftest import SHARED_DATA
+
+# Verbatim shape of the real qa1 files: numbered lines, question \t answer \t support.
+REAL_FORMAT = """1 Mary moved to the bathroom.
+2 John went to the hallway.
+3 Where is Mary? \tbathroom\t1
+4 Daniel went back to the hallway.
+5 Sandra moved to the garden.
+6 Where is Daniel? \thallway\t4
+1 Sandra travelled to the office.
+2 Sandra went to the bathroom.
+3 Where is Sandra? \tbathroom\t2
+"""
+
+
+def test_parser_reads_the_real_format():
+    stories = babi.parse_stories(REAL_FORMAT.splitlines(keepends=True))
+    assert len(stories) == 3
+    story, question, answer = stories[1]
+    assert question == ["Where", "is", "Daniel", "?"] and answer == "hallway"
+    assert story[:5] == ["Mary", "moved", "to", "the", "bathroom"]
+    assert len(story) == 6 + 6 + 7 + 6              # 4 statements so far, questions excluded
+    assert stories[2][0] == "Sandra travelled to the office . Sandra went to the bathroom .".split()
+
+
+def test_generator_writes_the_same_format_with_correct_supporting_facts(tmp_path):
+    babi.generate_task(tmp_path, seed=1, train_questions=200, test_questions=50)
+    lines = (tmp_path / babi.MEMBER.format(split="train")).read_text().splitlines()
+    statements = {}
+    questions = 0
+    for line in lines:
+        nid, text = line.split(" ", 1)
+        if nid == "1":
+            statements = {}
+        if "\t" in text:
+            question, answer, support = text.split("\t")
+            person = question.split()[2].rstrip("?")
+            fact = statements[int(support)]
+            assert fact.split()[0] == person and fact.rstrip(".").endswith(answer)
+            questions += 1
+        else:
+            statements[int(nid)] = text
+    assert questions == 200
+    parsed = babi.read_task_dir(tmp_path)
+    assert len(parsed["train"]) == 200 and len(parsed["test"]) == 50
+
+
+def test_tarball_is_read_like_the_real_one(tmp_path):
+    tree = babi.generate_task(tmp_path / "tree", seed=2, train_questions=20, test_questions=10)
+    tarball = tmp_path / "babi" / babi.TARBALL.name
+    tarball.parent.mkdir()
+    with tarfile.open(tarball, "w:gz") as tar:
+        tar.add(tree / "tasks_1-20_v1-2", arcname="tasks_1-20_v1-2")
+    stories, location = babi.load_real(str(tmp_path))
+    assert location == tarball and len(stories["test"]) == 10
+
+
+def test_corrupt_tarball_is_a_data_error(tmp_path):
+    (tmp_path / "babi").mkdir()
+    (tmp_path / "babi" / babi.TARBALL.name).write_bytes(b"not a tarball")
+    with pytest.raises(DataError, match="corrupt bAbI tarball"):
+        babi.load_real(str(tmp_path))
+
+
+def test_malformed_babi_lines_are_a_data_error(tmp_path):
+    path = tmp_path / babi.MEMBER.format(split="train")
+    path.parent.mkdir(parents=True)
+    path.write_text("Mary moved to the bathroom.\n")
+    with pytest.raises(DataError, match="not in bAbI format"):
+        babi.read_task_dir(tmp_path)
+
+
+def test_vectorize_pads_left_with_zero():
+    index = {"a": 1, "b": 2, "c": 3}
+    x, q, y = babi.vectorize([(["a", "b"], ["c"], "a")], index, story_len=4, query_len=2)
+    assert x.tolist() == [[0, 0, 1, 2]] and q.tolist() == [[0, 3]] and y.tolist() == [1]
+
+
+def write_idx(path, array):
+    header = struct.pack(">HBB", 0, 8, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as handle:
+        handle.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_idx_round_trip_and_corruption(tmp_path):
+    images = np.random.default_rng(0).integers(0, 255, (5, 28, 28))
+    write_idx(tmp_path / "x.gz", images)
+    assert (fashion_mnist.read_idx(tmp_path / "x.gz") == images).all()
+    (tmp_path / "bad.gz").write_bytes(b"\x1f\x8b garbage")
+    with pytest.raises(DataError, match="corrupt IDX"):
+        fashion_mnist.read_idx(tmp_path / "bad.gz")
+
+
+def test_real_fashion_mnist_files_are_checked_against_published_md5(tmp_path):
+    folder = tmp_path / "fashion-mnist"
+    folder.mkdir()
+    for remote in fashion_mnist.FILES.values():
+        write_idx(folder / remote.name, np.zeros((2, 28, 28)))
+    with pytest.raises(DataError, match="md5 mismatch"):
+        fashion_mnist.load(str(tmp_path))
+
+
+def test_synthetic_images_have_real_shapes_and_learnable_classes():
+    arrays = fashion_mnist.synthetic(2000, 500, seed=0)
+    assert arrays["train_images"].shape == (2000, 28, 28) and arrays["train_images"].dtype == np.uint8
+    assert set(np.unique(arrays["train_labels"])) == set(range(10))
+    # a nearest-class-mean classifier beats chance by far: there is class structure to learn
+    x = arrays["train_images"].reshape(2000, -1) / 255.0
+    means = np.stack([x[arrays["train_labels"] == k].mean(0) for k in range(10)])
+    xt = arrays["test_images"].reshape(500, -1) / 255.0
+    predicted = ((xt[:, None, :] - means[None]) ** 2).sum(-1).argmin(1)
+    assert (predicted == arrays["test_labels"]).mean() > 0.5
+
+
+def test_tiny_shakespeare_is_the_exact_file():
+    text, path = shakespeare.load(str(SHARED_DATA))
+    assert len(text) == 1_115_394 and len(set(text)) == 65
+    assert path == SHARED_DATA / "tinyshakespeare" / "input.txt"
+
+
+def test_modified_corpus_fails_its_checksum(tmp_path):
+    (tmp_path / "tinyshakespeare").mkdir()
+    shutil.copy(SHARED_DATA / "tinyshakespeare" / "input.txt", tmp_path / "tinyshakespeare" / "input.txt")
+    with open(tmp_path / "tinyshakespeare" / "input.txt", "a") as handle:
+        handle.write("extra")
+    with pytest.raises(DataError, match="sha256 mismatch"):
+        shakespeare.load(str(tmp_path))
+
+
+def test_missing_data_says_where_it_looked_and_how_to_prestage(tmp_path, monkeypatch):
+    monkeypatch.delenv("DISTBENCH_DATA_DIR")
+    with pytest.raises(DataError) as info:
+        fashion_mnist.load(None)
+    message = str(info.value)
+    assert "looked in" in message and str(store.cache_root()) in message
+    assert "--data-dir" in message and "train-images-idx3-ubyte.gz" in message
+
+
+def test_download_is_attempted_from_the_canonical_url_and_failure_is_reported(tmp_path, monkeypatch):
+    """No internet here: the real download code runs and its failure is one clear error."""
+    monkeypatch.delenv("DISTBENCH_DATA_DIR")
+    monkeypatch.setenv("DISTBENCH_OFFLINE", "0")
+    monkeypatch.setenv("DISTBENCH_CACHE", str(tmp_path))
+    try:
+        text, _ = shakespeare.load(None)
+    except DataError as exc:
+        assert "download failed" in str(exc) and shakespeare.FILE.urls[0] in str(exc)
+        assert not list(tmp_path.rglob("input.txt"))      # no partial file left behind
+    else:                                                 # a machine with internet
+        assert len(text) == 1_115_394
+
+
+def test_generated_text_is_deterministic():
+    assert shakespeare.generated_text(500, seed=3) == shakespeare.generated_text(500, seed=3)
+    assert random.Random(0) is not None

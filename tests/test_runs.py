@@ -1,0 +1,184 @@
+"""Real training runs (TensorFlow on CPU, small shapes): every workload under every strategy,
+records, checkpoints and resume, generation and export, interruption by signals."""
+
+import math
+import signal
+import subprocess
+import sys
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.record import read_record
+from conftest import error_lines, record_paths
+
+SMALL = {
+    "mlp": ["--set", "n_neurons=32"],
+    "memnn": ["--set", "train_questions=400"],
+    "charrnn-gru": ["--set", "rnn_units=32", "--set", "embedding_dim=16", "--batch-size", "16"],
+    "charrnn-lstm": ["--set", "rnn_units=32", "--set", "embedding_dim=16", "--batch-size", "16"],
+}
+DATA = {"mlp": "generated", "memnn": "generated", "charrnn-gru": "real", "charrnn-lstm": "real"}
+
+
+@pytest.mark.parametrize("strategy", ["default", "mirrored"])
+@pytest.mark.parametrize("workload", list(SMALL))
+def test_every_workload_runs_under_every_strategy(bench, tmp_path, workload, strategy):
+    results = tmp_path / "results"
+    devices = ["--devices", "2"] if strategy == "mirrored" else []
+    done = bench("run", "-w", workload, "-s", strategy, *devices, "--epochs", "2", "--steps-per-epoch", "6",
+                 "--warmup-steps", "2", "--data", DATA[workload], "-q", "--results", str(results),
+                 *SMALL[workload])
+    assert done.returncode == 0, done.stderr
+    record = read_record(done.stdout.strip().splitlines()[-1])
+    replicas = 2 if strategy == "mirrored" else 1
+    assert record.status == "ok" and record.num_replicas == replicas and len(record.devices) == replicas
+    assert record.global_batch_size == record.per_replica_batch_size * replicas
+    assert record.data_source == DATA[workload]
+    assert record.timing["steps"] == 12 and record.timing["warmup_steps"] == 2
+    assert record.timing["step_time"]["count"] == 10 and len(record.timing["epoch_times_s"]) == 2
+    assert record.throughput["samples_per_s"] > 0
+    assert math.isclose(record.throughput["samples_per_s_per_device"] * replicas, record.throughput["samples_per_s"])
+    if workload.startswith("charrnn"):
+        assert record.throughput["tokens_per_s"] == pytest.approx(100 * record.throughput["samples_per_s"])
+    assert math.isfinite(record.metrics["final_loss"])
+    assert record.gpu["available"] or record.gpu["reason"]
+    assert record.host["rss_mib_max"] > 0 and record.provenance["packages"]["keras"].startswith("3.")
+    out = Path(done.stdout.strip().splitlines()[-1]).parent
+    assert len((out / "steps.csv").read_text().splitlines()) == 13
+
+
+def test_synthetic_mode_needs_no_data_files(bench, tmp_path):
+    done = bench("run", "-w", "memnn", "--synthetic", "--steps-per-epoch", "5", "-q",
+                 "--results", str(tmp_path), env={"DISTBENCH_DATA_DIR": str(tmp_path / "none")})
+    assert done.returncode == 0, done.stderr
+    record = read_record(done.stdout.strip().splitlines()[-1])
+    assert record.data_source == "synthetic" and record.timing["steps"] == 5
+
+
+def test_time_to_target_accuracy_is_recorded(bench, tmp_path):
+    done = bench("run", "-w", "mlp", "--data", "generated", "--epochs", "3", "--steps-per-epoch", "40",
+                 "--target-accuracy", "0.5", "-q", "--results", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    metrics = read_record(done.stdout.strip().splitlines()[-1]).metrics
+    assert metrics["target_metric"] == "val_accuracy"
+    assert metrics["time_to_target_s"] > 0 and 1 <= metrics["epochs_to_target"] <= 3
+    assert metrics["test_accuracy"] > 0.5
+
+
+def test_charrnn_initial_loss_is_log_vocab():
+    """Before training, an untrained char-RNN predicts ~uniformly: loss ~ ln(vocab size)."""
+    import keras
+    from bench import workloads
+    from bench.hparams import resolve
+    keras.utils.set_random_seed(0)
+    workload = workloads.get("charrnn-gru")
+    hp = resolve(workload.space, {"rnn_units": "64"}, workload.name)
+    data = workload.load("real", None, hp, seed=0)
+    assert data.info["vocab_size"] == 66 and data.info["vocab"][0] == "[UNK]"
+    model = workload.build(data, hp, per_replica_batch=64)
+    loss = model.evaluate(workload.dataset(data, "train", 64, hp, 0, training=True).take(3), verbose=0)
+    assert abs(loss - math.log(66)) < 0.05
+
+
+def test_stateful_batches_are_contiguous_and_states_reset_each_epoch():
+    import numpy as np
+    from bench.workloads.charrnn import CharRNNLSTM, ResetStates, contiguous_batches
+    ids = np.arange(1000)
+    x, y = contiguous_batches(ids, batch=4, seq=10)
+    assert x.shape == (24, 4, 10)
+    assert (x[1, :, 0] == x[0, :, -1] + 1).all()          # row i of batch j+1 continues row i of batch j
+    assert (y == x + 1).all()
+
+    import keras
+    from bench.hparams import resolve
+    from bench.workloads.base import Data
+    workload = CharRNNLSTM()
+    hp = resolve(workload.space, {"rnn_units": "8", "embedding_dim": "4"}, workload.name)
+    model = workload.build(Data("synthetic", "", info={"vocab_size": 66}), hp, per_replica_batch=4)
+    model.predict(np.ones((4, 10), np.int32), verbose=0)
+    lstm = model.get_layer("lstm_0")
+    assert np.abs(keras.ops.convert_to_numpy(lstm.states[0])).sum() > 0
+    callback = ResetStates()
+    callback.set_model(model)
+    callback.on_epoch_begin(1)
+    assert np.abs(keras.ops.convert_to_numpy(lstm.states[0])).sum() == 0
+
+
+def test_checkpoints_resume_and_generate(bench, tmp_path):
+    first = bench("run", "-w", "charrnn-gru", "--epochs", "2", "--steps-per-epoch", "15", "--checkpoint-every", "1",
+                  "--export", "-q", "--results", str(tmp_path), *SMALL["charrnn-gru"])
+    assert first.returncode == 0, first.stderr
+    run = Path(first.stdout.strip().splitlines()[-1]).parent
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch-0001.weights.h5", "epoch-0002.weights.h5"]
+    before = read_record(run / "record.json")
+
+    resumed = bench("run", "-w", "charrnn-gru", "--epochs", "3", "--steps-per-epoch", "15", "--resume", str(run),
+                    "-q", "--results", str(tmp_path), *SMALL["charrnn-gru"])
+    assert resumed.returncode == 0, resumed.stderr
+    after = read_record(resumed.stdout.strip().splitlines()[-1])
+    assert after.extra["initial_epoch"] == 2 and len(after.history["loss"]) == 1
+    # optimizer and weights came back: the loss continues instead of starting over at ~ln(66)
+    assert after.history["loss"][0] < before.history["loss"][0]
+    assert after.history["loss"][0] < math.log(66) - 0.3
+
+    for source in (run / "export", run):
+        done = bench("generate", str(source), "--start", "ROMEO:", "--length", "40", "--num", "3",
+                     "--temperature", "0.7", "--seed", "1")
+        assert done.returncode == 0, done.stderr
+        texts = [t for t in done.stdout.split("-" * 40 + "\n") if t.strip()]
+        assert len(texts) == 3
+        assert all(t.startswith("ROMEO:") and len(t.rstrip("\n")) == 46 and "[UNK]" not in t for t in texts)
+    outputs = [bench("generate", str(s), "--length", "30", "--seed", "5").stdout for s in (run / "export", run)]
+    assert outputs[0] == outputs[1] != ""      # checkpoint 2 is the exported model: same sample
+
+
+def test_export_generates_with_tensorflow_alone(bench, tmp_path):
+    done = bench("run", "-w", "charrnn-lstm", "--steps-per-epoch", "5", "--export", "-q",
+                 "--results", str(tmp_path), *SMALL["charrnn-lstm"])
+    assert done.returncode == 0, done.stderr
+    export = Path(done.stdout.strip().splitlines()[-1]).parent / "export"
+    script = ("import sys, tensorflow as tf\n"
+              "assert not [m for m in sys.modules if m.startswith('bench')]\n"
+              f"g = tf.saved_model.load({str(export)!r})\n"
+              "out = g.generate(start='To be', length=25, temperature=0.5, num=2, seed=0)\n"
+              "print([t.decode() for t in out.numpy()])\n")
+    shown = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.count("To be") == 2
+
+
+def test_resume_from_a_checkpoint_of_another_model_is_a_usage_error(bench, tmp_path):
+    first = bench("run", "-w", "charrnn-gru", "--steps-per-epoch", "3", "--checkpoint-every", "1", "-q",
+                  "--results", str(tmp_path / "a"), *SMALL["charrnn-gru"])
+    assert first.returncode == 0, first.stderr
+    run = Path(first.stdout.strip().splitlines()[-1]).parent
+    done = bench("run", "-w", "charrnn-gru", "--epochs", "2", "--steps-per-epoch", "3", "--resume", str(run),
+                 "-q", "--results", str(tmp_path / "b"), "--set", "rnn_units=48", "--set", "embedding_dim=16",
+                 "--batch-size", "16")
+    assert done.returncode == 2
+    assert "does not fit this model" in error_lines(done.stderr)[0]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_mid_run_writes_an_interrupted_record(tmp_path, signum):
+    results = tmp_path / "results"
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "run", "-w", "charrnn-gru", "--epochs", "3",
+                             "--steps-per-epoch", "100000", "-q", "--results", str(results),
+                             *SMALL["charrnn-gru"]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:     # the "running" record appears just before training starts
+        if record_paths(results):
+            break
+        time.sleep(0.2)
+    assert record_paths(results), "the run never started"
+    time.sleep(4)
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signum
+    assert any(f"run interrupted: interrupted by {signal.Signals(signum).name}" in l for l in error_lines(stderr))
+    record = read_record(record_paths(results)[0])
+    assert record.status == "interrupted" and record.timing["steps"] > 0
+    assert record.timing["step_time"]["count"] > 0 and record.finished_at

@@ -1,0 +1,92 @@
+"""Pure functions: hyperparameters, statistics, provenance, GPU probing without a GPU."""
+
+import math
+
+import pytest
+
+from bench import gpu, provenance, stats
+from bench.errors import UsageError
+from bench.hparams import HParam, for_workload, parse_set_options, resolve
+
+SPACE = {"n_hidden": HParam(2, 0, 8), "learning_rate": HParam(1e-3, 1e-6, 1.0),
+         "optimizer": HParam("adam", choices=("sgd", "adam")), "stateful": HParam(True),
+         "rho": HParam(0.9, 0.0, 1.0)}
+
+
+def test_set_values_are_parsed_to_the_default_type():
+    hp = resolve(SPACE, {"n_hidden": "4", "learning_rate": "0.01", "optimizer": "sgd", "stateful": "false"}, "mlp")
+    assert hp == {"n_hidden": 4, "learning_rate": 0.01, "optimizer": "sgd", "stateful": False, "rho": 0.9}
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"depth": "3"}, "unknown hyperparameter 'depth' for mlp; valid:"),
+    ({"n_hidden": "three"}, "expected int"),
+    ({"n_hidden": "9"}, "must be <= 8"),
+    ({"optimizer": "lamb"}, "must be one of sgd, adam"),
+    ({"stateful": "maybe"}, "expected bool"),
+])
+def test_bad_set_values_are_usage_errors(overrides, message):
+    with pytest.raises(UsageError, match=message):
+        resolve(SPACE, overrides, "mlp")
+
+
+def test_clamp_keeps_mutated_values_valid():
+    assert SPACE["rho"].clamp(1.08) == 1.0
+    assert SPACE["n_hidden"].clamp(-3) == 0
+    assert SPACE["optimizer"].clamp("lamb") == "adam"
+
+
+def test_set_options_and_workload_scoping():
+    parsed = parse_set_options(["rnn_units=64", "mlp.n_hidden=3", "charrnn-gru.seq_length=50"])
+    known = {"mlp", "charrnn-gru"}
+    assert for_workload(parsed, "mlp", known) == {"rnn_units": "64", "n_hidden": "3"}
+    assert for_workload(parsed, "charrnn-gru", known) == {"rnn_units": "64", "seq_length": "50"}
+    with pytest.raises(UsageError, match="expected key=value"):
+        parse_set_options(["oops"])
+    with pytest.raises(UsageError, match="unknown workload 'gpt'"):
+        for_workload({"gpt.layers": "2"}, "mlp", known)
+
+
+def test_percentiles_and_step_summary():
+    values = [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert stats.percentile(values, 50) == 3.0
+    assert stats.percentile(values, 90) == pytest.approx(4.6)
+    summary = stats.step_time_summary(values)
+    assert summary["median_s"] == 3.0 and summary["count"] == 5 and summary["total_s"] == 15.0
+    assert stats.step_time_summary([]) == {"count": 0}
+
+
+def test_throughput_counts_samples_tokens_and_devices():
+    result = stats.throughput([0.5, 0.5], samples_per_step=64, devices=2, tokens_per_sample=100)
+    assert result["samples_per_s"] == 128.0
+    assert result["samples_per_s_per_device"] == 64.0
+    assert result["tokens_per_s"] == 12800.0
+    assert stats.throughput([], 64, 1) == {}
+
+
+def test_nvml_absence_is_reported_not_raised():
+    state = gpu.probe()
+    if state.available:            # on a GPU node the same call lists the GPUs
+        assert state.gpus and all(g["name"] for g in state.gpus)
+    else:
+        assert state.reason and "NVML" in state.reason
+
+
+def test_provenance_has_versions_host_and_slurm(monkeypatch):
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    info = provenance.collect()
+    assert info["slurm"]["SLURM_JOB_ID"] == "4242"
+    assert info["packages"]["distbench"]
+    assert info["hostname"] and info["cpu_model"] and info["python"]
+    assert "sha" in info["git"]
+
+
+def test_sampler_records_host_rows():
+    from bench.sampler import ResourceSampler
+    import time
+    with ResourceSampler(0.05) as sampler:
+        time.sleep(0.3)
+    assert len(sampler.host_rows) >= 3
+    assert sampler.host_summary()["rss_mib_max"] > 0
+    assert sampler.gpu_summary()["available"] in (True, False)
+    assert not math.isnan(sampler.host_summary()["cpu_pct_mean"])
