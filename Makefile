@@ -12,8 +12,8 @@ setup:
 demo: setup
 	$(BENCH) study --name local-demo --workloads mlp,memnn,charrnn-gru,charrnn-lstm \
 	    --strategies default,mirrored --devices 2 --epochs 2 --steps-per-epoch 20 \
-	    --data generated --set charrnn-gru.rnn_units=256 --set charrnn-lstm.rnn_units=256 \
-	    --results results/local-demo
+	    --data mlp=generated,memnn=generated,charrnn-gru=real,charrnn-lstm=real \
+	    --set charrnn-gru.rnn_units=256 --set charrnn-lstm.rnn_units=256
 
 # pytest exits 5 when it collected no test: that is not a failure of the suite.
 test: setup

@@ -63,9 +63,9 @@ class TimeToTarget(keras.callbacks.Callback):
     """Wall time from the start of training until `metric` first reaches `target`
     (checked at epoch ends, where validation metrics exist)."""
 
-    def __init__(self, metric: str, target: float, clock_start) -> None:
+    def __init__(self, metric: str, target: float, clock_start, stop: bool = False) -> None:
         super().__init__()
-        self.metric, self.target, self.clock_start = metric, target, clock_start
+        self.metric, self.target, self.clock_start, self.stop = metric, target, clock_start, stop
         self.seconds: float | None = None
         self.epoch: int | None = None
 
@@ -74,6 +74,8 @@ class TimeToTarget(keras.callbacks.Callback):
         if self.seconds is None and value is not None and value >= self.target:
             self.seconds = time.perf_counter() - self.clock_start()
             self.epoch = epoch + 1
+            if self.stop:
+                self.model.stop_training = True
 
 
 class EpochCheckpoint(keras.callbacks.Callback):

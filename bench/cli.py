@@ -40,6 +40,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup-steps", type=int, default=5, help="steps excluded from timing (default: 5)")
     p.add_argument("--sample-interval", type=float, default=1.0, help="GPU/host sampling period in s")
     p.add_argument("--target-accuracy", type=float, help="record the time to reach this accuracy")
+    p.add_argument("--stop-at-target", action="store_true", help="end training once the target is reached")
     p.add_argument("--jit-compile", choices=("auto", "true", "false"), default="auto",
                    help="XLA (default auto: Keras enables it on GPUs only)")
     p.add_argument("--checkpoint-every", type=int, default=0, metavar="EPOCHS")
@@ -79,9 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--repeats", type=int, default=1)
     study.add_argument("--epochs", type=int, default=1)
     study.add_argument("--steps-per-epoch", type=int, default=20)
-    study.add_argument("--data", choices=("real", "generated", "synthetic"), default="generated")
+    study.add_argument("--data", default="generated",
+                       help="real|generated|synthetic for all, or per workload: mlp=generated,charrnn-gru=real")
     study.add_argument("--set", action="append", metavar="[WORKLOAD.]KEY=VALUE", dest="sets")
-    study.add_argument("--results", default="results/local-study")
+    study.add_argument("--results", help="default: results/<name>")
 
     summary = sub.add_parser("summary", help="a table of the records under results directories")
     summary.add_argument("results", nargs="+")
@@ -112,6 +114,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         data=args.data, data_dir=args.data_dir, results=args.results,
         overrides=parse_set_options(args.sets), warmup_steps=args.warmup_steps,
         sample_interval_s=args.sample_interval, target_accuracy=args.target_accuracy,
+        stop_at_target=args.stop_at_target,
         jit_compile=args.jit_compile, checkpoint_every=args.checkpoint_every, resume=args.resume,
         export=args.export, verbose=0 if args.quiet else "auto",
     )

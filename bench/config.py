@@ -30,6 +30,7 @@ class RunConfig:
     warmup_steps: int = 5
     sample_interval_s: float = 1.0
     target_accuracy: float | None = None
+    stop_at_target: bool = False            # train-to-accuracy: end once the target is reached
     jit_compile: str = "auto"               # Keras' default: XLA on GPUs, not on CPU
     checkpoint_every: int = 0               # epochs; 0 = no checkpoints
     resume: str | None = None               # checkpoint file or a run directory
@@ -57,6 +58,8 @@ class RunConfig:
             raise UsageError(f"--jit-compile {self.jit_compile!r}: must be one of {', '.join(JIT_CHOICES)}")
         if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
             raise UsageError(f"--target-accuracy {self.target_accuracy}: must be in (0, 1]")
+        if self.stop_at_target and self.target_accuracy is None:
+            raise UsageError("--stop-at-target needs --target-accuracy")
         if self.batch_size and self.per_replica_batch_size:
             raise UsageError("give --batch-size (global) or --per-replica-batch-size, not both")
         if self.data_dir is not None and not Path(self.data_dir).is_dir():

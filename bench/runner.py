@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import time
 import traceback
@@ -90,6 +91,7 @@ def _run(cfg, workload, backend, hp, topology) -> RunResult:
     data = workload.load(cfg.data, cfg.data_dir, hp, cfg.seed)
     global_batch, per_replica = resolve_batch(cfg, workload, topology.num_replicas)
     resume_from = _resume_path(cfg.resume) if cfg.resume else None
+    _check_options(cfg, workload, data)
 
     record = RunRecord(
         run_id=cfg.run_id or new_run_id(), workload=workload.name, strategy=backend.name,
@@ -127,9 +129,10 @@ def _run(cfg, workload, backend, hp, topology) -> RunResult:
             timer = cb.StepTimer(cfg.warmup_steps)
             _callbacks = [timer, cb.StopOnSignal(lambda: signals.received is not None)]
             target = None
-            if cfg.target_accuracy is not None and workload.monitor:
+            if cfg.target_accuracy is not None:
                 metric = ("val_" if validation is not None else "") + workload.monitor
-                target = cb.TimeToTarget(metric, cfg.target_accuracy, lambda: timer.train_start)
+                target = cb.TimeToTarget(metric, cfg.target_accuracy, lambda: timer.train_start,
+                                         stop=cfg.stop_at_target)
                 _callbacks.append(target)
             checkpoints = None
             if cfg.checkpoint_every and writer:
@@ -167,6 +170,8 @@ def _run(cfg, workload, backend, hp, topology) -> RunResult:
             record.status, record.error = STATUS_INTERRUPTED, "interrupted by a second signal"
             exit_code = 128 + (signals.received or signal.SIGINT)
         except UsageError:
+            if writer:      # found before training (e.g. a checkpoint of another model): no run happened
+                shutil.rmtree(out, ignore_errors=True)
             raise
         except Exception as exc:  # the record says why; the CLI prints one line
             record.status = STATUS_FAILED
@@ -238,7 +243,15 @@ def _restore(model, path: Path) -> int:
     return checkpoint_epoch(path)
 
 
-def _export(workload, model, data, hp, out: Path) -> Path:
-    if not hasattr(workload, "export_generator"):  # only the char-RNNs generate
+def _check_options(cfg: RunConfig, workload, data) -> None:
+    """Options that depend on the workload or data, checked before anything is written."""
+    if cfg.target_accuracy is not None and not workload.monitor:
+        raise UsageError(f"--target-accuracy: workload {workload.name!r} reports no accuracy")
+    if cfg.export and not hasattr(workload, "export_generator"):   # only the char-RNNs generate
         raise UsageError(f"--export: workload {workload.name!r} has no exportable generator")
+    if cfg.export and data.source == "synthetic":
+        raise UsageError("--export: synthetic data has no vocabulary to generate text with")
+
+
+def _export(workload, model, data, hp, out: Path) -> Path:
     return workload.export_generator(model, data, hp, out / "export")

@@ -17,6 +17,7 @@ MULTI_DEVICE = {"mirrored"}
 
 
 def run_commands(args: argparse.Namespace) -> list[list[str]]:
+    args.results = args.results or str(Path("results") / args.name)
     from bench import workloads
     import strategies
     chosen_workloads = [w for w in args.workloads.split(",") if w]
@@ -25,6 +26,7 @@ def run_commands(args: argparse.Namespace) -> list[list[str]]:
         workloads.check(name)
     for name in chosen_strategies:
         strategies.check(name)
+    sources = data_sources(args.data, chosen_workloads)
     if args.repeats < 1:
         raise UsageError(f"--repeats {args.repeats}: must be >= 1")
     commands = []
@@ -33,7 +35,7 @@ def run_commands(args: argparse.Namespace) -> list[list[str]]:
             for strategy in chosen_strategies:
                 cmd = [sys.executable, "-m", "bench", "run", "-q", "--workload", workload,
                        "--strategy", strategy, "--epochs", str(args.epochs),
-                       "--steps-per-epoch", str(args.steps_per_epoch), "--data", args.data,
+                       "--steps-per-epoch", str(args.steps_per_epoch), "--data", sources[workload],
                        "--seed", str(repeat), "--results", args.results]
                 if strategy in MULTI_DEVICE:
                     cmd += ["--devices", str(args.devices)]
@@ -41,6 +43,24 @@ def run_commands(args: argparse.Namespace) -> list[list[str]]:
                     cmd += ["--set", item]
                 commands.append(cmd)
     return commands
+
+
+def data_sources(spec: str, chosen: list[str]) -> dict[str, str]:
+    """`generated` for all, or per workload: `mlp=generated,charrnn-gru=real` (others: real)."""
+    from bench.workloads.base import DATA_SOURCES
+    if "=" not in spec:
+        pairs = {name: spec for name in chosen}
+    else:
+        pairs = {name: "real" for name in chosen}
+        for item in spec.split(","):
+            name, _, source = item.partition("=")
+            if name not in chosen:
+                raise UsageError(f"--data {item!r}: {name!r} is not one of the study's workloads")
+            pairs[name] = source
+    for name, source in pairs.items():
+        if source not in DATA_SOURCES:
+            raise UsageError(f"--data {name}={source}: must be one of {', '.join(DATA_SOURCES)}")
+    return pairs
 
 
 def run_study(args: argparse.Namespace) -> int:

@@ -20,6 +20,10 @@ from conftest import error_lines, read_json, record_paths
     (["run", "-w", "memnn"], "babi not found (looked in"),
     (["run", "-w", "mlp", "--resume", "/nonexistent.weights.h5"], "--resume /nonexistent.weights.h5: no such file"),
     (["bogus"], "invalid choice: 'bogus'"),
+    (["run", "-w", "charrnn-gru", "--target-accuracy", "0.9"], "workload 'charrnn-gru' reports no accuracy"),
+    (["run", "-w", "mlp", "--data", "generated", "--export"], "workload 'mlp' has no exportable generator"),
+    (["run", "-w", "charrnn-gru", "--synthetic", "--export"], "synthetic data has no vocabulary"),
+    (["run", "-w", "mlp", "--stop-at-target"], "--stop-at-target needs --target-accuracy"),
 ])
 def test_bad_input_is_one_line_and_exit_2(bench, tmp_path, args, message):
     done = bench(*args, "--results", str(tmp_path / "results")) if args[0] == "run" else bench(*args)

@@ -160,6 +160,7 @@ def test_resume_from_a_checkpoint_of_another_model_is_a_usage_error(bench, tmp_p
                  "--batch-size", "16")
     assert done.returncode == 2
     assert "does not fit this model" in error_lines(done.stderr)[0]
+    assert not record_paths(tmp_path / "b")     # no stale "running" record left behind
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

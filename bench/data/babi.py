@@ -124,7 +124,10 @@ def generate_story_lines(rng: random.Random, questions: int = 5) -> list[str]:
     where: dict[str, tuple[str, int]] = {}
     for _ in range(questions):
         for _ in range(2):
-            person, place = rng.choice(PEOPLE), rng.choice(PLACES)
+            person = rng.choice(PEOPLE)
+            # as in bAbI's WhereIsActor: a move is valid only to somewhere else
+            here = where.get(person, (None, 0))[0]
+            place = rng.choice([p for p in PLACES if p != here])
             lines.append(f"{len(lines) + 1} {person} {rng.choice(MOVES)} the {place}.")
             where[person] = (place, len(lines))
         person = rng.choice(sorted(where))

@@ -47,23 +47,27 @@ def load(data_dir: str | None, download: bool = True) -> tuple[dict[str, np.ndar
 
 
 def synthetic(n_train: int, n_test: int, seed: int) -> dict[str, np.ndarray]:
-    """Images with Fashion-MNIST's shapes and a learnable class structure.
+    """Images with Fashion-MNIST's shapes and a learnable, not trivial, class structure.
 
-    Each class is a fixed random blob pattern; samples are that pattern with
-    per-sample intensity jitter, a small shift and noise, as uint8 like the real files.
+    Every class pattern mixes a shared background with a class-specific blob pattern
+    (classes overlap, as shirts and T-shirts do); samples vary in intensity, are shifted
+    by up to 2 pixels and noisy, stored as uint8 like the real files. A nearest-class-mean
+    classifier gets about 0.65 on it, an MLP more.
     """
     rng = np.random.default_rng(seed)
-    prototypes = rng.uniform(0, 1, (NUM_CLASSES, 7, 7)).repeat(4, 1).repeat(4, 2)
+    shared = rng.uniform(0, 1, (7, 7)).repeat(4, 0).repeat(4, 1)
+    specific = rng.uniform(0, 1, (NUM_CLASSES, 7, 7)).repeat(4, 1).repeat(4, 2)
+    prototypes = 0.7 * shared + 0.3 * specific
 
     def make(n: int) -> tuple[np.ndarray, np.ndarray]:
         labels = rng.integers(0, NUM_CLASSES, n).astype(np.uint8)
         images = prototypes[labels] * rng.uniform(0.6, 1.0, (n, 1, 1))
-        shifts = rng.integers(-1, 2, (n, 2))
-        for axis in (0, 1):
-            for shift in (-1, 1):
-                rows = shifts[:, axis] == shift
-                images[rows] = np.roll(images[rows], shift, axis=axis + 1)
-        images += rng.normal(0, 0.25, images.shape)
+        shifts = rng.integers(-2, 3, (n, 2))
+        for dy in range(-2, 3):
+            for dx in range(-2, 3):
+                rows = (shifts[:, 0] == dy) & (shifts[:, 1] == dx)
+                images[rows] = np.roll(images[rows], (dy, dx), axis=(1, 2))
+        images += rng.normal(0, 0.3, images.shape)
         return (np.clip(images, 0, 1) * 255).astype(np.uint8), labels
 
     train_images, train_labels = make(n_train)

@@ -10,7 +10,6 @@ import numpy as np
 import tensorflow as tf
 
 from bench.data import shakespeare
-from bench.errors import UsageError
 from bench.hparams import HParam
 from bench.workloads.base import Data, Workload
 from bench.workloads import pipeline
@@ -91,8 +90,6 @@ class _CharRNN(Workload):
 
     def export_generator(self, model, data, hp, directory):
         from bench import textgen
-        if not data.info.get("vocab"):
-            raise UsageError("--export: synthetic data has no vocabulary to generate text with")
         return textgen.export(model, data.info["vocab"], directory)
 
     def _rnn_layers(self, hp):
