@@ -11,7 +11,15 @@ import keras
 
 class StepTimer(keras.callbacks.Callback):
     """Times every training step with perf_counter; the first `warmup_steps` are kept
-    apart (tracing, autotuning) and excluded from the statistics."""
+    apart (tracing, autotuning) and excluded from the statistics.
+
+    A step is timed from its `on_train_batch_begin` to the next one (or, for an epoch's
+    last step, to the start of validation or the epoch's end), all on the training thread.
+    No `on_train_batch_end` hook: defining one turns off Keras' asynchronous callback
+    dispatch, which costs ~13% per step on a GRU 1024 here (measured). At each epoch's end
+    Keras waits for every step's outputs, so epoch times are exact also on GPUs, where
+    kernels run asynchronously.
+    """
 
     def __init__(self, warmup_steps: int) -> None:
         super().__init__()
@@ -20,7 +28,7 @@ class StepTimer(keras.callbacks.Callback):
         self.epoch_times: list[float] = []
         self.train_start = 0.0
         self._epoch = 0
-        self._t_step = 0.0
+        self._open: tuple[int, float] | None = None           # (step, start) of the running step
         self._t_epoch = 0.0
 
     def on_train_begin(self, logs=None):
@@ -31,16 +39,26 @@ class StepTimer(keras.callbacks.Callback):
         self._t_epoch = time.perf_counter()
 
     def on_train_batch_begin(self, batch, logs=None):
-        self._t_step = time.perf_counter()
+        now = time.perf_counter()
+        self._close(now)
+        self._open = (batch, now)
 
-    def on_train_batch_end(self, batch, logs=None):
-        # Keras hands callbacks logs already converted to Python numbers, so the step's
-        # computation has finished here (also on GPUs, where kernels run asynchronously).
-        elapsed = time.perf_counter() - self._t_step
-        self.rows.append((self._epoch, batch, elapsed, len(self.rows) < self.warmup_steps))
+    def on_test_begin(self, logs=None):
+        self._close(time.perf_counter())
 
     def on_epoch_end(self, epoch, logs=None):
-        self.epoch_times.append(time.perf_counter() - self._t_epoch)
+        now = time.perf_counter()
+        self._close(now)
+        self.epoch_times.append(now - self._t_epoch)
+
+    def on_train_end(self, logs=None):
+        self._close(time.perf_counter())
+
+    def _close(self, now: float) -> None:
+        if self._open is not None:
+            step, start = self._open
+            self.rows.append((self._epoch, step, now - start, len(self.rows) < self.warmup_steps))
+            self._open = None
 
     @property
     def timed(self) -> list[float]:
@@ -48,13 +66,14 @@ class StepTimer(keras.callbacks.Callback):
 
 
 class StopOnSignal(keras.callbacks.Callback):
-    """Ends training after the current step once `flag()` is true (SIGTERM/SIGINT)."""
+    """Ends training after the current step once `flag()` is true (SIGTERM/SIGINT).
+    Checked when a step begins: Keras ends the loop once that step is done."""
 
     def __init__(self, flag) -> None:
         super().__init__()
         self.flag = flag
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_begin(self, batch, logs=None):
         if self.flag():
             self.model.stop_training = True
 
