@@ -25,9 +25,11 @@ class StepTimer(keras.callbacks.Callback):
         super().__init__()
         self.warmup_steps = warmup_steps
         self.rows: list[tuple[int, int, float, bool]] = []   # epoch, step, seconds, warm-up
-        self.epoch_times: list[float] = []
+        self.epoch_times: list[float] = []         # whole epochs, validation included
+        self.epoch_train_times: list[float] = []   # the epochs' training steps alone
         self.train_start = 0.0
         self._epoch = 0
+        self._in_steps = False
         self._open: tuple[int, float] | None = None           # (step, start) of the running step
         self._t_epoch = 0.0
 
@@ -37,6 +39,7 @@ class StepTimer(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
         self._t_epoch = time.perf_counter()
+        self._in_steps = True
 
     def on_train_batch_begin(self, batch, logs=None):
         now = time.perf_counter()
@@ -44,12 +47,19 @@ class StepTimer(keras.callbacks.Callback):
         self._open = (batch, now)
 
     def on_test_begin(self, logs=None):
-        self._close(time.perf_counter())
+        self._end_steps(time.perf_counter())
 
     def on_epoch_end(self, epoch, logs=None):
         now = time.perf_counter()
-        self._close(now)
+        self._end_steps(now)
         self.epoch_times.append(now - self._t_epoch)
+
+    def _end_steps(self, now: float) -> None:
+        """The epoch's training steps are over (validation starts, or the epoch ends)."""
+        self._close(now)
+        if self._in_steps:
+            self.epoch_train_times.append(now - self._t_epoch)
+            self._in_steps = False
 
     def on_train_end(self, logs=None):
         self._close(time.perf_counter())

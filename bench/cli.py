@@ -47,6 +47,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", metavar="CHECKPOINT_OR_RUN_DIR")
     p.add_argument("--export", action="store_true", help="char-RNNs: export a SavedModel text generator")
     p.add_argument("--quiet", "-q", action="store_true", help="no Keras progress output")
+    p.add_argument("--local-workers", type=int, metavar="N",
+                   help="multi-process strategies: start N workers on this host (127.0.0.1)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
+        argv = list(sys.argv[1:] if argv is None else argv)
         args = build_parser().parse_args(argv)
+        args.raw_argv = argv
         return COMMANDS[args.command](args)
     except UsageError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
@@ -118,6 +122,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         jit_compile=args.jit_compile, checkpoint_every=args.checkpoint_every, resume=args.resume,
         export=args.export, verbose=0 if args.quiet else "auto",
     )
+    if args.local_workers is not None:
+        from bench import launch
+        import strategies
+        runner.prepare(cfg)      # bad input fails once here, not once per worker
+        run_argv = launch.strip_local_workers(args.raw_argv[1:])
+        return launch.run_local(strategies.get_class(cfg.strategy), args.local_workers, run_argv, cfg.results)
     result = runner.run(cfg)
     record = result.record
     if record.status != "ok":

@@ -56,6 +56,7 @@ class RunRecord:
     data_location: str | None = None
     world_size: int = 1            # processes
     num_replicas: int = 1          # devices training in sync
+    ranks_per_node: int = 1
     devices: list[str] = field(default_factory=list)
     global_batch_size: int | None = None
     per_replica_batch_size: int | None = None

@@ -94,7 +94,8 @@ def _run(cfg, workload, backend, hp, topology) -> RunResult:
     _check_options(cfg, workload, data)
 
     record = RunRecord(
-        run_id=cfg.run_id or new_run_id(), workload=workload.name, strategy=backend.name,
+        run_id=cfg.run_id or os.environ.get("DISTBENCH_RUN_ID") or new_run_id(),
+        workload=workload.name, strategy=backend.name, ranks_per_node=topology.ranks_per_node,
         data_source=data.source, data_location=data.location,
         world_size=topology.world_size, num_replicas=topology.num_replicas,
         devices=topology.local_devices, global_batch_size=global_batch,
@@ -122,9 +123,11 @@ def _run(cfg, workload, backend, hp, topology) -> RunResult:
                                             else workload.steps_per_epoch(data, global_batch))
             if steps:
                 train = train.repeat().take(steps)
+            train = backend.prepare_dataset(train)
             validation = None
             if data.source != "synthetic" and "val" in data.splits:
-                validation = workload.dataset(data, "val", global_batch, hp, cfg.seed, training=False)
+                validation = backend.prepare_dataset(
+                    workload.dataset(data, "val", global_batch, hp, cfg.seed, training=False))
 
             timer = cb.StepTimer(cfg.warmup_steps)
             _callbacks = [timer, cb.StopOnSignal(lambda: signals.received is not None)]
@@ -146,7 +149,8 @@ def _run(cfg, workload, backend, hp, topology) -> RunResult:
             record.history = {k: [float(v) for v in vals] for k, vals in history.history.items()}
             record.metrics = _final_metrics(record.history)
             if data.source != "synthetic" and "test" in data.splits and signals.received is None:
-                test = workload.dataset(data, "test", global_batch, hp, cfg.seed, training=False)
+                test = backend.prepare_dataset(
+                    workload.dataset(data, "test", global_batch, hp, cfg.seed, training=False))
                 values = model.evaluate(test, verbose=0, return_dict=True)
                 record.metrics.update({f"test_{k}": float(v) for k, v in values.items()})
             if target is not None:
@@ -157,6 +161,8 @@ def _run(cfg, workload, backend, hp, topology) -> RunResult:
                 record.artifacts["last_checkpoint"] = checkpoints.saved[-1] if checkpoints.saved else None
             if cfg.export and writer and signals.received is None:
                 record.artifacts["export"] = str(_export(workload, model, data, hp, out))
+            if topology.world_size > 1:     # a collective: every rank takes part
+                record.timing["rank_step_times_s"] = backend.gather([row[2] for row in timer.rows])
             record.extra["jit_compile"] = bool(model.jit_compile)
             record.extra["parameters"] = int(model.count_params())
             record.extra["initial_epoch"] = initial_epoch
@@ -200,10 +206,15 @@ def _measurements(record, timer, sampler, workload, hp, global_batch, replicas) 
             "steps": len(timer.rows),
             "step_time": stats.step_time_summary(timed),
             "epoch_times_s": timer.epoch_times,
+            "epoch_train_times_s": timer.epoch_train_times,
             "train_s": sum(timer.epoch_times),
         })
         record.throughput = stats.throughput(timed, global_batch, replicas,
                                              workload.tokens_per_sample(hp))
+        ranks = record.timing.get("rank_step_times_s")
+        if ranks:
+            warm = record.timing["warmup_steps"]
+            record.timing["per_rank_step_time"] = [stats.step_time_summary(times[warm:]) for times in ranks]
     record.gpu = sampler.gpu_summary()
     record.host = sampler.host_summary()
 

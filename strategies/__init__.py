@@ -11,9 +11,9 @@ from bench.errors import UsageError
 _BACKENDS = {
     "default": ("strategies.default", "DefaultBackend"),
     "mirrored": ("strategies.mirrored", "MirroredBackend"),
+    "mwms": ("strategies.mwms", "MultiWorkerMirroredBackend"),
 }
 PLANNED = {
-    "mwms": "MultiWorkerMirroredStrategy: not implemented yet (multi-worker backends issue)",
     "horovod": "Horovod: not implemented yet (multi-worker backends issue)",
     "ray": "Ray Tune: not implemented yet (Ray Tune issue)",
 }

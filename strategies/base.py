@@ -42,6 +42,7 @@ class Topology:
 class Backend:
     name: str = ""
     description: str = ""
+    multi_process: bool = False     # one process per worker/rank (supports --local-workers)
 
     def __init__(self) -> None:
         self.topology = Topology()
@@ -57,12 +58,26 @@ class Backend:
     def scope(self) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()
 
+    def prepare_dataset(self, dataset: Any) -> Any:
+        """The pipeline of global batches as this process should feed it to fit()."""
+        return dataset
+
     def fit(self, model: Any, dataset: Any, **kwargs: Any) -> Any:
         return model.fit(dataset, **kwargs)
 
-    def gather(self, value: Any) -> list[Any]:
-        """Every rank's `value`, in rank order, on the chief (single-process: [value])."""
-        return [value]
+    def gather(self, values: list[float]) -> list[list[float]]:
+        """Every rank's list of floats, in rank order (single process: [values])."""
+        return [values]
+
+    @classmethod
+    def local_launch_env(cls) -> dict[str, str]:
+        """Environment for every process started by --local-workers."""
+        return {}
+
+    @classmethod
+    def local_worker_env(cls, rank: int, world: int, ports: list[int]) -> dict[str, str]:
+        """Environment of worker `rank` started by --local-workers (e.g. its TF_CONFIG)."""
+        raise NotImplementedError
 
     def teardown(self) -> None:
         pass

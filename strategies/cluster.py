@@ -1,0 +1,89 @@
+"""What multi-process backends share: Slurm step discovery, ports, gathering measurements."""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+from dataclasses import dataclass
+
+from bench.errors import UsageError
+
+SLURM_STEP_VARS = ("SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_STEP_NODELIST", "SLURM_STEP_TASKS_PER_NODE")
+
+
+@dataclass
+class SlurmStep:
+    rank: int
+    size: int
+    nodes: list[str]
+    tasks_per_node: list[int]
+
+    @property
+    def task_hosts(self) -> list[str]:
+        """The host of every task in rank order (Slurm's default block distribution)."""
+        return [node for node, count in zip(self.nodes, self.tasks_per_node) for _ in range(count)]
+
+
+def slurm_step() -> SlurmStep:
+    """The current `srun` step from Slurm's variables; UsageError (exit 2) when absent or malformed."""
+    from tensorflow.python.distribute.cluster_resolver.slurm_cluster_resolver import (
+        expand_hostlist, expand_tasks_per_node)
+    missing = [v for v in SLURM_STEP_VARS if v not in os.environ]
+    if missing:
+        raise UsageError(f"Slurm job {os.environ.get('SLURM_JOB_ID', '?')}: {', '.join(missing)} not set; "
+                         "launch the workers with srun")
+    try:
+        rank = int(os.environ["SLURM_PROCID"])
+        size = int(os.environ["SLURM_STEP_NUM_TASKS"])
+        nodes = expand_hostlist(os.environ["SLURM_STEP_NODELIST"])
+        tasks = expand_tasks_per_node(os.environ["SLURM_STEP_TASKS_PER_NODE"])
+    except (ValueError, RuntimeError) as exc:
+        raise UsageError(f"malformed Slurm environment: {exc}") from None
+    if len(nodes) != len(tasks) or sum(tasks) != size or not 0 <= rank < size:
+        raise UsageError(f"inconsistent Slurm environment: {len(nodes)} nodes, tasks per node {tasks}, "
+                         f"{size} tasks, rank {rank}")
+    return SlurmStep(rank, size, nodes, tasks)
+
+
+def port_base() -> int:
+    """Ports for this job's workers: per job, so that jobs sharing a node do not collide."""
+    if "DISTBENCH_PORT_BASE" in os.environ:
+        return int(os.environ["DISTBENCH_PORT_BASE"])
+    job = int(os.environ.get("SLURM_JOB_ID", "0") or 0)
+    return 20000 + (job % 2000) * 16
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free TCP ports on 127.0.0.1."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def gather_floats(strategy, values: list[float], world_size: int) -> list[list[float]]:
+    """Every worker's list of floats, in worker order, through the strategy's collectives.
+
+    Lists may differ in length (a worker interrupted earlier): lengths are gathered first
+    and the lists padded with NaN. With several replicas per worker, each worker's list
+    arrives once per replica; one copy is kept.
+    """
+    import tensorflow as tf
+    per_worker = strategy.num_replicas_in_sync // world_size
+
+    def gathered(tensor):
+        distributed = strategy.experimental_distribute_values_from_function(lambda ctx: tensor)
+        return strategy.gather(distributed, axis=0).numpy()
+
+    lengths = gathered(tf.constant([len(values)], tf.int64))[::per_worker]
+    longest = int(max(lengths)) if len(lengths) else 0
+    padded = list(values) + [math.nan] * (longest - len(values))
+    rows = gathered(tf.constant([padded], tf.float64))[::per_worker]
+    return [list(row[:n]) for row, n in zip(rows, lengths)]

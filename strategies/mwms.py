@@ -1,0 +1,88 @@
+"""`mwms`: tf.distribute.MultiWorkerMirroredStrategy, one process per node (or per GPU).
+
+The cluster comes from, in order: an existing TF_CONFIG (set by `--local-workers N`, or
+by the user), or Slurm's `srun` environment through SlurmClusterResolver (as the CESGA
+course launches `srun python ...` over N nodes x tasks per node).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+
+from bench.errors import UsageError
+from strategies.base import Backend, BackendOptions, Topology, require_positive
+from strategies import cluster
+
+COLLECTIVE_TIMEOUT_ENV = "DISTBENCH_COLLECTIVE_TIMEOUT"
+
+
+class MultiWorkerMirroredBackend(Backend):
+    name = "mwms"
+    description = "tf.distribute.MultiWorkerMirroredStrategy (TF_CONFIG, srun, or --local-workers N)"
+    multi_process = True
+
+    def setup(self, options: BackendOptions) -> Topology:
+        require_positive(options.devices)
+        resolver, hosts = _resolver()
+        import tensorflow as tf
+        timeout = float(os.environ.get(COLLECTIVE_TIMEOUT_ENV, "300"))
+        communication = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout)
+        self.strategy = tf.distribute.MultiWorkerMirroredStrategy(
+            cluster_resolver=resolver, communication_options=communication)
+        task = resolver.task_id or 0
+        workers = len(hosts)
+        me = hosts[task]
+        local = [d.name for d in tf.config.list_logical_devices("GPU")] or ["/cpu:0"]
+        self.topology = Topology(world_size=workers, rank=task,
+                                 num_replicas=self.strategy.num_replicas_in_sync,
+                                 local_devices=local, ranks_per_node=hosts.count(me))
+        return self.topology
+
+    def scope(self) -> contextlib.AbstractContextManager:
+        return self.strategy.scope()
+
+    def prepare_dataset(self, dataset):
+        """Every worker builds the same pipeline (same shuffle seed); each reads its share of
+        every global batch (sharding by data, as the pipelines are in memory)."""
+        import tensorflow as tf
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        return dataset.with_options(options)
+
+    def gather(self, values: list[float]) -> list[list[float]]:
+        return cluster.gather_floats(self.strategy, values, self.topology.world_size)
+
+    @classmethod
+    def local_worker_env(cls, rank: int, world: int, ports: list[int]) -> dict[str, str]:
+        config = {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+                  "task": {"type": "worker", "index": rank}}
+        return {"TF_CONFIG": json.dumps(config)}
+
+
+def _resolver():
+    """(cluster resolver, worker hosts in task order); UsageError when there is no cluster."""
+    import tensorflow as tf
+    if os.environ.get("TF_CONFIG"):
+        try:
+            config = json.loads(os.environ["TF_CONFIG"])
+            workers = config["cluster"]["worker"]
+            index = int(config["task"]["index"])
+            if config["task"]["type"] not in ("worker", "chief") or not 0 <= index < len(workers):
+                raise ValueError("task does not name one of the cluster's workers")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UsageError(f"TF_CONFIG is malformed: {exc}") from None
+        hosts = [w.rsplit(":", 1)[0] for w in workers]
+        return tf.distribute.cluster_resolver.TFConfigClusterResolver(), hosts
+    if os.environ.get("SLURM_JOB_ID"):
+        step = cluster.slurm_step()
+        from bench import gpu
+        state = gpu.probe()      # before TensorFlow starts: the resolver sets CUDA_VISIBLE_DEVICES
+        resolver = tf.distribute.cluster_resolver.SlurmClusterResolver(
+            port_base=cluster.port_base(), gpus_per_node=len(state.gpus) if state.available else 0,
+            gpus_per_task=None if state.available else 0, auto_set_gpu=state.available)
+        return resolver, step.task_hosts
+    raise UsageError("strategy 'mwms' needs a cluster: launch with srun under Slurm, set TF_CONFIG, "
+                     "or add --local-workers N")
