@@ -181,8 +181,8 @@ def _run(cfg, workload, backend, hp, topology) -> RunResult:
             raise
         except Exception as exc:  # the record says why; the CLI prints one line
             record.status = STATUS_FAILED
-            record.error = f"{type(exc).__name__}: {exc}".strip()
-            record.extra["traceback"] = traceback.format_exc(limit=20)
+            record.error = _one_line(f"{type(exc).__name__}: {_reason(exc)}")
+            record.extra["traceback"] = traceback.format_exc(limit=-25)
             exit_code = 1
     record.finished_at = utc_now()
     record.timing["wall_s"] = time.perf_counter() - t_start
@@ -192,6 +192,24 @@ def _run(cfg, workload, backend, hp, topology) -> RunResult:
         _write_timeseries(out, timer, sampler)
         path = write_record(cfg.results, record)
     return RunResult(record, path, exit_code)
+
+
+def _reason(exc: Exception) -> str:
+    """TensorFlow op errors put the cause after a trace of where the op was defined
+    ("Detected at node ... defined at ..."); keep the cause."""
+    text = str(exc)
+    if "Detected at node" in text:
+        lines = [line.strip() for line in text.splitlines()]
+        tail = [line for line in lines[lines.index("") if "" in lines else 0:] if line]
+        causes = [line for line in tail if not line.startswith(("File ", "[[", "Detected at node"))]
+        return " ".join(causes[-4:]) if causes else text
+    return text
+
+
+def _one_line(text: str, limit: int = 400) -> str:
+    """Errors end in one line of output: TensorFlow's can hold whole tensors."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 def _final_metrics(history: dict[str, list[float]]) -> dict[str, Any]:

@@ -52,6 +52,11 @@ class MultiWorkerMirroredBackend(Backend):
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         return dataset.with_options(options)
 
+    def fit(self, model, dataset, **kwargs):
+        _build_compiled_state(model, self.strategy, dataset)
+        _mean_scalar_logs_over_workers()
+        return model.fit(dataset, **kwargs)
+
     def gather(self, values: list[float]) -> list[list[float]]:
         return cluster.gather_floats(self.strategy, values, self.topology.world_size)
 
@@ -60,6 +65,47 @@ class MultiWorkerMirroredBackend(Backend):
         config = {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
                   "task": {"type": "worker", "index": rank}}
         return {"TF_CONFIG": json.dumps(config)}
+
+
+def _build_compiled_state(model, strategy, dataset) -> None:
+    """Work around keras-team/keras#20585 (tensorflow#72388): Keras 3's fit() and evaluate()
+    reduce the first *distributed* batch with strategy.reduce() to learn its shapes, which
+    MultiWorkerMirroredStrategy cannot do eagerly ("Attempt to convert a value (PerReplica..."),
+    so model.fit fails under MWMS. Only shapes and dtypes are used: build the compiled state
+    (loss, metrics, optimizer) from a local batch cut to the per-replica size, then skip that
+    step for this model."""
+    import tensorflow as tf
+    batch = next(iter(dataset))
+    per_replica = int(tf.nest.flatten(batch)[0].shape[0]) // strategy.num_replicas_in_sync
+    local = tf.nest.map_structure(lambda t: t[:per_replica], batch)
+    with strategy.scope():
+        model._symbolic_build(data_batch=local)
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+
+
+def _mean_scalar_logs_over_workers() -> None:
+    """Work around Keras 3's multi-worker log reduction: with several workers it calls
+    strategy.reduce("MEAN", v, axis=0) on every per-replica log, and the logs (loss, metrics)
+    are scalars, so fit() fails with "Invalid reduction dimension 0 for input with 0
+    dimensions". Scalars are averaged over replicas (axis=None); everything else is left to
+    Keras. Installed once per process, only when this backend runs."""
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+    from keras.src import tree
+    original = tf_trainer.reduce_per_replica
+    if getattr(original, "distbench_patch", False):
+        return
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and tf_trainer._collective_all_reduce_multi_worker(strategy):
+            def mean(v):
+                if getattr(v, "shape", None) is not None and v.shape.rank == 0:
+                    return strategy.reduce("MEAN", v, axis=None)
+                return original(v, strategy, reduction)
+            return tree.map_structure(mean, values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica.distbench_patch = True
+    tf_trainer.reduce_per_replica = reduce_per_replica
 
 
 def _resolver():

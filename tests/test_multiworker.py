@@ -91,7 +91,8 @@ def test_killed_worker_fails_the_run_within_bounded_time(tmp_path):
     assert any("worker 1 exited with code -9" in line for line in error_lines(stderr)), stderr
     record = read_record(record_paths(results)[0])
     assert record.status == "failed", (record.status, record.error)
-    assert record.error
+    assert "task:1" in record.error and "Collective" in record.error, record.error   # names the dead peer
+    assert "Detected at node" not in record.error and len(record.error) <= 400
 
 
 def _worker_pid(launcher_pid: int, rank: int) -> int:
