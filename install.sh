@@ -1,24 +1,44 @@
 #!/usr/bin/env bash
-# One idempotent set-up: a virtual environment in .venv with distbench and its extras.
-#   ./install.sh            CPU build of TensorFlow (this machine, CI)
-#   EXTRAS=cuda ./install.sh  CUDA build (GPU nodes)
-# Re-running only installs what changed. Downloads are cached by pip outside the clone.
+# One idempotent set-up: a virtual environment in .venv with distbench and its extras,
+# Open MPI (Debian packages, when root) + mpi4py, and Horovod built from source.
+#   ./install.sh                  CPU build of TensorFlow (this machine, CI)
+#   EXTRAS=cuda,mpi ./install.sh  CUDA build (GPU nodes)
+#   WITH_HOROVOD=0 ./install.sh   skip the Horovod build
+# Re-running only installs what changed. Downloads are cached by pip, the Horovod wheel in
+# ~/.cache/distbench/wheels, all outside the clone.
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
-EXTRAS=${EXTRAS:-cpu}
+EXTRAS=${EXTRAS:-cpu,mpi}
+WITH_HOROVOD=${WITH_HOROVOD:-1}
 VENV=${VENV:-.venv}
 
 if [ ! -x "$VENV/bin/python" ]; then
     echo "install: creating $VENV with $("$PYTHON" --version)"
     "$PYTHON" -m venv "$VENV"
 fi
+debian_packages() {
+    # Open MPI for mpi4py and Horovod. On clusters it comes from `module load`.
+    command -v mpicc >/dev/null && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "install: Open MPI from Debian packages"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openmpi-bin libopenmpi-dev >/dev/null
+    else
+        echo "install: no mpicc found; install Open MPI (or module load it) for the mpi extra" >&2
+        return 1
+    fi
+}
+case ",$EXTRAS," in *,mpi,*) debian_packages ;; esac
+
 stamp="$VENV/.distbench-installed"
-want="$(cat setup.cfg pyproject.toml | sha256sum | cut -d' ' -f1) $EXTRAS"
+want="$(cat setup.cfg pyproject.toml scripts/build-horovod.sh | sha256sum | cut -d' ' -f1) $EXTRAS $WITH_HOROVOD"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     exit 0
 fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install --quiet -e ".[$EXTRAS,test]"
+if [ "$WITH_HOROVOD" = 1 ]; then
+    scripts/build-horovod.sh "$VENV"
+fi
 echo "$want" > "$stamp"
 echo "install: done ($("$VENV/bin/python" -c 'import tensorflow as tf, keras; print("tensorflow", tf.__version__, "keras", keras.__version__)' 2>/dev/null | tail -n1))"

@@ -49,6 +49,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no Keras progress output")
     p.add_argument("--local-workers", type=int, metavar="N",
                    help="multi-process strategies: start N workers on this host (127.0.0.1)")
+    p.add_argument("--launcher", choices=("gloo", "mpi"), default="gloo",
+                   help="horovod --local-workers: horovodrun over Gloo, or mpirun (default: gloo)")
+    p.add_argument("--scale-lr", action="store_true", help="multi-worker: learning rate x number of workers")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,16 +123,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         sample_interval_s=args.sample_interval, target_accuracy=args.target_accuracy,
         stop_at_target=args.stop_at_target,
         jit_compile=args.jit_compile, checkpoint_every=args.checkpoint_every, resume=args.resume,
-        export=args.export, verbose=0 if args.quiet else "auto",
+        export=args.export, verbose=0 if args.quiet else "auto", scale_lr=args.scale_lr,
     )
     if args.local_workers is not None:
         from bench import launch
         import strategies
         runner.prepare(cfg)      # bad input fails once here, not once per worker
         run_argv = launch.strip_local_workers(args.raw_argv[1:])
-        return launch.run_local(strategies.get_class(cfg.strategy), args.local_workers, run_argv, cfg.results)
+        return launch.run_local(strategies.get_class(cfg.strategy), args.local_workers, run_argv,
+                                cfg.results, args.launcher)
     result = runner.run(cfg)
     record = result.record
+    if not result.written:            # a non-chief rank: the chief reports
+        return result.exit_code
     if record.status != "ok":
         print(f"bench: run {record.status}: {record.error}", file=sys.stderr)
     else:
@@ -138,7 +144,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if tput and step:
             print(f"{record.workload} / {record.strategy} x{record.num_replicas}: "
                   f"{tput:,.1f} samples/s, median step {step * 1e3:.1f} ms")
-    print(result.path)
+    if not os.environ.get("DISTBENCH_LAUNCHED"):   # else the launcher prints it, last
+        print(result.path)
     return result.exit_code
 
 

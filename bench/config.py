@@ -35,6 +35,7 @@ class RunConfig:
     checkpoint_every: int = 0               # epochs; 0 = no checkpoints
     resume: str | None = None               # checkpoint file or a run directory
     export: bool = False                    # char-RNNs: a SavedModel text generator
+    scale_lr: bool = False                  # multi-worker: learning rate x number of workers
     verbose: int | str = "auto"             # Keras progress output
     run_id: str | None = None
 

@@ -19,23 +19,28 @@ from bench.record import new_run_id
 GRACE_S = float(os.environ.get("DISTBENCH_WORKER_GRACE", "90"))
 
 
+LAUNCH_OPTIONS = ("--local-workers", "--launcher")
+
+
 def strip_local_workers(argv: list[str]) -> list[str]:
+    """The run's own options: without those that only the launcher reads."""
     out, skip = [], False
     for arg in argv:
         if skip:
             skip = False
             continue
-        if arg == "--local-workers":
+        if arg in LAUNCH_OPTIONS:
             skip = True
             continue
-        if arg.startswith("--local-workers="):
+        if arg.startswith(tuple(f"{o}=" for o in LAUNCH_OPTIONS)):
             continue
         out.append(arg)
     return out
 
 
-def run_local(backend_cls, workers: int, run_argv: list[str], results: str) -> int:
-    """Start `workers` copies of `bench run <run_argv>`, each with its backend environment."""
+def run_local(backend_cls, workers: int, run_argv: list[str], results: str, launcher: str = "gloo") -> int:
+    """Start `workers` copies of `bench run <run_argv>`: through the backend's own launcher
+    (horovodrun, mpirun) where it has one, else each with its backend environment."""
     if workers < 1:
         raise UsageError(f"--local-workers {workers}: must be >= 1")
     if not getattr(backend_cls, "multi_process", False):
@@ -45,7 +50,11 @@ def run_local(backend_cls, workers: int, run_argv: list[str], results: str) -> i
     logs = Path(results) / run_id
     logs.mkdir(parents=True, exist_ok=True)
     ports = free_ports(workers)
-    base_env = {**os.environ, "DISTBENCH_RUN_ID": run_id, **backend_cls.local_launch_env()}
+    base_env = {**os.environ, "DISTBENCH_RUN_ID": run_id, "DISTBENCH_LAUNCHED": "1",
+                **backend_cls.local_launch_env()}
+    if hasattr(backend_cls, "local_command"):
+        command = backend_cls.local_command(workers, run_argv, launcher)
+        return _report(_wait([subprocess.Popen(command, env=base_env)], logs), logs)
     procs = []
     for rank in range(workers):
         env = {**base_env, **backend_cls.local_worker_env(rank, workers, ports)}
@@ -55,7 +64,15 @@ def run_local(backend_cls, workers: int, run_argv: list[str], results: str) -> i
         else:
             with open(logs / f"worker-{rank}.log", "w") as log:
                 procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT))
-    return _wait(procs, logs)
+    return _report(_wait(procs, logs), logs)
+
+
+def _report(code: int, run_dir: Path) -> int:
+    """The record's path is the last line, as for a single-process run."""
+    record = run_dir / "record.json"
+    if record.is_file():
+        print(record, flush=True)
+    return code
 
 
 def _wait(procs: list[subprocess.Popen], logs: Path) -> int:

@@ -28,6 +28,7 @@ class RunResult:
     record: RunRecord
     path: Path              # record.json
     exit_code: int          # 0 ok, 1 failed, 128 + signal when interrupted
+    written: bool = True    # False on non-chief ranks, which write nothing
 
 
 class _Signals:
@@ -76,7 +77,7 @@ def prepare(cfg: RunConfig):
 
 def run(cfg: RunConfig) -> RunResult:
     workload, backend, hp = prepare(cfg)
-    topology = backend.setup(BackendOptions(devices=cfg.devices, seed=cfg.seed))
+    topology = backend.setup(BackendOptions(devices=cfg.devices, seed=cfg.seed, scale_lr=cfg.scale_lr))
     try:
         return _run(cfg, workload, backend, hp, topology)
     finally:
@@ -127,7 +128,7 @@ def _run(cfg, workload, backend, hp, topology) -> RunResult:
             validation = None
             if data.source != "synthetic" and "val" in data.splits:
                 validation = backend.prepare_dataset(
-                    workload.dataset(data, "val", global_batch, hp, cfg.seed, training=False))
+                    workload.dataset(data, "val", global_batch, hp, cfg.seed, training=False), training=False)
 
             timer = cb.StepTimer(cfg.warmup_steps)
             _callbacks = [timer, cb.StopOnSignal(lambda: signals.received is not None)]
@@ -150,7 +151,7 @@ def _run(cfg, workload, backend, hp, topology) -> RunResult:
             record.metrics = _final_metrics(record.history)
             if data.source != "synthetic" and "test" in data.splits and signals.received is None:
                 test = backend.prepare_dataset(
-                    workload.dataset(data, "test", global_batch, hp, cfg.seed, training=False))
+                    workload.dataset(data, "test", global_batch, hp, cfg.seed, training=False), training=False)
                 values = model.evaluate(test, verbose=0, return_dict=True)
                 record.metrics.update({f"test_{k}": float(v) for k, v in values.items()})
             if target is not None:
@@ -191,7 +192,7 @@ def _run(cfg, workload, backend, hp, topology) -> RunResult:
     if writer:
         _write_timeseries(out, timer, sampler)
         path = write_record(cfg.results, record)
-    return RunResult(record, path, exit_code)
+    return RunResult(record, path, exit_code, written=writer)
 
 
 def _reason(exc: Exception) -> str:

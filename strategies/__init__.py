@@ -12,9 +12,9 @@ _BACKENDS = {
     "default": ("strategies.default", "DefaultBackend"),
     "mirrored": ("strategies.mirrored", "MirroredBackend"),
     "mwms": ("strategies.mwms", "MultiWorkerMirroredBackend"),
+    "horovod": ("strategies.horovod", "HorovodBackend"),
 }
 PLANNED = {
-    "horovod": "Horovod: not implemented yet (multi-worker backends issue)",
     "ray": "Ray Tune: not implemented yet (Ray Tune issue)",
 }
 

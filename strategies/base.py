@@ -23,6 +23,7 @@ from bench.errors import BackendUnavailable, UsageError
 class BackendOptions:
     devices: int | None = None      # replicas requested on this host (None: all / 1)
     seed: int = 0
+    scale_lr: bool = False          # multiply the learning rate by the number of workers
 
 
 @dataclass
@@ -58,8 +59,9 @@ class Backend:
     def scope(self) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()
 
-    def prepare_dataset(self, dataset: Any) -> Any:
-        """The pipeline of global batches as this process should feed it to fit()."""
+    def prepare_dataset(self, dataset: Any, training: bool = True) -> Any:
+        """The pipeline of global batches as this process should feed it to fit() (training)
+        or evaluate()."""
         return dataset
 
     def fit(self, model: Any, dataset: Any, **kwargs: Any) -> Any:

@@ -44,7 +44,7 @@ class MultiWorkerMirroredBackend(Backend):
     def scope(self) -> contextlib.AbstractContextManager:
         return self.strategy.scope()
 
-    def prepare_dataset(self, dataset):
+    def prepare_dataset(self, dataset, training: bool = True):
         """Every worker builds the same pipeline (same shuffle seed); each reads its share of
         every global batch (sharding by data, as the pipelines are in memory)."""
         import tensorflow as tf

@@ -1,0 +1,38 @@
+"""Data-parallel training is the same computation: with the same seed and global batch, the
+loss after K steps agrees across default, mirrored x2, mwms x2 and horovod x2."""
+
+import math
+
+import pytest
+
+from bench.record import read_record
+
+TOLERANCE = 1e-3      # relative; float reductions run in different orders per strategy
+CASES = {
+    "mlp": ["--data", "generated", "--batch-size", "32", "--set", "n_neurons=32"],
+    "charrnn-gru": ["--data", "real", "--batch-size", "16", "--set", "rnn_units=32", "--set", "embedding_dim=16"],
+}
+STRATEGIES = {
+    "default": ["-s", "default"],
+    "mirrored": ["-s", "mirrored", "--devices", "2"],
+    "mwms": ["-s", "mwms", "--local-workers", "2"],
+    "horovod": ["-s", "horovod", "--local-workers", "2"],
+}
+
+
+@pytest.mark.parametrize("workload", list(CASES))
+def test_loss_after_k_steps_agrees_across_strategies(bench, tmp_path, workload):
+    losses = {}
+    for name, strategy in STRATEGIES.items():
+        results = tmp_path / name
+        done = bench("run", "-w", workload, *strategy, "--epochs", "1", "--steps-per-epoch", "8", "--seed", "3",
+                     "-q", "--results", str(results), *CASES[workload])
+        assert done.returncode == 0, (name, done.stderr[-2000:])
+        record = read_record(next(results.rglob("record.json")))
+        assert record.global_batch_size == int(CASES[workload][3])
+        losses[name] = record.history["loss"][0]
+    reference = losses["default"]
+    assert reference < math.log(66 if workload == "charrnn-gru" else 10) + 0.5
+    deviations = {name: abs(loss - reference) / reference for name, loss in losses.items()}
+    print(f"{workload}: losses {losses}, relative deviations {deviations}")
+    assert max(deviations.values()) <= TOLERANCE, deviations

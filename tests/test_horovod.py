@@ -1,0 +1,41 @@
+"""Horovod built from source against our TensorFlow, run with real local processes over Gloo
+and over MPI (Open MPI)."""
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.record import read_record
+from conftest import ROOT, record_paths
+from test_multiworker import DATA, SMALL
+
+
+def test_horovod_build_has_tensorflow_gloo_and_mpi():
+    done = subprocess.run([str(Path(sys.executable).parent / "horovodrun"), "--check-build"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    lines = {line.strip() for line in done.stdout.splitlines()}
+    assert {"[X] TensorFlow", "[X] Gloo", "[X] MPI"} <= lines, done.stdout
+
+
+@pytest.mark.parametrize("launcher", ["gloo", "mpi"])
+@pytest.mark.parametrize("workload", list(SMALL))
+def test_horovod_with_two_local_processes(bench, tmp_path, workload, launcher):
+    if launcher == "mpi" and workload not in ("mlp", "charrnn-gru"):
+        pytest.skip("MPI launch covered by two workloads; Gloo by all")
+    results = tmp_path / "results"
+    done = bench("run", "-w", workload, "-s", "horovod", "--local-workers", "2", "--launcher", launcher,
+                 "--epochs", "2", "--steps-per-epoch", "5", "--warmup-steps", "2", "--data", DATA[workload],
+                 "-q", "--results", str(results), *SMALL[workload])
+    assert done.returncode == 0, done.stderr[-3000:]
+    paths = record_paths(results)
+    assert len(paths) == 1
+    record = read_record(paths[0])
+    assert record.status == "ok" and record.strategy == "horovod"
+    assert record.world_size == 2 and record.num_replicas == 2 and record.ranks_per_node == 2
+    ranks = record.timing["rank_step_times_s"]
+    assert len(ranks) == 2 and all(len(t) == 10 for t in ranks) and ranks[0] != ranks[1]
+    assert math.isfinite(record.metrics["final_loss"])
