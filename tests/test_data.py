@@ -166,3 +166,16 @@ def test_download_is_attempted_from_the_canonical_url_and_failure_is_reported(tm
 def test_generated_text_is_deterministic():
     assert shakespeare.generated_text(500, seed=3) == shakespeare.generated_text(500, seed=3)
     assert random.Random(0) is not None
+
+
+def test_concurrent_generation_of_the_same_task_is_safe(tmp_path):
+    """Ranks of one job (or concurrent jobs) generate the same files at the same moment."""
+    import subprocess
+    import sys
+    script = ("import sys; from pathlib import Path; from bench.data import babi\n"
+              "for _ in range(30):\n"
+              "    babi.generate_task(Path(sys.argv[1]), seed=5, train_questions=300, test_questions=50)\n")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path)]) for _ in range(6)]
+    assert all(p.wait() == 0 for p in procs)
+    assert len(babi.read_task_dir(tmp_path)["train"]) == 300
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]

@@ -17,6 +17,7 @@ import numpy as np
 
 from bench.data.store import RemoteFile, cache_root, locate, search_dirs, check_data_dir
 from bench.errors import DataError
+from bench.record import atomic_write_text
 
 DATASET = "babi"
 TARBALL = RemoteFile(
@@ -146,9 +147,8 @@ def generate_task(folder: Path, seed: int, train_questions: int = 10_000,
         lines = []
         for _ in range(max(1, count // 5)):
             lines += generate_story_lines(rng)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        tmp.replace(path)
+        # ranks and concurrent jobs may generate the same files: each writes whole files
+        atomic_write_text(path, "\n".join(lines) + "\n")
     return folder
 
 
