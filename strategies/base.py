@@ -85,6 +85,33 @@ class Backend:
         pass
 
 
+def build_compiled_state(model: Any, strategy: Any, dataset: Any) -> None:
+    """Build a compiled model's loss, metrics and optimizer state under `strategy` from the
+    dataset's element_spec, and stop Keras from doing it by peeking at a batch.
+
+    Under tf.distribute, Keras 3's fit() and evaluate() first pull one batch through a
+    throwaway iterator to learn shapes. With a seeded shuffle that reshuffles per iteration,
+    that extra iterator advances the order: training would see another sequence of batches
+    than under the default strategy, and data-parallel training would not be the same
+    computation. Under MultiWorkerMirroredStrategy the peek also fails outright
+    (keras-team/keras#20585). Only shapes and dtypes are needed, so take them from the
+    element_spec, with the batch dimension at its per-replica size (stateful models fix it).
+    """
+    import tensorflow as tf
+    from keras import KerasTensor
+
+    def per_replica(spec):
+        shape = list(spec.shape)
+        if shape and shape[0] is not None:
+            shape[0] //= strategy.num_replicas_in_sync
+        return KerasTensor(shape, spec.dtype.name)
+
+    batch = tf.nest.map_structure(per_replica, dataset.element_spec)
+    with strategy.scope():
+        model._symbolic_build(data_batch=batch)
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+
+
 def require_positive(devices: int | None, flag: str = "--devices") -> None:
     if devices is not None and devices < 1:
         raise UsageError(f"{flag} {devices}: must be >= 1")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 
-from strategies.base import Backend, BackendOptions, Topology, require_positive
+from strategies.base import Backend, BackendOptions, Topology, build_compiled_state, require_positive
 from bench.errors import UsageError
 
 
@@ -35,6 +35,10 @@ class MirroredBackend(Backend):
 
     def scope(self) -> contextlib.AbstractContextManager:
         return self.strategy.scope()
+
+    def fit(self, model, dataset, **kwargs):
+        build_compiled_state(model, self.strategy, dataset)
+        return model.fit(dataset, **kwargs)
 
 
 def _split_cpu(tf, count: int) -> None:

@@ -13,7 +13,7 @@ import os
 import socket
 
 from bench.errors import UsageError
-from strategies.base import Backend, BackendOptions, Topology, require_positive
+from strategies.base import Backend, BackendOptions, Topology, build_compiled_state, require_positive
 from strategies import cluster
 
 COLLECTIVE_TIMEOUT_ENV = "DISTBENCH_COLLECTIVE_TIMEOUT"
@@ -53,7 +53,7 @@ class MultiWorkerMirroredBackend(Backend):
         return dataset.with_options(options)
 
     def fit(self, model, dataset, **kwargs):
-        _build_compiled_state(model, self.strategy, dataset)
+        build_compiled_state(model, self.strategy, dataset)
         _mean_scalar_logs_over_workers()
         return model.fit(dataset, **kwargs)
 
@@ -65,22 +65,6 @@ class MultiWorkerMirroredBackend(Backend):
         config = {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
                   "task": {"type": "worker", "index": rank}}
         return {"TF_CONFIG": json.dumps(config)}
-
-
-def _build_compiled_state(model, strategy, dataset) -> None:
-    """Work around keras-team/keras#20585 (tensorflow#72388): Keras 3's fit() and evaluate()
-    reduce the first *distributed* batch with strategy.reduce() to learn its shapes, which
-    MultiWorkerMirroredStrategy cannot do eagerly ("Attempt to convert a value (PerReplica..."),
-    so model.fit fails under MWMS. Only shapes and dtypes are used: build the compiled state
-    (loss, metrics, optimizer) from a local batch cut to the per-replica size, then skip that
-    step for this model."""
-    import tensorflow as tf
-    batch = next(iter(dataset))
-    per_replica = int(tf.nest.flatten(batch)[0].shape[0]) // strategy.num_replicas_in_sync
-    local = tf.nest.map_structure(lambda t: t[:per_replica], batch)
-    with strategy.scope():
-        model._symbolic_build(data_batch=local)
-    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
 
 
 def _mean_scalar_logs_over_workers() -> None:

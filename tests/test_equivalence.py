@@ -7,7 +7,7 @@ import pytest
 
 from bench.record import read_record
 
-TOLERANCE = 1e-3      # relative; float reductions run in different orders per strategy
+TOLERANCE = 1e-5      # relative; measured: 0 (mlp) and 1.1e-7 (charrnn-gru) after 8 steps
 CASES = {
     "mlp": ["--data", "generated", "--batch-size", "32", "--set", "n_neurons=32"],
     "charrnn-gru": ["--data", "real", "--batch-size", "16", "--set", "rnn_units=32", "--set", "embedding_dim=16"],
