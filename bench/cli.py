@@ -90,6 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--set", action="append", metavar="[WORKLOAD.]KEY=VALUE", dest="sets")
     study.add_argument("--results", help="default: results/<name>")
 
+    comm = sub.add_parser("comm", help="allreduce bandwidth over MPI (algbw, busbw), as a record")
+    comm.add_argument("--min-bytes", type=int, default=1024)
+    comm.add_argument("--max-bytes", type=int, default=256 * 1024 * 1024)
+    comm.add_argument("--warmup", type=int, default=5)
+    comm.add_argument("--iters", type=int, default=20)
+    comm.add_argument("--local-workers", type=int, metavar="N", help="mpirun N ranks on this host")
+    comm.add_argument("--results", default=os.environ.get("DISTBENCH_RESULTS", "results"))
+
     summary = sub.add_parser("summary", help="a table of the records under results directories")
     summary.add_argument("results", nargs="+")
     return parser
@@ -198,6 +206,14 @@ def cmd_study(args: argparse.Namespace) -> int:
     return local.run_study(args)
 
 
+def cmd_comm(args: argparse.Namespace) -> int:
+    from bench import comm
+    if args.warmup < 0 or args.iters < 1:
+        raise UsageError("--warmup must be >= 0 and --iters >= 1")
+    comm.sizes(args.min_bytes, args.max_bytes)      # fail once here, not once per rank
+    return comm.main_args(args)
+
+
 def cmd_summary(args: argparse.Namespace) -> int:
     from analysis import summary
     print(summary.table(summary.load(args.results)))
@@ -205,7 +221,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "list": cmd_list, "env": cmd_env, "generate": cmd_generate,
-            "data": cmd_data, "study": cmd_study, "summary": cmd_summary}
+            "data": cmd_data, "study": cmd_study, "summary": cmd_summary, "comm": cmd_comm}
 
 if __name__ == "__main__":
     sys.exit(main())

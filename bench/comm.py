@@ -1,0 +1,122 @@
+"""`bench comm`: allreduce bandwidth over MPI (mpi4py), as nccl-tests reports it.
+
+For each message size (powers of two), `warmup` allreduces are run and discarded, then
+`iters` are timed between barriers; the slowest rank's time counts. Algorithm bandwidth
+algbw = bytes / time; bus bandwidth busbw = algbw x 2(n-1)/n, the ring all-reduce's traffic
+per link, comparable across rank counts. The result is a record of kind "comm" that the
+analysis uses to predict scaling.
+
+    mpirun -np 4 python -m bench comm            # or srun -n 4 --mpi=pmix ... on Slurm
+    bench comm --local-workers 2                 # this host
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from typing import Any
+
+import numpy as np
+
+from bench import provenance
+from bench.errors import UsageError
+from bench.record import RunRecord, new_run_id, run_dir, utc_now, write_csv, write_record
+
+KIB = 1024
+
+
+def sizes(min_bytes: int, max_bytes: int) -> list[int]:
+    if min_bytes < 4 or max_bytes < min_bytes:
+        raise UsageError(f"message sizes {min_bytes}..{max_bytes} bytes: need 4 <= min <= max")
+    out, size = [], 1 << (min_bytes - 1).bit_length()
+    while size <= max_bytes:
+        out.append(size)
+        size *= 2
+    return out
+
+
+def bus_factor(ranks: int) -> float:
+    return 2 * (ranks - 1) / ranks
+
+
+def measure(comm, nbytes: int, warmup: int, iters: int) -> float:
+    """Seconds per allreduce of `nbytes` of float32, the slowest rank's."""
+    from mpi4py import MPI
+    send = np.ones(nbytes // 4, dtype=np.float32)
+    recv = np.empty_like(send)
+    for _ in range(warmup):
+        comm.Allreduce(send, recv, op=MPI.SUM)
+    comm.Barrier()
+    start = time.perf_counter()
+    for _ in range(iters):
+        comm.Allreduce(send, recv, op=MPI.SUM)
+    elapsed = (time.perf_counter() - start) / iters
+    return comm.allreduce(elapsed, op=MPI.MAX)
+
+
+def run(min_bytes: int = KIB, max_bytes: int = 256 * KIB * KIB, warmup: int = 5, iters: int = 20,
+        results: str = "results") -> tuple[RunRecord | None, int]:
+    from mpi4py import MPI
+    comm = MPI.COMM_WORLD
+    ranks, rank = comm.Get_size(), comm.Get_rank()
+    if ranks < 2:
+        raise UsageError("bench comm needs 2 or more ranks: mpirun -np N, srun -n N, or --local-workers N")
+    hosts = comm.allgather(socket.gethostname())
+    record = RunRecord(run_id=os.environ.get("DISTBENCH_RUN_ID") or comm.bcast(new_run_id("comm") if rank == 0 else None),
+                       workload="allreduce", strategy="mpi", kind="comm", world_size=ranks,
+                       num_replicas=ranks, ranks_per_node=hosts.count(hosts[0]),
+                       config={"min_bytes": min_bytes, "max_bytes": max_bytes, "warmup": warmup, "iters": iters,
+                               "dtype": "float32", "op": "sum", "hosts": hosts})
+    rows = []
+    for nbytes in sizes(min_bytes, max_bytes):
+        seconds = measure(comm, nbytes, warmup, iters)
+        algbw = nbytes / seconds / 1e9
+        rows.append({"bytes": nbytes, "time_us": seconds * 1e6, "algbw_GBps": algbw,
+                     "busbw_GBps": algbw * bus_factor(ranks)})
+        if rank == 0:
+            print(f"{nbytes:>12} B  {seconds * 1e6:>12.1f} us  algbw {algbw:8.3f} GB/s  "
+                  f"busbw {algbw * bus_factor(ranks):8.3f} GB/s", flush=True)
+    if rank != 0:
+        return None, 0
+    record.metrics = {"allreduce": rows, "peak_busbw_GBps": max(r["busbw_GBps"] for r in rows),
+                      "mpi_library": MPI.Get_library_version().splitlines()[0]}
+    record.provenance = provenance.collect()
+    record.status, record.finished_at = "ok", utc_now()
+    write_csv(run_dir(results, record.run_id) / "allreduce.csv", list(rows[0]),
+              ([r[k] for k in rows[0]] for r in rows))
+    return record, 0
+
+
+def main_args(args: Any) -> int:
+    if args.local_workers:
+        return _local(args)
+    try:
+        record, code = run(args.min_bytes, args.max_bytes, args.warmup, args.iters, args.results)
+    except ImportError as exc:
+        raise UsageError(f"bench comm needs mpi4py and an MPI library ({exc})") from None
+    if record is not None:
+        path = write_record(args.results, record)
+        if not os.environ.get("DISTBENCH_LAUNCHED"):
+            print(path)
+    return code
+
+
+def _local(args: Any) -> int:
+    """mpirun on this host (root allowed and oversubscription: local runs only)."""
+    import subprocess
+    import sys
+    from bench.launch import strip_local_workers
+    if args.local_workers < 2:
+        raise UsageError(f"--local-workers {args.local_workers}: bench comm needs 2 or more")
+    run_id = new_run_id("comm")
+    env = {**os.environ, "DISTBENCH_RUN_ID": run_id, "DISTBENCH_LAUNCHED": "1",
+           "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+    cmd = ["mpirun", "-np", str(args.local_workers), "--oversubscribe", "--bind-to", "none",
+           "-x", "DISTBENCH_RUN_ID", "-x", "DISTBENCH_LAUNCHED", sys.executable, "-m", "bench",
+           *strip_local_workers(args.raw_argv)]
+    code = subprocess.run(cmd, env=env).returncode
+    record = run_dir(args.results, run_id) / "record.json"
+    if record.is_file():
+        print(record)
+    return code
