@@ -164,6 +164,9 @@ def _run(cfg, workload, backend, hp, topology) -> RunResult:
                 record.artifacts["export"] = str(_export(workload, model, data, hp, out))
             if topology.world_size > 1:     # a collective: every rank takes part
                 record.timing["rank_step_times_s"] = backend.gather([row[2] for row in timer.rows])
+            communication = backend.communication(sum(row[2] for row in timer.rows))
+            if communication:
+                record.timing["communication"] = communication
             record.extra["jit_compile"] = bool(model.jit_compile)
             record.extra["parameters"] = int(model.count_params())
             record.extra["initial_epoch"] = initial_epoch

@@ -71,6 +71,10 @@ class Backend:
         """Every rank's list of floats, in rank order (single process: [values])."""
         return [values]
 
+    def communication(self, step_seconds: float) -> dict | None:
+        """Time spent in gradient communication during fit(), where it can be measured."""
+        return None
+
     @classmethod
     def local_launch_env(cls) -> dict[str, str]:
         """Environment for every process started by --local-workers."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 import types
 
 from bench.errors import UsageError
@@ -46,6 +47,10 @@ class HorovodBackend(Backend):
         import horovod.tensorflow as hvd
         import tensorflow as tf
         _check_launched()
+        # the timeline measures communication; it must be allowed before init. A user's own
+        # HOROVOD_TIMELINE=<file> is left alone (and then not parsed by us).
+        self._measure = os.environ.get("DISTBENCH_HOROVOD_TIMELINE", "1") != "0" and \
+            os.environ.setdefault("HOROVOD_TIMELINE", "DYNAMIC") == "DYNAMIC"
         hvd.init()
         self.hvd = hvd
         gpus = tf.config.list_physical_devices("GPU")
@@ -86,7 +91,25 @@ class HorovodBackend(Backend):
         hvd.broadcast_variables([v.value for v in model.variables], root_rank=0)
         hvd.broadcast_variables([v.value for v in model.optimizer.variables], root_rank=0)
         model.train_step = types.MethodType(_allreduce_train_step(hvd), model)
-        return model.fit(dataset, **kwargs)
+        self._timeline = None
+        if hvd.rank() == 0 and self._measure:
+            self._timeline = os.path.join(tempfile.mkdtemp(prefix="distbench-hvd-"), "timeline.json")
+            hvd.start_timeline(self._timeline, mark_cycles=False)
+        try:
+            return model.fit(dataset, **kwargs)
+        finally:
+            if self._timeline:
+                hvd.stop_timeline()
+
+    def communication(self, step_seconds: float) -> dict | None:
+        path = getattr(self, "_timeline", None)
+        if not path or not os.path.exists(path):
+            return None
+        from strategies import timeline
+        try:
+            return timeline.summary(path, step_seconds)
+        finally:
+            shutil.rmtree(os.path.dirname(path), ignore_errors=True)
 
     def gather(self, values: list[float]) -> list[list[float]]:
         if os.environ.get("OMPI_COMM_WORLD_SIZE") and self.hvd.mpi_enabled():
