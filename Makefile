@@ -11,7 +11,7 @@ setup:
 
 demo: setup
 	$(BENCH) study --name local-demo --workloads mlp,memnn,charrnn-gru,charrnn-lstm \
-	    --strategies default,mirrored --devices 2 --epochs 2 --steps-per-epoch 20 \
+	    --strategies default,mirrored,mwms,horovod --devices 2 --epochs 2 --steps-per-epoch 20 \
 	    --data mlp=generated,memnn=generated,charrnn-gru=real,charrnn-lstm=real \
 	    --set charrnn-gru.rnn_units=256 --set charrnn-lstm.rnn_units=256
 

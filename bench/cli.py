@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--name", default="local")
     study.add_argument("--workloads", default="mlp,memnn,charrnn-gru,charrnn-lstm")
     study.add_argument("--strategies", default="default,mirrored")
-    study.add_argument("--devices", type=int, default=2, help="replicas for multi-device strategies")
+    study.add_argument("--devices", type=int, default=2,
+                       help="replicas: --devices for mirrored, --local-workers for mwms and horovod")
     study.add_argument("--repeats", type=int, default=1)
     study.add_argument("--epochs", type=int, default=1)
     study.add_argument("--steps-per-epoch", type=int, default=20)

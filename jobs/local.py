@@ -13,7 +13,8 @@ from pathlib import Path
 
 from bench.errors import UsageError
 
-MULTI_DEVICE = {"mirrored"}
+MULTI_DEVICE = {"mirrored"}            # one process, --devices N
+MULTI_PROCESS = {"mwms", "horovod"}    # N processes, --local-workers N
 
 
 def run_commands(args: argparse.Namespace) -> list[list[str]]:
@@ -39,6 +40,8 @@ def run_commands(args: argparse.Namespace) -> list[list[str]]:
                        "--seed", str(repeat), "--results", args.results]
                 if strategy in MULTI_DEVICE:
                     cmd += ["--devices", str(args.devices)]
+                elif strategy in MULTI_PROCESS:
+                    cmd += ["--local-workers", str(args.devices)]
                 for item in args.sets or []:
                     cmd += ["--set", item]
                 commands.append(cmd)
