@@ -77,14 +77,26 @@ class StepTimer(keras.callbacks.Callback):
 
 class StopOnSignal(keras.callbacks.Callback):
     """Ends training after the current step once `flag()` is true (SIGTERM/SIGINT).
-    Checked when a step begins: Keras ends the loop once that step is done."""
+    Checked when a step begins: Keras ends the loop once that step is done.
 
-    def __init__(self, flag) -> None:
+    With several workers (`agree` given), they must stop after the same step, or one of
+    them waits in an allreduce for a peer that left: every `every` steps all workers
+    combine their flags in one small collective and stop together."""
+
+    def __init__(self, flag, agree=None, every: int = 10) -> None:
         super().__init__()
-        self.flag = flag
+        self.flag, self.agree, self.every = flag, agree, every
+        self._steps = 0
 
     def on_train_batch_begin(self, batch, logs=None):
-        if self.flag():
+        self._steps += 1
+        if self.agree is None:
+            stop = self.flag()
+        elif self._steps % self.every == 0:
+            stop = self.agree(self.flag())
+        else:
+            return
+        if stop:
             self.model.stop_training = True
 
 

@@ -78,6 +78,12 @@ def _report(code: int, run_dir: Path) -> int:
 def _wait(procs: list[subprocess.Popen], logs: Path) -> int:
     first_failure: tuple[int, int] | None = None
     deadline = None
+
+    def forward(signum, frame):        # SIGTERM (Slurm, kill) reaches every worker
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signum)
+    previous = signal.signal(signal.SIGTERM, forward)
     try:
         while any(p.poll() is None for p in procs):
             for rank, proc in enumerate(procs):
@@ -92,6 +98,8 @@ def _wait(procs: list[subprocess.Popen], logs: Path) -> int:
     except KeyboardInterrupt:
         _stop(procs, signal.SIGINT)
         raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     codes = [p.wait() for p in procs]
     if first_failure is None:
         bad = [(rank, code) for rank, code in enumerate(codes) if code != 0]

@@ -131,7 +131,8 @@ def _run(cfg, workload, backend, hp, topology) -> RunResult:
                     workload.dataset(data, "val", global_batch, hp, cfg.seed, training=False), training=False)
 
             timer = cb.StepTimer(cfg.warmup_steps)
-            _callbacks = [timer, cb.StopOnSignal(lambda: signals.received is not None)]
+            agree = backend.any_rank if topology.world_size > 1 else None
+            _callbacks = [timer, cb.StopOnSignal(lambda: signals.received is not None, agree)]
             target = None
             if cfg.target_accuracy is not None:
                 metric = ("val_" if validation is not None else "") + workload.monitor
@@ -147,9 +148,11 @@ def _run(cfg, workload, backend, hp, topology) -> RunResult:
             history = backend.fit(model, train, epochs=cfg.epochs, initial_epoch=initial_epoch,
                                   validation_data=validation, callbacks=_callbacks,
                                   verbose=cfg.verbose if writer else 0, shuffle=False)
+            # every rank must take the same branch below (evaluate is a collective)
+            interrupted = (agree or bool)(signals.received is not None)
             record.history = {k: [float(v) for v in vals] for k, vals in history.history.items()}
             record.metrics = _final_metrics(record.history)
-            if data.source != "synthetic" and "test" in data.splits and signals.received is None:
+            if data.source != "synthetic" and "test" in data.splits and not interrupted:
                 test = backend.prepare_dataset(
                     workload.dataset(data, "test", global_batch, hp, cfg.seed, training=False), training=False)
                 values = model.evaluate(test, verbose=0, return_dict=True)
@@ -160,7 +163,7 @@ def _run(cfg, workload, backend, hp, topology) -> RunResult:
             if checkpoints is not None:
                 record.artifacts["checkpoints"] = str(out / "checkpoints")
                 record.artifacts["last_checkpoint"] = checkpoints.saved[-1] if checkpoints.saved else None
-            if cfg.export and writer and signals.received is None:
+            if cfg.export and writer and not interrupted:
                 record.artifacts["export"] = str(_export(workload, model, data, hp, out))
             if topology.world_size > 1:     # a collective: every rank takes part
                 record.timing["rank_step_times_s"] = backend.gather([row[2] for row in timer.rows])
@@ -170,10 +173,11 @@ def _run(cfg, workload, backend, hp, topology) -> RunResult:
             record.extra["jit_compile"] = bool(model.jit_compile)
             record.extra["parameters"] = int(model.count_params())
             record.extra["initial_epoch"] = initial_epoch
-            if signals.received is not None:
+            if interrupted:
+                signum = signals.received or signal.SIGTERM     # or a peer's signal
                 record.status = STATUS_INTERRUPTED
-                record.error = f"interrupted by {signal.Signals(signals.received).name}"
-                exit_code = 128 + signals.received
+                record.error = f"interrupted by {signal.Signals(signum).name}"
+                exit_code = 128 + signum
             else:
                 record.status, exit_code = STATUS_OK, 0
         except KeyboardInterrupt:

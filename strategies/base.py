@@ -71,6 +71,10 @@ class Backend:
         """Every rank's list of floats, in rank order (single process: [values])."""
         return [values]
 
+    def any_rank(self, flag: bool) -> bool:
+        """True on every rank if `flag` is true on any (a collective where multi-process)."""
+        return flag
+
     def communication(self, step_seconds: float) -> dict | None:
         """Time spent in gradient communication during fit(), where it can be measured."""
         return None

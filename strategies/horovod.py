@@ -119,6 +119,10 @@ class HorovodBackend(Backend):
             gathered = self.hvd.allgather_object(list(values))
         return [list(v) for v in gathered]
 
+    def any_rank(self, flag: bool) -> bool:
+        import tensorflow as tf
+        return float(self.hvd.allreduce(tf.constant(1.0 if flag else 0.0), op=self.hvd.Max)) > 0
+
     def teardown(self) -> None:
         if hasattr(self, "hvd"):
             self.hvd.shutdown()

@@ -60,6 +60,12 @@ class MultiWorkerMirroredBackend(Backend):
     def gather(self, values: list[float]) -> list[list[float]]:
         return cluster.gather_floats(self.strategy, values, self.topology.world_size)
 
+    def any_rank(self, flag: bool) -> bool:
+        import tensorflow as tf
+        value = tf.constant(1.0 if flag else 0.0)
+        distributed = self.strategy.experimental_distribute_values_from_function(lambda ctx: value)
+        return float(self.strategy.reduce("SUM", distributed, axis=None)) > 0   # no MAX in tf.distribute
+
     @classmethod
     def local_worker_env(cls, rank: int, world: int, ports: list[int]) -> dict[str, str]:
         config = {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},

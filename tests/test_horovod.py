@@ -24,8 +24,6 @@ def test_horovod_build_has_tensorflow_gloo_and_mpi():
 @pytest.mark.parametrize("launcher", ["gloo", "mpi"])
 @pytest.mark.parametrize("workload", list(SMALL))
 def test_horovod_with_two_local_processes(bench, tmp_path, workload, launcher):
-    if launcher == "mpi" and workload not in ("mlp", "charrnn-gru"):
-        pytest.skip("MPI launch covered by two workloads; Gloo by all")
     results = tmp_path / "results"
     done = bench("run", "-w", workload, "-s", "horovod", "--local-workers", "2", "--launcher", launcher,
                  "--epochs", "2", "--steps-per-epoch", "5", "--warmup-steps", "2", "--data", DATA[workload],

@@ -107,3 +107,31 @@ def _worker_pid(launcher_pid: int, rank: int) -> int:
                 return int(pid)
         time.sleep(0.2)
     raise AssertionError("worker process not found")
+
+
+def test_sigterm_to_all_workers_stops_them_together_with_an_interrupted_record(tmp_path):
+    """Slurm's time limit sends SIGTERM to every task: the workers agree on the step to stop
+    after (no allreduce left waiting for a peer), and the chief records 'interrupted'."""
+    results = tmp_path / "results"
+    env = {**os.environ, "DISTBENCH_COLLECTIVE_TIMEOUT": "300"}
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "bench", "run", "-w", "charrnn-gru", "-s", "mwms", "--local-workers", "2",
+         "--epochs", "1", "--steps-per-epoch", "100000", "-q", "--results", str(results), *SMALL["charrnn-gru"]],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not record_paths(results):
+        time.sleep(0.2)
+    assert record_paths(results), "the run never started"
+    time.sleep(6)
+    workers = [_worker_pid(launcher.pid, rank) for rank in (0, 1)]
+    os.kill(workers[1], signal.SIGTERM)          # not at the same instant, as in real life
+    time.sleep(0.3)
+    os.kill(workers[0], signal.SIGTERM)
+    t0 = time.monotonic()
+    stdout, stderr = launcher.communicate(timeout=120)
+    assert time.monotonic() - t0 < 60, "workers did not stop together"
+    assert launcher.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    record = read_record(record_paths(results)[0])
+    assert record.status == "interrupted", (record.status, record.error)
+    ranks = record.timing["rank_step_times_s"]
+    assert len(ranks[0]) == len(ranks[1]) > 0                # both stopped after the same step
