@@ -43,7 +43,9 @@ def run_commands(args: argparse.Namespace) -> list[list[str]]:
                 elif strategy in MULTI_PROCESS:
                     cmd += ["--local-workers", str(args.devices)]
                 for item in args.sets or []:
-                    cmd += ["--set", item]
+                    key = item.partition("=")[0]
+                    if "." not in key or key.startswith(f"{workload}."):   # scoped to another: skip
+                        cmd += ["--set", item]
                 commands.append(cmd)
     return commands
 

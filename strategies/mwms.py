@@ -26,13 +26,13 @@ class MultiWorkerMirroredBackend(Backend):
 
     def setup(self, options: BackendOptions) -> Topology:
         require_positive(options.devices)
-        resolver, hosts = _resolver()
+        resolver = _resolver()
+        hosts, task = _hosts(resolver)
         import tensorflow as tf
         timeout = float(os.environ.get(COLLECTIVE_TIMEOUT_ENV, "300"))
         communication = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout)
         self.strategy = tf.distribute.MultiWorkerMirroredStrategy(
             cluster_resolver=resolver, communication_options=communication)
-        task = resolver.task_id or 0
         workers = len(hosts)
         me = hosts[task]
         local = [d.name for d in tf.config.list_logical_devices("GPU")] or ["/cpu:0"]
@@ -99,7 +99,7 @@ def _mean_scalar_logs_over_workers() -> None:
 
 
 def _resolver():
-    """(cluster resolver, worker hosts in task order); UsageError when there is no cluster."""
+    """The cluster resolver for this process; UsageError when there is no cluster."""
     import tensorflow as tf
     if os.environ.get("TF_CONFIG"):
         try:
@@ -110,15 +110,37 @@ def _resolver():
                 raise ValueError("task does not name one of the cluster's workers")
         except (ValueError, KeyError, TypeError) as exc:
             raise UsageError(f"TF_CONFIG is malformed: {exc}") from None
-        hosts = [w.rsplit(":", 1)[0] for w in workers]
-        return tf.distribute.cluster_resolver.TFConfigClusterResolver(), hosts
+        return tf.distribute.cluster_resolver.TFConfigClusterResolver()
     if os.environ.get("SLURM_JOB_ID"):
         step = cluster.slurm_step()
         from bench import gpu
         state = gpu.probe()      # before TensorFlow starts: the resolver sets CUDA_VISIBLE_DEVICES
-        resolver = tf.distribute.cluster_resolver.SlurmClusterResolver(
-            port_base=cluster.port_base(), gpus_per_node=len(state.gpus) if state.available else 0,
-            gpus_per_task=None if state.available else 0, auto_set_gpu=state.available)
-        return resolver, step.task_hosts
+        if state.available:
+            return tf.distribute.cluster_resolver.SlurmClusterResolver(
+                port_base=cluster.port_base(), gpus_per_node=len(state.gpus))
+        return _cpu_slurm_resolver(max(step.tasks_per_node))
     raise UsageError("strategy 'mwms' needs a cluster: launch with srun under Slurm, set TF_CONFIG, "
                      "or add --local-workers N")
+
+
+def _hosts(resolver) -> tuple[list[str], int]:
+    """Every task's host in task order (the resolver's own order), and this task's index."""
+    spec = resolver.cluster_spec().as_dict()
+    addresses = spec.get("chief", []) + spec.get("worker", [])
+    task = (resolver.task_id or 0) + (1 if spec.get("chief") and resolver.task_type == "worker" else 0)
+    return [address.rsplit(":", 1)[0] for address in addresses], task
+
+
+def _cpu_slurm_resolver(max_tasks_per_node: int):
+    """SlurmClusterResolver on nodes without GPUs. Its GPU allocation steps through the GPUs
+    gpus_per_task at a time, and gpus_per_task is 0 there ("range() arg 3 must not be zero"):
+    give it one notional slot per task, never let it set CUDA_VISIBLE_DEVICES, and report no
+    accelerators, so that the strategy uses the CPU."""
+    import tensorflow as tf
+
+    class CpuSlurmClusterResolver(tf.distribute.cluster_resolver.SlurmClusterResolver):
+        def num_accelerators(self, task_type=None, task_id=None, config_proto=None):
+            return {"GPU": 0}
+
+    return CpuSlurmClusterResolver(port_base=cluster.port_base(), gpus_per_node=max_tasks_per_node,
+                                   gpus_per_task=1, auto_set_gpu=False)
