@@ -4,6 +4,7 @@
 #   ./install.sh                  CPU build of TensorFlow (this machine, CI)
 #   EXTRAS=cuda,mpi ./install.sh  CUDA build (GPU nodes)
 #   WITH_HOROVOD=0 ./install.sh   skip the Horovod build
+#   WITH_SLURM=0 ./install.sh     skip Debian's Slurm (installed as root for the tests)
 # Re-running only installs what changed. Downloads are cached by pip, the Horovod wheel in
 # ~/.cache/distbench/wheels, all outside the clone.
 set -euo pipefail
@@ -29,6 +30,13 @@ debian_packages() {
     fi
 }
 case ",$EXTRAS," in *,mpi,*) debian_packages ;; esac
+
+# A real single-node Slurm for the tests (slurmctld, slurmd, munge). Clusters have their own.
+if [ "${WITH_SLURM:-1}" = 1 ] && ! command -v slurmd >/dev/null && [ "$(id -u)" = 0 ] \
+        && command -v apt-get >/dev/null; then
+    echo "install: Slurm and munge from Debian packages (for the tests)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null
+fi
 
 stamp="$VENV/.distbench-installed"
 want="$(cat setup.cfg pyproject.toml scripts/build-horovod.sh | sha256sum | cut -d' ' -f1) $EXTRAS $WITH_HOROVOD"

@@ -48,3 +48,19 @@ def record_paths(results: Path) -> list[Path]:
 def error_lines(stderr: str) -> list[str]:
     """stderr lines that are ours (TensorFlow's C++ start-up banners aside)."""
     return [line for line in stderr.splitlines() if line.startswith("bench")]
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory):
+    """A real single-node Slurm cluster (the install path installs it as root). Skipped on a
+    machine without it, except in CI, where a missing Slurm is a failure."""
+    from slurm_cluster import SlurmCluster, missing_binaries
+    missing = missing_binaries()
+    if missing:
+        message = f"Slurm not installed ({', '.join(missing)} missing): ./install.sh installs it as root"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm")).start()
+    yield cluster
+    cluster.stop()
