@@ -13,8 +13,6 @@ from pathlib import Path
 
 from bench.errors import UsageError
 
-MULTI_DEVICE = {"mirrored"}            # one process, --devices N
-MULTI_PROCESS = {"mwms", "horovod"}    # N processes, --local-workers N
 
 
 def run_commands(args: argparse.Namespace) -> list[list[str]]:
@@ -38,9 +36,10 @@ def run_commands(args: argparse.Namespace) -> list[list[str]]:
                        "--strategy", strategy, "--epochs", str(args.epochs),
                        "--steps-per-epoch", str(args.steps_per_epoch), "--data", sources[workload],
                        "--seed", str(repeat), "--results", args.results]
-                if strategy in MULTI_DEVICE:
+                backend = strategies.get_class(strategy)    # its module imports no TensorFlow
+                if backend.multi_device:
                     cmd += ["--devices", str(args.devices)]
-                elif strategy in MULTI_PROCESS:
+                elif backend.multi_process:
                     cmd += ["--local-workers", str(args.devices)]
                 for item in args.sets or []:
                     key = item.partition("=")[0]

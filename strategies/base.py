@@ -44,6 +44,7 @@ class Backend:
     name: str = ""
     description: str = ""
     multi_process: bool = False     # one process per worker/rank (supports --local-workers)
+    multi_device: bool = False      # one process over several local devices (--devices)
 
     def __init__(self) -> None:
         self.topology = Topology()

@@ -15,6 +15,7 @@ from bench.errors import UsageError
 class MirroredBackend(Backend):
     name = "mirrored"
     description = "tf.distribute.MirroredStrategy over local GPUs (or N logical CPU devices)"
+    multi_device = True
 
     def setup(self, options: BackendOptions) -> Topology:
         require_positive(options.devices)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 
 from bench.errors import UsageError
 from strategies.base import Backend, BackendOptions, Topology, build_compiled_state, require_positive

@@ -14,6 +14,15 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = (ROOT.parent / "shared" / "data").resolve()
 
+# Small shapes and data sources for short real runs of every workload.
+SMALL = {
+    "mlp": ["--set", "n_neurons=32"],
+    "memnn": ["--set", "train_questions=400"],
+    "charrnn-gru": ["--set", "rnn_units=32", "--set", "embedding_dim=16", "--batch-size", "16"],
+    "charrnn-lstm": ["--set", "rnn_units=32", "--set", "embedding_dim=16", "--batch-size", "16"],
+}
+DATA = {"mlp": "generated", "memnn": "generated", "charrnn-gru": "real", "charrnn-lstm": "real"}
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _environment(tmp_path_factory):

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench.record import read_record
-from conftest import ROOT, record_paths
-from test_multiworker import DATA, SMALL
+from conftest import DATA, SMALL, record_paths
 
 
 def test_horovod_build_has_tensorflow_gloo_and_mpi():

@@ -12,15 +12,8 @@ from pathlib import Path
 import pytest
 
 from bench.record import read_record
-from conftest import error_lines, record_paths
+from conftest import DATA, SMALL, error_lines, record_paths
 
-SMALL = {
-    "mlp": ["--set", "n_neurons=32"],
-    "memnn": ["--set", "train_questions=400"],
-    "charrnn-gru": ["--set", "rnn_units=32", "--set", "embedding_dim=16", "--batch-size", "16"],
-    "charrnn-lstm": ["--set", "rnn_units=32", "--set", "embedding_dim=16", "--batch-size", "16"],
-}
-DATA = {"mlp": "generated", "memnn": "generated", "charrnn-gru": "real", "charrnn-lstm": "real"}
 
 
 @pytest.mark.parametrize("workload", list(SMALL))
