@@ -99,6 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
     comm.add_argument("--local-workers", type=int, metavar="N", help="mpirun N ranks on this host")
     comm.add_argument("--results", default=os.environ.get("DISTBENCH_RESULTS", "results"))
 
+    jobs = sub.add_parser("jobs", help="scaling-study specs to sbatch scripts")
+    jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True, parser_class=_Parser)
+    jobs_plan = jobs_sub.add_parser("plan", help="the expanded job matrix, jobs and GPU-hours; writes nothing")
+    jobs_plan.add_argument("spec")
+    jobs_write = jobs_sub.add_parser("write", help="one sbatch script per job, and a report job")
+    jobs_write.add_argument("spec")
+    jobs_write.add_argument("-o", "--out", required=True)
+
     summary = sub.add_parser("summary", help="a table of the records under results directories")
     summary.add_argument("results", nargs="+")
     return parser
@@ -215,6 +223,17 @@ def cmd_comm(args: argparse.Namespace) -> int:
     return comm.main_args(args)
 
 
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from jobs import sbatch, spec
+    study = spec.load(args.spec)
+    if args.jobs_command == "plan":
+        print(sbatch.plan(study))
+        return 0
+    paths = sbatch.write(study, args.out)
+    print(f"{len(paths)} job scripts and report.sbatch in {args.out}")
+    return 0
+
+
 def cmd_summary(args: argparse.Namespace) -> int:
     from analysis import summary
     print(summary.table(summary.load(args.results)))
@@ -222,7 +241,8 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "list": cmd_list, "env": cmd_env, "generate": cmd_generate,
-            "data": cmd_data, "study": cmd_study, "summary": cmd_summary, "comm": cmd_comm}
+            "data": cmd_data, "study": cmd_study, "summary": cmd_summary, "comm": cmd_comm,
+            "jobs": cmd_jobs}
 
 if __name__ == "__main__":
     sys.exit(main())

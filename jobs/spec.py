@@ -1,0 +1,250 @@
+"""Scaling-study specs (TOML) and their expansion into jobs. Reads and writes files only.
+
+    [study]
+    name = "charrnn-scaling"
+    profile = "ft3"                 # or a path to a profile TOML
+    results = "results/charrnn-scaling"
+    repeats = 3
+    epochs = 2
+    steps_per_epoch = 50
+    time_limit = "00:30:00"
+    scaling = "strong"              # strong: batch_size is the global batch; weak: per GPU
+    batch_size = 256
+
+    [matrix]
+    strategies = ["default", "mirrored", "mwms", "horovod"]
+    gpus = [1, 2, 4, 8]
+    nodes = [1, 2, 4]               # optional: default is the fewest nodes holding the GPUs
+
+    [[workloads]]
+    name = "charrnn-gru"
+    data = "real"
+    set = { rnn_units = 1024 }
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.errors import UsageError
+
+PROFILES = Path(__file__).resolve().parent / "profiles"
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+TIME = re.compile(r"^(\d+-)?\d{1,2}:\d{2}:\d{2}$")
+STUDY_KEYS = {"name", "profile", "results", "repeats", "epochs", "steps_per_epoch", "time_limit",
+              "scaling", "batch_size"}
+MATRIX_KEYS = {"strategies", "gpus", "nodes"}
+WORKLOAD_KEYS = {"name", "data", "set"}
+PROFILE_KEYS = {"name", "gpus_per_node", "gres", "cpus_per_task", "mem", "partition", "qos", "account",
+                "setup", "mpi"}
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    gpus_per_node: int
+    gres: str
+    cpus_per_task: int
+    mem: str
+    partition: str
+    qos: str
+    account: str
+    setup: tuple[str, ...]
+    mpi: str
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    name: str
+    data: str = "real"
+    settings: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Job:
+    study: str
+    workload: WorkloadSpec
+    strategy: str
+    gpus: int
+    nodes: int
+    repeat: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.study}-{self.workload.name}-{self.strategy}-g{self.gpus}-n{self.nodes}-r{self.repeat}"
+
+    @property
+    def gpus_per_node(self) -> int:
+        return self.gpus // self.nodes
+
+
+@dataclass
+class Study:
+    path: Path
+    name: str
+    profile: Profile
+    results: str
+    repeats: int
+    epochs: int
+    steps_per_epoch: int
+    time_limit: str
+    scaling: str
+    batch_size: int
+    strategies: list[str]
+    gpus: list[int]
+    nodes: list[int] | None
+    workloads: list[WorkloadSpec]
+    skipped: list[tuple[str, str]] = field(default_factory=list)   # (combination, why)
+
+    def jobs(self) -> list[Job]:
+        jobs, self.skipped = [], []
+        for workload in self.workloads:
+            for strategy in self.strategies:
+                for gpus in self.gpus:
+                    for nodes in self.nodes or [math.ceil(gpus / self.profile.gpus_per_node)]:
+                        why = _invalid(strategy, gpus, nodes, self.profile.gpus_per_node)
+                        if why:
+                            self.skipped.append((f"{workload.name} {strategy} gpus={gpus} nodes={nodes}", why))
+                            continue
+                        jobs += [Job(self.name, workload, strategy, gpus, nodes, r) for r in range(self.repeats)]
+        return jobs
+
+
+def _invalid(strategy: str, gpus: int, nodes: int, per_node: int) -> str | None:
+    if gpus % nodes:
+        return f"{gpus} GPUs do not split evenly over {nodes} nodes"
+    if gpus // nodes > per_node:
+        return f"{gpus // nodes} GPUs per node, the profile has {per_node}"
+    if strategy == "default" and gpus != 1:
+        return "default runs on one GPU"
+    if strategy == "mirrored" and nodes != 1:
+        return "mirrored runs on one node"
+    return None
+
+
+def load(path: str | Path) -> Study:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: not valid TOML ({exc})") from None
+    where = _Where(path)
+    where.keys(data, {"study", "matrix", "workloads"}, "")
+    study = where.table(data, "study")
+    matrix = where.table(data, "matrix")
+    where.keys(study, STUDY_KEYS, "study.")
+    where.keys(matrix, MATRIX_KEYS, "matrix.")
+    name = where.name(study, "study.name")
+    from bench import workloads as registry
+    import strategies as backends
+    strategies = where.list_of(matrix, "matrix.strategies", str)
+    for i, strategy in enumerate(strategies):
+        where.check(lambda: backends.check(strategy), f"matrix.strategies[{i}]")
+    specs = []
+    items = data.get("workloads")
+    if not isinstance(items, list) or not items:
+        raise where.error("workloads", "needs at least one [[workloads]] table")
+    for i, item in enumerate(items):
+        key = f"workloads[{i}]"
+        where.keys(item, WORKLOAD_KEYS, key + ".")
+        workload = where.name(item, key + ".name")
+        where.check(lambda: registry.check(workload), key + ".name")
+        data_source = item.get("data", "real")
+        if data_source not in ("real", "generated", "synthetic"):
+            raise where.error(key + ".data", f"{data_source!r} is not real, generated or synthetic")
+        settings = item.get("set", {})
+        if not isinstance(settings, dict):
+            raise where.error(key + ".set", "must be a table of hyperparameter = value")
+        for hp, value in settings.items():
+            if not NAME.match(hp) or not re.match(r"^[\w.+-]+$", str(value)):
+                raise where.error(f"{key}.set.{hp}", f"{value!r} is not a plain name/number")
+        specs.append(WorkloadSpec(workload, data_source, tuple((k, str(v)) for k, v in settings.items())))
+    scaling = study.get("scaling", "strong")
+    if scaling not in ("strong", "weak"):
+        raise where.error("study.scaling", f"{scaling!r} is not strong or weak")
+    time_limit = str(study.get("time_limit", "01:00:00"))
+    if not TIME.match(time_limit):
+        raise where.error("study.time_limit", f"{time_limit!r} is not [D-]HH:MM:SS")
+    results = str(study.get("results", f"results/{name}"))
+    if any(c in results for c in "\n\0"):
+        raise where.error("study.results", "contains a newline")
+    return Study(
+        path=path, name=name, profile=load_profile(study.get("profile", "local"), path), results=results,
+        repeats=where.positive(study, "study.repeats", 1), epochs=where.positive(study, "study.epochs", 1),
+        steps_per_epoch=where.positive(study, "study.steps_per_epoch", 20), time_limit=time_limit,
+        scaling=scaling, batch_size=where.positive(study, "study.batch_size", 64), strategies=strategies,
+        gpus=[where.positive({"g": g}, f"matrix.gpus[{i}]", None, "g") for i, g in enumerate(where.list_of(matrix, "matrix.gpus", int))],
+        nodes=[where.positive({"n": n}, f"matrix.nodes[{i}]", None, "n") for i, n in enumerate(where.list_of(matrix, "matrix.nodes", int))]
+        if "nodes" in matrix else None,
+        workloads=specs)
+
+
+def load_profile(ref: str, spec_path: Path) -> Profile:
+    path = PROFILES / f"{ref}.toml" if NAME.match(ref) and (PROFILES / f"{ref}.toml").is_file() \
+        else (spec_path.parent / ref).resolve()
+    if not path.is_file():
+        known = ", ".join(p.stem for p in sorted(PROFILES.glob("*.toml")))
+        raise UsageError(f"{spec_path}: study.profile: {ref!r} is neither a profile ({known}) nor a file")
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    where = _Where(path)
+    where.keys(data, PROFILE_KEYS, "")
+    setup = data.get("setup", [])
+    if not isinstance(setup, list) or any("\n" in str(line) for line in setup):
+        raise where.error("setup", "must be a list of single lines")
+    return Profile(name=where.name(data, "name"), gpus_per_node=where.positive(data, "gpus_per_node", None),
+                   gres=str(data.get("gres", "")), cpus_per_task=where.positive(data, "cpus_per_task", 1),
+                   mem=str(data.get("mem", "")), partition=str(data.get("partition", "")),
+                   qos=str(data.get("qos", "")), account=str(data.get("account", "")),
+                   setup=tuple(str(line) for line in setup), mpi=str(data.get("mpi", "")))
+
+
+class _Where:
+    """Validation errors that name the file and the key."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def error(self, key: str, what: str) -> UsageError:
+        return UsageError(f"{self.path}: {key}: {what}")
+
+    def keys(self, table: dict, allowed: set[str], prefix: str) -> None:
+        unknown = sorted(set(table) - allowed)
+        if unknown:
+            raise self.error(prefix + unknown[0], f"unknown key (valid: {', '.join(sorted(allowed))})")
+
+    def table(self, data: dict, key: str) -> dict:
+        value = data.get(key)
+        if not isinstance(value, dict):
+            raise self.error(key, f"missing [{key}] table")
+        return value
+
+    def name(self, table: dict, key: str) -> str:
+        value = table.get(key.rsplit(".", 1)[-1])
+        if not isinstance(value, str) or not NAME.match(value):
+            raise self.error(key, f"{value!r}: use letters, digits, '.', '_' and '-' (up to 64)")
+        return value
+
+    def positive(self, table: dict, key: str, default: int | None, field_name: str | None = None) -> int:
+        value = table.get(field_name or key.rsplit(".", 1)[-1], default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise self.error(key, f"{value!r}: must be a positive integer")
+        return value
+
+    def list_of(self, table: dict, key: str, kind: type) -> list:
+        value = table.get(key.rsplit(".", 1)[-1])
+        if not isinstance(value, list) or not value or not all(isinstance(v, kind) and not isinstance(v, bool) for v in value):
+            raise self.error(key, f"must be a non-empty list of {kind.__name__}")
+        return value
+
+    def check(self, fn, key: str) -> None:
+        try:
+            fn()
+        except UsageError as exc:
+            raise self.error(key, str(exc)) from None
