@@ -106,6 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
     jobs_write = jobs_sub.add_parser("write", help="one sbatch script per job, and a report job")
     jobs_write.add_argument("spec")
     jobs_write.add_argument("-o", "--out", required=True)
+    for action, text in (("submit", "sbatch every script not yet submitted, then the report job"),
+                         ("status", "Slurm state of every job"),
+                         ("collect", "which jobs produced records, which failed, which never started"),
+                         ("cancel", "scancel every submitted job")):
+        parser_ = jobs_sub.add_parser(action, help=text)
+        parser_.add_argument("dir")
+        if action == "collect":
+            parser_.add_argument("--results", required=True, help="the study's results directory")
 
     summary = sub.add_parser("summary", help="a table of the records under results directories")
     summary.add_argument("results", nargs="+")
@@ -224,7 +232,29 @@ def cmd_comm(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    from jobs import sbatch, spec
+    from jobs import sbatch, slurm, spec
+    if args.jobs_command == "submit":
+        try:
+            fresh, before = slurm.submit(args.dir)
+        except slurm.SubmissionError as exc:
+            print(f"bench: error: {exc} (jobs submitted so far are in the manifest)", file=sys.stderr)
+            return 1
+        print(f"submitted {fresh} jobs ({before} already submitted) and the report job")
+        return 0
+    if args.jobs_command == "status":
+        for script, state in sorted(slurm.states(args.dir).items()):
+            print(f"{state:<12} {script}")
+        return 0
+    if args.jobs_command == "collect":
+        rows = slurm.collect(args.dir, args.results)
+        for row in rows:
+            print(f"{row['status']:<14} {row['job_id']:>8} {row['script']}")
+            for line in row.get("stderr_tail", []):
+                print(f"    {line}")
+        return 0 if all(r["status"] == "ok" for r in rows) else 1
+    if args.jobs_command == "cancel":
+        print(f"cancelled {slurm.cancel(args.dir)} jobs")
+        return 0
     study = spec.load(args.spec)
     if args.jobs_command == "plan":
         print(sbatch.plan(study))

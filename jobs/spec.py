@@ -175,6 +175,8 @@ def load(path: str | Path) -> Study:
     results = str(study.get("results", f"results/{name}"))
     if any(c in results for c in "\n\0"):
         raise where.error("study.results", "contains a newline")
+    # jobs run in the scripts' directory: a relative results path means the spec's directory
+    results = str((path.parent / results).resolve()) if not Path(results).is_absolute() else results
     return Study(
         path=path, name=name, profile=load_profile(study.get("profile", "local"), path), results=results,
         repeats=where.positive(study, "study.repeats", 1), epochs=where.positive(study, "study.epochs", 1),

@@ -51,7 +51,7 @@ def test_plan_counts_jobs_and_gpu_hours_and_writes_nothing(bench, tmp_path):
 @pytest.mark.parametrize("profile", ["ft3", "local"])
 @pytest.mark.parametrize("scaling", ["strong", "weak"])
 def test_scripts_match_golden_files(tmp_path, profile, scaling):
-    study = spec.load(write_spec(tmp_path, BASE.format(profile=profile, results="results/s", scaling=scaling)))
+    study = spec.load(write_spec(tmp_path, BASE.format(profile=profile, results="/scratch/results/s", scaling=scaling)))
     jobs = {(j.strategy, j.gpus): j for j in study.jobs()}
     for strategy, gpus in [("default", 1), ("mirrored", 2), ("mwms", 4), ("horovod", 4)]:
         text = sbatch.render(jobs[(strategy, gpus)], study)
@@ -108,4 +108,97 @@ def test_hostile_strings_are_quoted_not_executed(tmp_path):
                           env={**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}"})
     assert done.returncode == 0, done.stderr
     assert not list(work.glob("PWNED*")) and not list(tmp_path.glob("PWNED*"))
-    assert (work / hostile).is_dir()
+    assert (tmp_path / hostile).is_dir()           # relative results: the spec's directory
+
+
+E2E = """
+[study]
+name = "e2e"
+profile = "local"
+results = "results"
+steps_per_epoch = 4
+time_limit = "00:10:00"
+batch_size = 16
+
+[matrix]
+strategies = ["default", "mirrored"]
+gpus = [1]
+
+[[workloads]]
+name = "mlp"
+data = "generated"
+set = { n_neurons = 16 }
+
+[[workloads]]
+name = "charrnn-gru"
+data = "real"
+set = { rnn_units = 16, embedding_dim = 8 }
+"""
+
+
+def test_study_end_to_end_on_real_slurm(slurm, bench, tmp_path):
+    """Write, submit, watch, collect a tiny study on a real single-node Slurm; resubmitting
+    submits nothing twice."""
+    import sys
+    import time
+    spec_path = write_spec(tmp_path, E2E)
+    env = {**slurm.env, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    assert bench("jobs", "write", str(spec_path), "-o", str(tmp_path / "jobs"), env=env).returncode == 0
+    done = bench("jobs", "submit", str(tmp_path / "jobs"), env=env)
+    assert done.returncode == 0, done.stderr
+    assert "submitted 4 jobs (0 already submitted)" in done.stdout
+    again = bench("jobs", "submit", str(tmp_path / "jobs"), env=env)
+    assert "submitted 0 jobs (4 already submitted)" in again.stdout
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        status = bench("jobs", "status", str(tmp_path / "jobs"), env=env).stdout
+        if not any(s in status for s in ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING")):
+            break
+        time.sleep(2)
+    assert "COMPLETED" in status or "FINISHED" in status, status
+    collected = bench("jobs", "collect", str(tmp_path / "jobs"), "--results", str(tmp_path / "results"), env=env)
+    assert collected.returncode == 0, collected.stdout + collected.stderr
+    assert collected.stdout.count("ok ") == 4
+    assert len(list((tmp_path / "results").rglob("record.json"))) == 4
+
+
+def test_submit_without_sbatch_is_one_clear_line(bench, tmp_path):
+    study = spec.load(write_spec(tmp_path, E2E))
+    sbatch.write(study, tmp_path / "jobs")
+    done = bench("jobs", "submit", str(tmp_path / "jobs"), env={"PATH": "/nonexistent"})
+    assert done.returncode == 2
+    assert "sbatch not found" in error_lines(done.stderr)[0]
+    assert not (tmp_path / "jobs" / "manifest.json").exists()
+
+
+def test_rejected_submission_and_failed_job_on_real_slurm(slurm, bench, tmp_path):
+    import sys
+    import time
+    env = {**slurm.env, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    failing = E2E.replace('name = "e2e"', 'name = "bad"').replace('data = "generated"', 'data = "real"')
+    failing = failing.replace('strategies = ["default", "mirrored"]', 'strategies = ["default"]')
+    study = spec.load(write_spec(tmp_path, failing))           # mlp on real data: not staged here
+    out = tmp_path / "jobs"
+    sbatch.write(study, out)
+    scripts = sorted(p for p in out.glob("*.sbatch") if p.name != "report.sbatch")
+    broken = next(p for p in scripts if "charrnn" in p.name)     # rejected; the mlp job runs and fails
+    broken.write_text(broken.read_text().replace("#SBATCH --time=00:10:00", "#SBATCH --time=whenever"))
+    done = bench("jobs", "submit", str(out), env={**env, "DISTBENCH_DATA_DIR": str(tmp_path / "none")})
+    assert done.returncode == 1
+    assert "sbatch rejected" in error_lines(done.stderr)[0] and broken.name in error_lines(done.stderr)[0]
+    manifest = spec_manifest(out)
+    assert set(manifest["jobs"]) == {p.name for p in scripts if p != broken}   # consistent with Slurm
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        status = bench("jobs", "status", str(out), env=env).stdout
+        if not any(s in status for s in ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING")):
+            break
+        time.sleep(1)
+    rows = bench("jobs", "collect", str(out), "--results", str(tmp_path / "results"), env=env)
+    assert rows.returncode == 1
+    assert "no record" in rows.stdout and "fashion-mnist not found" in rows.stdout   # the job's stderr tail
+
+
+def spec_manifest(out):
+    import json
+    return json.loads((out / "manifest.json").read_text())
