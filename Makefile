@@ -11,9 +11,10 @@ setup:
 
 demo: setup
 	$(BENCH) study --name local-demo --workloads mlp,memnn,charrnn-gru,charrnn-lstm \
-	    --strategies default,mirrored,mwms,horovod --devices 2 --epochs 2 --steps-per-epoch 20 \
+	    --strategies default,mirrored,mwms,horovod --devices 1,2 --epochs 2 --steps-per-epoch 20 \
 	    --data mlp=generated,memnn=generated,charrnn-gru=real,charrnn-lstm=real \
 	    --set charrnn-gru.rnn_units=256 --set charrnn-lstm.rnn_units=256
+	$(BENCH) report results/local-demo -o results/local-demo/report
 
 # pytest exits 5 when it collected no test: that is not a failure of the suite.
 test: setup

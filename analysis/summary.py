@@ -11,7 +11,7 @@ import pandas as pd
 from bench.errors import UsageError
 from bench.record import RunRecord, iter_record_paths
 
-COLUMNS = ["run_id", "workload", "strategy", "status", "data_source", "num_replicas",
+COLUMNS = ["run_id", "kind", "workload", "strategy", "status", "data_source", "num_replicas",
            "global_batch_size", "per_replica_batch_size", "samples_per_s", "samples_per_s_per_device",
            "tokens_per_s", "median_step_s", "p90_step_s", "final_loss", "final_accuracy",
            "test_accuracy", "error", "path"]
@@ -20,7 +20,7 @@ COLUMNS = ["run_id", "workload", "strategy", "status", "data_source", "num_repli
 def row(record: RunRecord, path: Path) -> dict:
     step = record.timing.get("step_time", {})
     return {
-        "run_id": record.run_id, "workload": record.workload, "strategy": record.strategy,
+        "run_id": record.run_id, "kind": record.kind, "workload": record.workload, "strategy": record.strategy,
         "status": record.status, "data_source": record.data_source,
         "num_replicas": record.num_replicas, "global_batch_size": record.global_batch_size,
         "per_replica_batch_size": record.per_replica_batch_size,

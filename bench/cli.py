@@ -81,8 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--name", default="local")
     study.add_argument("--workloads", default="mlp,memnn,charrnn-gru,charrnn-lstm")
     study.add_argument("--strategies", default="default,mirrored")
-    study.add_argument("--devices", type=int, default=2,
-                       help="replicas: --devices for mirrored, --local-workers for mwms and horovod")
+    study.add_argument("--devices", default="2",
+                       help="replica counts, e.g. 1,2: --devices for mirrored, --local-workers for mwms and horovod")
     study.add_argument("--repeats", type=int, default=1)
     study.add_argument("--epochs", type=int, default=1)
     study.add_argument("--steps-per-epoch", type=int, default=20)
@@ -114,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
         parser_.add_argument("dir")
         if action == "collect":
             parser_.add_argument("--results", required=True, help="the study's results directory")
+
+    report = sub.add_parser("report", help="performance report: tables, speedup/efficiency, plots, HTML")
+    report.add_argument("results", nargs="+")
+    report.add_argument("-o", "--out", required=True)
 
     summary = sub.add_parser("summary", help="a table of the records under results directories")
     summary.add_argument("results", nargs="+")
@@ -264,6 +268,14 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from analysis import report
+    path = report.build(args.results, args.out)
+    print(path.read_text().split("\n## Runs")[0].strip())
+    print(f"\nreport: {path} and {path.with_suffix('.html')}")
+    return 0
+
+
 def cmd_summary(args: argparse.Namespace) -> int:
     from analysis import summary
     print(summary.table(summary.load(args.results)))
@@ -272,7 +284,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 COMMANDS = {"run": cmd_run, "list": cmd_list, "env": cmd_env, "generate": cmd_generate,
             "data": cmd_data, "study": cmd_study, "summary": cmd_summary, "comm": cmd_comm,
-            "jobs": cmd_jobs}
+            "jobs": cmd_jobs, "report": cmd_report}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -26,27 +26,46 @@ def run_commands(args: argparse.Namespace) -> list[list[str]]:
     for name in chosen_strategies:
         strategies.check(name)
     sources = data_sources(args.data, chosen_workloads)
+    try:
+        counts = [int(c) for c in str(args.devices).split(",") if c]
+    except ValueError:
+        raise UsageError(f"--devices {args.devices!r}: a count or a list like 1,2") from None
+    if not counts or min(counts) < 1:
+        raise UsageError(f"--devices {args.devices!r}: counts must be >= 1")
     if args.repeats < 1:
         raise UsageError(f"--repeats {args.repeats}: must be >= 1")
     commands = []
     for repeat in range(args.repeats):
         for workload in chosen_workloads:
-            for strategy in chosen_strategies:
+            for strategy, count in _combinations(chosen_strategies, counts):
                 cmd = [sys.executable, "-m", "bench", "run", "-q", "--workload", workload,
                        "--strategy", strategy, "--epochs", str(args.epochs),
                        "--steps-per-epoch", str(args.steps_per_epoch), "--data", sources[workload],
                        "--seed", str(repeat), "--results", args.results]
                 backend = strategies.get_class(strategy)    # its module imports no TensorFlow
                 if backend.multi_device:
-                    cmd += ["--devices", str(args.devices)]
+                    cmd += ["--devices", str(count)]
                 elif backend.multi_process:
-                    cmd += ["--local-workers", str(args.devices)]
+                    cmd += ["--local-workers", str(count)]
                 for item in args.sets or []:
                     key = item.partition("=")[0]
                     if "." not in key or key.startswith(f"{workload}."):   # scoped to another: skip
                         cmd += ["--set", item]
                 commands.append(cmd)
     return commands
+
+
+def _combinations(chosen: list[str], counts: list[int]) -> list[tuple[str, int]]:
+    """(strategy, device count) pairs; single-device strategies run once, with one device."""
+    import strategies
+    pairs = []
+    for strategy in chosen:
+        backend = strategies.get_class(strategy)
+        if backend.multi_device or backend.multi_process:
+            pairs += [(strategy, count) for count in counts]
+        else:
+            pairs.append((strategy, 1))
+    return pairs
 
 
 def data_sources(spec: str, chosen: list[str]) -> dict[str, str]:
