@@ -65,7 +65,7 @@ def render_report(study: Study) -> str:
              "#SBATCH --ntasks=1", f"#SBATCH --output=logs/{study.name}-report.out",
              f"#SBATCH --error=logs/{study.name}-report.err", "#SBATCH --time=00:30:00", "",
              "set -euo pipefail", *study.profile.setup,
-             f"bench summary {shlex.quote(study.results)}", ""]
+             f"bench report {shlex.quote(study.results)} -o {shlex.quote(study.results + '/report')}", ""]
     return "\n".join(lines)
 
 

@@ -116,7 +116,7 @@ E2E = """
 name = "e2e"
 profile = "local"
 results = "results"
-steps_per_epoch = 4
+steps_per_epoch = 8          # 5 warm-up steps are excluded from timing
 time_limit = "00:10:00"
 batch_size = 16
 
@@ -160,6 +160,10 @@ def test_study_end_to_end_on_real_slurm(slurm, bench, tmp_path):
     assert collected.returncode == 0, collected.stdout + collected.stderr
     assert collected.stdout.count("ok ") == 4
     assert len(list((tmp_path / "results").rglob("record.json"))) == 4
+    report = tmp_path / "results" / "report" / "report.md"     # the report job ran after all others
+    while time.monotonic() < deadline and not report.is_file():
+        time.sleep(1)
+    assert "| charrnn-gru" in report.read_text() and "| mlp" in report.read_text()
 
 
 def test_submit_without_sbatch_is_one_clear_line(bench, tmp_path):
