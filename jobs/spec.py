@@ -29,7 +29,6 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from bench.errors import UsageError
 

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from bench.errors import UsageError
 from jobs import sbatch, spec
 from conftest import ROOT, error_lines
 

@@ -51,9 +51,6 @@ class Workload:
     def tokens_per_sample(self, hp: dict[str, Any]) -> int | None:
         return None
 
-    def has_split(self, data: Data, split: str) -> bool:
-        return data.source == "synthetic" or split in data.splits
-
     def callbacks(self, hp: dict[str, Any]) -> list:
         """Keras callbacks the model itself needs (e.g. resetting RNN state each epoch)."""
         return []
