@@ -44,6 +44,12 @@ class _Signals:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self.received is not None:
+            # Interrupted: the record and the exit code are still to come. A further signal
+            # (Slurm and launchers may send more) must not kill the process mid-write.
+            for signum in self._previous:
+                signal.signal(signum, lambda *args: None)
+            return
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
 
