@@ -2,7 +2,7 @@
 # One idempotent set-up: a virtual environment in .venv with distbench and its extras,
 # Open MPI (Debian packages, when root) + mpi4py, and Horovod built from source.
 #   ./install.sh                  CPU build of TensorFlow (this machine, CI)
-#   EXTRAS=cuda,mpi ./install.sh  CUDA build (GPU nodes)
+#   EXTRAS=cuda,mpi,ray ./install.sh  CUDA build (GPU nodes)
 #   WITH_HOROVOD=0 ./install.sh   skip the Horovod build
 #   WITH_SLURM=0 ./install.sh     skip Debian's Slurm (installed as root for the tests)
 # Re-running only installs what changed. Downloads are cached by pip, the Horovod wheel in
@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
-EXTRAS=${EXTRAS:-cpu,mpi}
+EXTRAS=${EXTRAS:-cpu,mpi,ray}
 WITH_HOROVOD=${WITH_HOROVOD:-1}
 VENV=${VENV:-.venv}
 

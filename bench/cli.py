@@ -54,6 +54,41 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scale-lr", action="store_true", help="multi-worker: learning rate x number of workers")
 
 
+def _add_tune_options(p: argparse.ArgumentParser, scheduler: str) -> None:
+    pbt = scheduler == "pbt"
+    p.add_argument("workload", help="see `bench list`")
+    p.add_argument("--samples", "--trials", type=int, default=2 if pbt else 10,
+                   help=f"trials (default: {2 if pbt else 10})")
+    p.add_argument("--iterations", "--epochs", type=int, default=100 if pbt else 10,
+                   help=f"training iterations (epochs) per trial (default: {100 if pbt else 10})")
+    p.add_argument("--steps-per-iteration", type=int, help="default: one pass over the training data")
+    p.add_argument("--smoke-test", action="store_true", help="4 iterations (as the course's PBT script)")
+    p.add_argument("--space", action="append", metavar="NAME=DIST", dest="space",
+                   help="e.g. dropout='uniform(0, 0.9)', learning_rate='loguniform(1e-4, 1e-2)', "
+                        "optimizer='choice(sgd, adam)', rho='grid(0.8, 0.9, 0.99)', n_hidden='randint(0, 8)'; "
+                        f"replaces the workload's default {'mutations' if pbt else 'space'}")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", dest="sets", help="fixed hyperparameter")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--cpus-per-trial", type=float, default=1)
+    p.add_argument("--gpus-per-trial", type=float, default=0, help="fractions share a GPU")
+    p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
+    p.add_argument("--ray", choices=("local", "auto", "slurm"), default="local",
+                   help="start a local Ray, join a running one, or start Ray on the Slurm allocation's nodes")
+    p.add_argument("--data", choices=("real", "generated", "synthetic"), default="real")
+    p.add_argument("--data-dir")
+    p.add_argument("--results", default=os.environ.get("DISTBENCH_RESULTS", "results"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--warmup-steps", type=int, default=2)
+    p.add_argument("--verbose", "-v", action="count", default=0, help="Ray's progress output")
+    if pbt:
+        p.add_argument("--perturbation-interval", type=int, default=2)
+        p.add_argument("--quantile-fraction", type=float, default=0.25)
+        p.add_argument("--synch", action="store_true", help="perturb once every trial reached the interval")
+    else:
+        p.add_argument("--asha", action="store_true", help="stop weak trials early (ASHA)")
+        p.add_argument("--no-retrain", action="store_true", help="skip retraining the best config")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="bench", description="distbench: distributed-training benchmarks")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -118,6 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="performance report: tables, speedup/efficiency, plots, HTML")
     report.add_argument("results", nargs="+")
     report.add_argument("-o", "--out", required=True)
+
+    tune = sub.add_parser("tune", help="Ray Tune studies: population based training, hyperparameter search")
+    tune_sub = tune.add_subparsers(dest="scheduler", required=True, parser_class=_Parser)
+    for name, text in (("pbt", "Population Based Training (metric: mean validation accuracy)"),
+                       ("search", "random search, then the best config retrained and tested")):
+        _add_tune_options(tune_sub.add_parser(name, help=text), name)
 
     summary = sub.add_parser("summary", help="a table of the records under results directories")
     summary.add_argument("results", nargs="+")
@@ -276,6 +317,28 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from bench import tune
+    from bench.hparams import parse_set_options
+    cfg = tune.StudyConfig(
+        workload=args.workload, scheduler=args.scheduler, samples=args.samples,
+        iterations=4 if args.smoke_test else args.iterations,
+        steps_per_iteration=args.steps_per_iteration, batch_size=args.batch_size,
+        space=parse_set_options(args.space), overrides=parse_set_options(args.sets),
+        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, num_cpus=args.num_cpus,
+        ray=args.ray, data=args.data, data_dir=args.data_dir, results=args.results, seed=args.seed,
+        warmup_steps=args.warmup_steps, verbose=args.verbose)
+    if args.scheduler == "pbt":
+        cfg.perturbation_interval, cfg.quantile_fraction = args.perturbation_interval, args.quantile_fraction
+        cfg.synch = args.synch
+    else:
+        cfg.asha, cfg.retrain = args.asha, not args.no_retrain
+    result = tune.run_study(cfg)
+    print(tune.describe(result))
+    print(result.path)
+    return result.exit_code
+
+
 def cmd_summary(args: argparse.Namespace) -> int:
     from analysis import summary
     print(summary.table(summary.load(args.results)))
@@ -284,7 +347,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 COMMANDS = {"run": cmd_run, "list": cmd_list, "env": cmd_env, "generate": cmd_generate,
             "data": cmd_data, "study": cmd_study, "summary": cmd_summary, "comm": cmd_comm,
-            "jobs": cmd_jobs, "report": cmd_report}
+            "jobs": cmd_jobs, "report": cmd_report, "tune": cmd_tune}
 
 if __name__ == "__main__":
     sys.exit(main())

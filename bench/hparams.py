@@ -22,6 +22,7 @@ class HParam:
     high: float | None = None
     choices: tuple[Any, ...] | None = None
     help: str = ""
+    mutable: bool = False    # training may go on after a change (PBT): no effect on weight shapes or data
 
     @property
     def type(self) -> type:

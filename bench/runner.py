@@ -95,6 +95,8 @@ def _run(cfg, workload, backend, hp, topology) -> RunResult:
 
     keras.utils.set_random_seed(cfg.seed)
     data = workload.load(cfg.data, cfg.data_dir, hp, cfg.seed)
+    if cfg.merge_validation:
+        _merge_validation(data)
     global_batch, per_replica = resolve_batch(cfg, workload, topology.num_replicas)
     resume_from = _resume_path(cfg.resume) if cfg.resume else None
     _check_options(cfg, workload, data)
@@ -205,6 +207,17 @@ def _run(cfg, workload, backend, hp, topology) -> RunResult:
         _write_timeseries(out, timer, sampler)
         path = write_record(cfg.results, record)
     return RunResult(record, path, exit_code, written=writer)
+
+
+def _merge_validation(data) -> None:
+    """The validation split joins the training split (the full training set)."""
+    import numpy as np
+    import tensorflow as tf
+    if "val" not in data.splits:
+        return
+    train, val = data.splits["train"], data.splits.pop("val")
+    data.splits["train"] = tf.nest.map_structure(lambda a, b: np.concatenate([a, b]), train, val)
+    data.info["train_samples"] = len(tf.nest.flatten(data.splits["train"])[0])
 
 
 def _reason(exc: Exception) -> str:

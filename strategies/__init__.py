@@ -7,16 +7,15 @@ import importlib
 
 from bench.errors import UsageError
 
-# name -> (module, class); the next issues add mwms, horovod and ray here.
+# name -> (module, class)
 _BACKENDS = {
     "default": ("strategies.default", "DefaultBackend"),
     "mirrored": ("strategies.mirrored", "MirroredBackend"),
     "mwms": ("strategies.mwms", "MultiWorkerMirroredBackend"),
     "horovod": ("strategies.horovod", "HorovodBackend"),
+    "ray": ("strategies.raytune", "RayTuneBackend"),
 }
-PLANNED = {
-    "ray": "Ray Tune: not implemented yet (Ray Tune issue)",
-}
+PLANNED: dict[str, str] = {}
 
 
 def names() -> list[str]:

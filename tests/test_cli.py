@@ -24,9 +24,20 @@ from conftest import error_lines, read_json, record_paths
     (["run", "-w", "mlp", "--data", "generated", "--export"], "workload 'mlp' has no exportable generator"),
     (["run", "-w", "charrnn-gru", "--synthetic", "--export"], "synthetic data has no vocabulary"),
     (["run", "-w", "mlp", "--stop-at-target"], "--stop-at-target needs --target-accuracy"),
+    (["run", "-w", "mlp", "-s", "ray"], "strategy 'ray' runs studies of trials, not one run: use 'bench tune pbt"),
+    (["tune", "search", "mlp", "--space", "learning_rate=loguniform(0.01, 0.0001)"],
+     "space learning_rate='loguniform(0.01, 0.0001)': lower 0.01 > upper 0.0001"),
+    (["tune", "search", "mlp", "--space", "depth=randint(1, 4)"], "space: unknown hyperparameter 'depth' for mlp"),
+    (["tune", "search", "mlp", "--space", "n_hidden=normal(1, 4)"], "space n_hidden='normal(1, 4)': expected one of"),
+    (["tune", "search", "mlp", "--space", "n_hidden=randint(0, 12)"], "n_hidden=12: must be <= 8"),
+    (["tune", "pbt", "memnn", "--space", "lstm_units=grid(32, 64)"],
+     "mutation lstm_units: memnn's trained weights do not survive a change of it"),
+    (["tune", "pbt", "charrnn-gru"], "pbt: charrnn-gru reports no accuracy to rank trials by"),
+    (["tune", "pbt", "memnn", "--samples", "0"], "--samples 0: must be >= 1"),
 ])
 def test_bad_input_is_one_line_and_exit_2(bench, tmp_path, args, message):
-    done = bench(*args, "--results", str(tmp_path / "results")) if args[0] == "run" else bench(*args)
+    with_results = args[0] in ("run", "tune")
+    done = bench(*args, "--results", str(tmp_path / "results")) if with_results else bench(*args)
     assert done.returncode == 2, done.stderr
     lines = error_lines(done.stderr)
     assert len(lines) == 1 and message in lines[0], done.stderr
@@ -48,7 +59,7 @@ def test_list_says_what_is_available_and_why_not(bench):
     assert "mwms       available" in done.stdout
     horovod = next(line for line in done.stdout.splitlines() if line.strip().startswith("horovod"))
     assert "available" in horovod                         # and, if not, why not
-    assert "ray        unavailable: Ray Tune: not implemented yet" in done.stdout
+    assert "ray        available" in done.stdout
 
 
 def test_env_reports_nvml_state(bench):

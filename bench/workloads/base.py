@@ -31,6 +31,8 @@ class Workload:
     default_batch_size: int = 32
     monitor: str | None = "accuracy"      # the accuracy metric's name, if any
     stateful: bool = False                 # needs a fixed per-replica batch
+    tune_space: Mapping[str, str] = {}     # default search space (bench.space syntax)
+    tune_mutations: Mapping[str, str] = {} # default PBT mutations (mutable hyperparameters only)
 
     def load(self, source: str, data_dir: str | None, hp: dict[str, Any], seed: int) -> Data:
         raise NotImplementedError

@@ -32,11 +32,13 @@ def encode(text: str, vocab: list[str]) -> np.ndarray:
 class _CharRNN(Workload):
     monitor = None          # loss only, as in the tutorials
     default_batch_size = 64
+    tune_space = {"learning_rate": "loguniform(0.0001, 0.01)"}
+    tune_mutations = {"learning_rate": "loguniform(0.0001, 0.01)"}
     space = {
         "embedding_dim": HParam(256, 1, 8192),
         "rnn_units": HParam(1024, 1, 16384),
         "seq_length": HParam(100, 2, 100_000),
-        "learning_rate": HParam(1e-3, 1e-6, 1.0),
+        "learning_rate": HParam(1e-3, 1e-6, 1.0, mutable=True),
         "shuffle_buffer": HParam(10_000, 1, 10_000_000),
         "generated_chars": HParam(200_000, 1_000, 100_000_000, help="--data generated only"),
     }

@@ -25,15 +25,23 @@ class MemNN(Workload):
     name = "memnn"
     description = "Memory Network on bAbI QA1 (single supporting fact, 10k)"
     space = {
-        "dropout": HParam(0.3, 0.0, 0.95),
-        "learning_rate": HParam(0.01, 1e-6, 1.0),
-        "rho": HParam(0.9, 0.0, 1.0, help="RMSprop discounting factor"),
+        "dropout": HParam(0.3, 0.0, 0.95, mutable=True),
+        "learning_rate": HParam(0.01, 1e-6, 1.0, mutable=True),
+        "rho": HParam(0.9, 0.0, 0.999, mutable=True, help="RMSprop discounting factor (< 1)"),
         "embedding_dim": HParam(64, 1, 4096),
         "lstm_units": HParam(32, 1, 4096),
         "train_questions": HParam(10_000, 10, 10_000_000, help="generated data only"),
         "reduce_lr_patience": HParam(0, 0, 1000, help="epochs without val_loss progress before lr x 0.3; 0 = off"),
     }
     default_batch_size = 32
+    # The PBT course study: dropout resampled uniformly, lr and rho moved along grids.
+    tune_mutations = {
+        "dropout": "uniform(0, 0.95)",
+        "learning_rate": "grid(0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02)",
+        "rho": "grid(0.8, 0.85, 0.9, 0.95, 0.99)",
+    }
+    tune_space = {"dropout": "uniform(0.0, 0.6)", "learning_rate": "loguniform(0.0001, 0.02)",
+                  "rho": "uniform(0.8, 0.99)"}
 
     def load(self, source, data_dir, hp, seed):
         if source == "synthetic":

@@ -26,10 +26,14 @@ class MLP(Workload):
     space = {
         "n_hidden": HParam(2, 0, 8, help="hidden Dense layers"),
         "n_neurons": HParam(128, 16, 256, help="units per hidden layer"),
-        "learning_rate": HParam(1e-3, 1e-6, 1.0),
+        "learning_rate": HParam(1e-3, 1e-6, 1.0, mutable=True),
         "optimizer": HParam("adam", choices=("sgd", "adam")),
     }
     default_batch_size = 32
+    # The Keras-Tuner course study.
+    tune_space = {"n_hidden": "randint(0, 8)", "n_neurons": "randint(16, 256)",
+                  "learning_rate": "loguniform(0.0001, 0.01)", "optimizer": "choice(sgd, adam)"}
+    tune_mutations = {"learning_rate": "loguniform(0.0001, 0.01)"}
 
     def load(self, source, data_dir, hp, seed):
         if source == "synthetic":

@@ -1,0 +1,440 @@
+"""Studies of trials under Ray Tune: Population Based Training and hyperparameter search,
+for any registered workload. The library API behind `bench tune pbt|search`.
+
+Every study writes a study record (kind "study") and one record per trial (kind "trial")
+into the results directory, in the run records' schema; Ray's own files go to
+``<results>/<study_id>/ray``. A training iteration is one epoch (or --steps-per-iteration
+steps); every iteration reports its metrics and step timing with a `.keras` checkpoint,
+which PBT restores into another trial when that trial exploits this one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import statistics
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import provenance, stats, workloads
+from bench.errors import UsageError
+from bench.hparams import for_workload, resolve
+from bench.record import (STATUS_FAILED, STATUS_INTERRUPTED, STATUS_OK, RunRecord, new_run_id,
+                          utc_now, write_record)
+from bench.space import Dimension, clamp_config, parse_space
+
+SCHEDULERS = ("pbt", "search")
+# Fault injection for testing failure handling: "<trial index>@<iteration>" makes that trial raise.
+FAULT_ENV = "DISTBENCH_TRIAL_FAULT"
+
+
+@dataclass
+class StudyConfig:
+    workload: str
+    scheduler: str = "pbt"                  # pbt | search
+    samples: int = 2                        # trials (PBT population, or search samples)
+    iterations: int = 100                   # training iterations per trial (epochs)
+    steps_per_iteration: int | None = None  # None: one pass over the training data
+    batch_size: int | None = None
+    space: dict[str, str] = field(default_factory=dict)     # replaces the workload's default space
+    overrides: dict[str, str] = field(default_factory=dict) # --set: fixed hyperparameters
+    perturbation_interval: int = 2
+    quantile_fraction: float = 0.25
+    synch: bool = False                     # PBT: perturb when every trial reached the interval
+    asha: bool = False                      # search: stop weak trials early
+    retrain: bool = True                    # search: retrain the best config on train+val, test it
+    cpus_per_trial: float = 1
+    gpus_per_trial: float = 0
+    num_cpus: int | None = None             # local Ray; None: all
+    ray: str = "local"                      # local | auto | slurm
+    data: str = "real"
+    data_dir: str | None = None
+    results: str = "results"
+    seed: int = 0
+    warmup_steps: int = 2
+    verbose: int = 0
+    study_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class StudyResult:
+    record: RunRecord
+    path: Path
+    trials: list[RunRecord]
+    retrain: RunRecord | None
+    exit_code: int
+
+
+def plan(cfg: StudyConfig):
+    """Everything that can be checked before Ray starts: (workload, fixed hp, dimensions)."""
+    if cfg.scheduler not in SCHEDULERS:
+        raise UsageError(f"scheduler {cfg.scheduler!r}: must be one of {', '.join(SCHEDULERS)}")
+    for name in ("samples", "iterations", "perturbation_interval"):
+        if getattr(cfg, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} {getattr(cfg, name)}: must be >= 1")
+    if cfg.cpus_per_trial <= 0 or cfg.gpus_per_trial < 0:
+        raise UsageError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+    if not 0 < cfg.quantile_fraction <= 0.5:
+        raise UsageError(f"--quantile-fraction {cfg.quantile_fraction}: must be in (0, 0.5]")
+    workload = workloads.get(cfg.workload)
+    fixed = resolve(workload.space, for_workload(cfg.overrides, cfg.workload, set(workloads.names())),
+                    cfg.workload)
+    pbt = cfg.scheduler == "pbt"
+    entries = cfg.space or (workload.tune_mutations if pbt else workload.tune_space)
+    if not entries:
+        raise UsageError(f"{cfg.workload}: no default {'mutations' if pbt else 'search space'}; give --space")
+    dimensions = parse_space(entries, workload.space, cfg.workload, mutations=pbt)
+    if pbt and not workload.monitor:
+        raise UsageError(f"pbt: {cfg.workload} reports no accuracy to rank trials by")
+    return workload, fixed, dimensions
+
+
+def metric_of(workload) -> tuple[str, str]:
+    return ("mean_accuracy", "max") if workload.monitor else ("val_loss", "min")
+
+
+def run_study(cfg: StudyConfig) -> StudyResult:
+    workload, fixed, dimensions = plan(cfg)
+    from strategies import raytune
+    raytune.require_ray()
+    study_id = cfg.study_id = cfg.study_id or new_run_id(cfg.scheduler)
+    metric, mode = metric_of(workload)
+    record = RunRecord(run_id=study_id, workload=cfg.workload, strategy="ray", kind="study",
+                       data_source=cfg.data, config=cfg.to_dict(), hyperparameters=fixed,
+                       global_batch_size=cfg.batch_size or workload.default_batch_size)
+    record.provenance = provenance.collect()
+    record.extra.update({"scheduler": cfg.scheduler, "metric": metric, "mode": mode,
+                         "space": {n: d.text() for n, d in dimensions.items()}})
+    storage = Path(cfg.results) / study_id / "ray"
+    record.artifacts["ray_storage"] = str(storage)
+    write_record(cfg.results, record)
+    started = time.perf_counter()
+    trials: list[RunRecord] = []
+    retrained = None
+    exit_code = 1
+    try:
+        with raytune.session(cfg.ray, cfg.num_cpus, verbose=bool(cfg.verbose)) as ray_info:
+            record.extra["ray"] = ray_info
+            grid = _fit(cfg, workload, fixed, dimensions, metric, mode, storage, study_id)
+            trials = _trial_records(cfg, grid, study_id, metric, mode)
+        perturbations = raytune.perturbation_log(storage / study_id)
+        _summarise(record, trials, metric, mode, perturbations)
+        if cfg.scheduler == "search" and cfg.retrain and record.metrics.get("best_trial"):
+            retrained = _retrain(cfg, record.hyperparameters, study_id)
+            record.metrics.update({f"retrain_{k}": v for k, v in retrained.metrics.items()
+                                   if k.startswith("test_")})
+            record.artifacts["retrain_record"] = retrained.run_id
+        ok = record.metrics.get("best_trial") is not None
+        record.status = STATUS_OK if ok else STATUS_FAILED
+        record.error = None if ok else "no trial finished an iteration"
+        exit_code = 0 if ok else 1
+    except KeyboardInterrupt:
+        record.status, record.error, exit_code = STATUS_INTERRUPTED, "interrupted", 130
+    except UsageError:
+        record.status, record.error = STATUS_FAILED, "bad input"
+        raise
+    except Exception as exc:
+        record.status = STATUS_FAILED
+        record.error = f"{type(exc).__name__}: {exc}"[:400]
+        record.extra["traceback"] = traceback.format_exc(limit=-25)
+    finally:
+        record.finished_at = utc_now()
+        record.timing["wall_s"] = time.perf_counter() - started
+        path = write_record(cfg.results, record)
+    return StudyResult(record, path, trials, retrained, exit_code)
+
+
+def describe(result: StudyResult) -> str:
+    """A few lines for the terminal: the trials, the best configuration and score."""
+    record, metric = result.record, result.record.extra.get("metric", "score")
+    lines = []
+    for trial in result.trials:
+        score = trial.metrics.get(f"best_{metric}")
+        shown = f"{score:.4f}" if isinstance(score, float) else "-"
+        exploits = sum(e["type"] == "exploit" for e in trial.extra.get("events", []))
+        lines.append(f"  {trial.extra['trial_id']:<14} {trial.status:<7} best {metric} {shown}"
+                     f"{f'  exploits {exploits}' if exploits else ''}{'  ' + trial.error if trial.error else ''}")
+    m = record.metrics
+    lines.append(f"{record.kind} {record.run_id}: {record.status}"
+                 + (f" ({record.error})" if record.error else "")
+                 + f", {m.get('trials', 0)} trials ({m.get('trials_failed', 0)} failed), "
+                 f"{m.get('perturbations', 0)} perturbations, {record.timing.get('wall_s', 0):.0f} s")
+    if m.get("best_trial"):
+        lines.append(f"best {metric} {m[f'best_{metric}']:.4f}: {json.dumps(record.hyperparameters, sort_keys=True)}")
+    if "retrain_test_accuracy" in m:
+        lines.append(f"best config retrained on train+val: test accuracy {m['retrain_test_accuracy']:.4f}")
+    return "\n".join(lines)
+
+
+def _fit(cfg, workload, fixed, dimensions, metric, mode, storage, study_id):
+    import random
+    from ray import tune
+    from ray.tune.search import BasicVariantGenerator
+    from strategies import raytune
+    random.seed(cfg.seed)       # PBT draws its perturbations from `random`
+    param_space: dict[str, Any] = dict(fixed)
+    scheduler = None
+    if cfg.scheduler == "pbt":
+        # As in the course study, every trial starts from the same values and PBT explores.
+        explore = _Explore(dimensions, workload.space)
+        scheduler = raytune.pbt_scheduler(dimensions, explore, cfg.perturbation_interval, cfg.synch,
+                                          cfg.quantile_fraction)
+    else:
+        param_space.update({name: raytune.search_domain(d) for name, d in dimensions.items()})
+        if cfg.asha:
+            scheduler = raytune.asha_scheduler(cfg.iterations)
+    trainable = tune.with_parameters(_trial, study=cfg.to_dict())
+    return raytune.run_study(
+        trainable, param_space, name=study_id, storage=storage, metric=metric, mode=mode,
+        samples=cfg.samples, iterations=cfg.iterations, scheduler=scheduler,
+        search=BasicVariantGenerator(random_state=cfg.seed),
+        cpus_per_trial=cfg.cpus_per_trial, gpus_per_trial=cfg.gpus_per_trial, verbose=cfg.verbose)
+
+
+class _Explore:
+    """PBT's custom explore function: perturbed values clamped to the declared and valid
+    ranges. A class, not a closure, so that Ray can pickle it."""
+
+    def __init__(self, dimensions: dict[str, Dimension], hparams) -> None:
+        self.dimensions, self.hparams = dimensions, dict(hparams)
+
+    def __call__(self, config: dict) -> dict:
+        return clamp_config(config, self.dimensions, self.hparams)
+
+
+# --- one trial (runs in a Ray worker process) ------------------------------------------
+
+def _trial(config: dict, study: dict) -> None:
+    import keras
+    import tensorflow as tf
+    from strategies import raytune
+
+    cfg = StudyConfig(**study)
+    threads = max(1, int(cfg.cpus_per_trial))
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    trial_id, index, _ = raytune.trial_context()
+    workload = workloads.get(cfg.workload)
+    hp = resolve(workload.space, {k: _plain(v) for k, v in config.items() if k in workload.space},
+                 cfg.workload)
+    keras.utils.set_random_seed(cfg.seed + index)
+    data = workload.load(cfg.data, cfg.data_dir, hp, cfg.seed)
+    batch = cfg.batch_size or workload.default_batch_size
+    model = workload.build(data, hp, batch)
+    start, restored = 0, {}
+    with raytune.restored_checkpoint() as directory:
+        if directory is not None:
+            restored = json.loads((directory / "meta.json").read_text())
+            _load_state(model, directory / "model.keras", hp)
+            start = restored["iteration"]
+    train = workload.dataset(data, "train", batch, hp, cfg.seed + index, training=True)
+    if cfg.steps_per_iteration:
+        train = train.repeat().take(cfg.steps_per_iteration)
+    val = (workload.dataset(data, "val", batch, hp, cfg.seed, training=False)
+           if "val" in data.splits else None)
+    from bench.callbacks import StepTimer
+    timer = StepTimer(cfg.warmup_steps)
+    log = iteration_log(cfg.results, cfg.study_id, trial_id)
+    fault = _fault(index)
+    for iteration in range(start + 1, cfg.iterations + 1):
+        if fault == iteration:
+            raise RuntimeError(f"injected failure ({FAULT_ENV}) in trial {index} at iteration {iteration}")
+        seen = len(timer.rows)
+        history = model.fit(train, epochs=iteration, initial_epoch=iteration - 1, validation_data=val,
+                            callbacks=[timer, *workload.callbacks(hp)], verbose=0)
+        metrics = {k: float(v[-1]) for k, v in history.history.items()}
+        metrics.update(_iteration_timing(timer, seen, batch, workload.tokens_per_sample(hp)))
+        if workload.monitor:
+            metrics["mean_accuracy"] = metrics.get(f"val_{workload.monitor}", metrics.get(workload.monitor))
+        metrics.update({"iteration": iteration, "config_json": json.dumps(hp, sort_keys=True),
+                        "restored_from_trial": restored.get("trial_id", "") if iteration == start + 1 else "",
+                        "restored_from_iteration": restored.get("iteration", 0) if iteration == start + 1 else 0})
+
+        _append_line(log, {**metrics, "trial_id": trial_id, "time": time.time()})
+
+        def write(directory: Path, iteration=iteration) -> None:
+            model.save(directory / "model.keras")
+            (directory / "meta.json").write_text(json.dumps(
+                {"trial_id": trial_id, "iteration": iteration, "hyperparameters": hp}))
+        raytune.report(metrics, write)
+
+
+def iteration_log(results: str, study_id: str, trial_id: str) -> Path:
+    """Each trial appends one JSON line per iteration here: Ray's own per-trial progress
+    files can miss the iteration reported while PBT clones a trial."""
+    return Path(results).resolve() / study_id / "trials" / f"{trial_id}.jsonl"
+
+
+def _append_line(path: Path, values: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(values, sort_keys=True) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _read_iterations(path: Path) -> list[dict]:
+    """The iterations of a trial's lineage: the latest line per iteration (a trial that
+    exploits another continues from the other's iteration and may redo some)."""
+    if not path.exists():
+        return []
+    rows: dict[int, dict] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:          # a line cut by a killed trial
+            continue
+        rows[int(row["iteration"])] = row
+    return [rows[i] for i in sorted(rows)]
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars from Ray's samplers as Python values."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def _fault(index: int) -> int | None:
+    spec = os.environ.get(FAULT_ENV, "")
+    trial, _, iteration = spec.partition("@")
+    if spec and trial.isdigit() and iteration.isdigit() and int(trial) == index:
+        return int(iteration)
+    return None
+
+
+def _load_state(model, path: Path, hp: dict) -> None:
+    """Weights and optimizer state of a `.keras` checkpoint into a model built with the
+    (possibly mutated) hyperparameters: a new dropout takes effect, and the learning rate
+    is the new one, not the checkpoint's."""
+    model.optimizer.build(model.trainable_variables)
+    model.load_weights(path)
+    if "learning_rate" in hp:
+        model.optimizer.learning_rate = hp["learning_rate"]
+
+
+def _iteration_timing(timer, seen: int, batch: int, tokens: int | None) -> dict[str, float]:
+    rows = timer.rows[seen:]
+    timed = [row[2] for row in rows if not row[3]]
+    summary = {"iteration_s": timer.epoch_times[-1] if timer.epoch_times else math.nan,
+               "steps": len(rows), "timed_steps": len(timed)}
+    if timed:
+        median = stats.step_time_summary(timed)["median_s"]
+        summary.update({"step_time_median_s": median, "samples_per_s": batch / median})
+        if tokens:
+            summary["tokens_per_s"] = batch * tokens / median
+    return summary
+
+
+# --- records ---------------------------------------------------------------------------
+
+def _trial_records(cfg: StudyConfig, grid, study_id: str, metric: str, mode: str) -> list[RunRecord]:
+    records = []
+    for result in grid:
+        record = _trial_record(cfg, result, study_id, metric, mode)
+        write_record(cfg.results, record)
+        records.append(record)
+    return records
+
+
+def _trial_record(cfg, result, study_id, metric, mode) -> RunRecord:
+    batch = cfg.batch_size or workloads.get(cfg.workload).default_batch_size
+    trial_id = (result.metrics or {}).get("trial_id") or _trial_id_of(result.path)
+    rows = _read_iterations(iteration_log(cfg.results, study_id, trial_id))
+    record = RunRecord(run_id=f"{study_id}-{trial_id}", workload=cfg.workload, strategy="ray",
+                       kind="trial", data_source=cfg.data, global_batch_size=batch,
+                       per_replica_batch_size=batch, config={"study_id": study_id})
+    record.hyperparameters = {k: _plain(v) for k, v in result.config.items()}
+    record.extra.update({"study_id": study_id, "trial_id": trial_id, "path": str(result.path)})
+    record.extra["config_history"], record.extra["events"] = _history_and_events(rows)
+    keys = ["loss", "val_loss", "accuracy", "val_accuracy", "mean_accuracy", "iteration_s",
+            "step_time_median_s", "samples_per_s", "tokens_per_s"]
+    record.history = {k: [float(row[k]) for row in rows if _number(row.get(k))] for k in keys
+                      if any(_number(row.get(k)) for row in rows)}
+    scores = record.history.get(metric, [])
+    if scores:
+        record.metrics = {f"final_{metric}": scores[-1],
+                          f"best_{metric}": max(scores) if mode == "max" else min(scores),
+                          "iterations": int(rows[-1]["iteration"])}
+    steps = record.history.get("step_time_median_s", [])
+    if steps:
+        record.timing["step_time"] = {"median_s": statistics.median(steps), "per_iteration_median_s": steps}
+        record.throughput["samples_per_s"] = statistics.median(record.history["samples_per_s"])
+    record.timing["train_s"] = float(sum(record.history.get("iteration_s", [])))
+    if result.error is not None:
+        cause = getattr(result.error, "cause", None) or result.error   # Ray wraps the trial's exception
+        record.status = STATUS_FAILED
+        record.error = " ".join(f"{type(cause).__name__}: {cause}".split())[:400]
+        record.extra["traceback"] = str(result.error)[-4000:]
+    else:
+        record.status = STATUS_OK
+    record.finished_at = utc_now()
+    return record
+
+
+def _trial_id_of(path: str) -> str:
+    """Ray's trial directory is "_trial_<id>_<index>_<date>"; the id is "<exp>_<index>"."""
+    parts = Path(path).name.split("_")
+    return f"{parts[2]}_{parts[3]}" if len(parts) > 3 else Path(path).name
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not (isinstance(value, float) and math.isnan(value))
+
+
+def _history_and_events(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """The hyperparameters per stretch of iterations, and every restore of a checkpoint
+    (an exploit when the checkpoint came from another trial)."""
+    history, events, previous = [], [], None
+    for row in rows:
+        config = json.loads(row.get("config_json") or "{}")
+        if config != previous:
+            history.append({"from_iteration": int(row["iteration"]), "hyperparameters": config})
+        source = row.get("restored_from_trial")
+        if isinstance(source, str) and source:
+            own = row.get("trial_id")
+            events.append({"type": "restore" if source == own else "exploit",
+                           "iteration": int(row["iteration"]), "from_trial": source,
+                           "from_iteration": int(row["restored_from_iteration"]),
+                           "old_hyperparameters": previous, "new_hyperparameters": config})
+        previous = config
+    return history, events
+
+
+def _summarise(record: RunRecord, trials: list[RunRecord], metric: str, mode: str,
+               perturbations: list) -> None:
+    finished = [t for t in trials if f"best_{metric}" in t.metrics]
+    pick = max if mode == "max" else min
+    best = pick(finished, key=lambda t: t.metrics[f"best_{metric}"]) if finished else None
+    record.metrics.update({
+        "trials": len(trials), "trials_failed": sum(t.status == STATUS_FAILED for t in trials),
+        "perturbations": len(perturbations),
+        "exploits": sum(e["type"] == "exploit" for t in trials for e in t.extra["events"]),
+        "best_trial": best.run_id if best else None,
+        f"best_{metric}": best.metrics[f"best_{metric}"] if best else None,
+    })
+    record.extra["trial_records"] = [t.run_id for t in trials]
+    record.extra["perturbation_log"] = perturbations
+    if best:
+        history = best.extra["config_history"]
+        record.hyperparameters = history[-1]["hyperparameters"] if history else best.hyperparameters
+
+
+def _retrain(cfg: StudyConfig, hyperparameters: dict, study_id: str) -> RunRecord:
+    """The best configuration trained afresh on training + validation data, then tested."""
+    from bench.config import RunConfig
+    from bench.runner import run
+    result = run(RunConfig(
+        workload=cfg.workload, epochs=cfg.iterations, steps_per_epoch=cfg.steps_per_iteration,
+        batch_size=cfg.batch_size, data=cfg.data, data_dir=cfg.data_dir, results=cfg.results,
+        overrides=dict(hyperparameters), seed=cfg.seed, warmup_steps=cfg.warmup_steps,
+        merge_validation=True, verbose=0, run_id=f"{study_id}-retrain"))
+    result.record.extra["study_id"] = study_id
+    write_record(cfg.results, result.record)
+    return result.record

@@ -1,0 +1,108 @@
+"""Ray on a Slurm allocation: a head on the first node and workers on the others, each a
+`ray start --block` inside its own srun step (as the CESGA course's head/worker scripts
+do). The study then connects to the head; on the way out the steps are stopped, also when
+the study failed, so that no Ray process outlives the job.
+
+Run from the batch script on the allocation's first node:
+    bench tune pbt memnn --ray slurm ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from typing import Iterator
+
+from bench.errors import UsageError
+
+HEAD_PORT = 6379
+
+
+def allocation() -> dict:
+    """Nodes, CPUs and GPUs per node of the current Slurm job, from its variables."""
+    nodelist = os.environ.get("SLURM_JOB_NODELIST") or os.environ.get("SLURM_NODELIST")
+    if not os.environ.get("SLURM_JOB_ID") or not nodelist:
+        raise UsageError("--ray slurm: not inside a Slurm allocation (SLURM_JOB_ID / SLURM_JOB_NODELIST unset)")
+    try:
+        listed = subprocess.run(["scontrol", "show", "hostnames", nodelist], check=True,
+                                capture_output=True, text=True).stdout.split()
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise UsageError(f"--ray slurm: cannot expand SLURM_JOB_NODELIST={nodelist!r}: {exc}") from None
+    cpus = os.environ.get("SLURM_CPUS_PER_TASK") or os.environ.get("SLURM_CPUS_ON_NODE") or "1"
+    gpus = os.environ.get("SLURM_GPUS_ON_NODE") or "0"
+    try:
+        return {"nodes": listed, "cpus": int(cpus), "gpus": int(gpus), "job": os.environ["SLURM_JOB_ID"]}
+    except ValueError:
+        raise UsageError(f"--ray slurm: malformed SLURM_CPUS_PER_TASK={cpus!r} or SLURM_GPUS_ON_NODE={gpus!r}") from None
+
+
+def _ray_start(alloc: dict, temp_dir: str) -> list[str]:
+    return ["ray", "start", "--block", f"--num-cpus={alloc['cpus']}", f"--num-gpus={alloc['gpus']}",
+            "--disable-usage-stats", f"--temp-dir={temp_dir}"]
+
+
+def _wait_for_port(host: str, port: int, step: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if step.poll() is not None:
+            raise UsageError(f"--ray slurm: the Ray head on {host} exited with {step.returncode} before it listened")
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
+            return
+        time.sleep(0.5)
+    raise UsageError(f"--ray slurm: the Ray head on {host}:{port} did not come up within {timeout:.0f} s")
+
+
+def _stop(steps: list[subprocess.Popen], grace: float = 30) -> None:
+    for step in reversed(steps):            # workers first, then the head
+        if step.poll() is None:
+            step.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for step in steps:
+        try:
+            step.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            step.kill()
+            step.wait()
+
+
+@contextlib.contextmanager
+def cluster(port: int = HEAD_PORT, timeout: float = 180) -> Iterator[dict]:
+    """Start Ray on every node of the allocation; yields the head's address."""
+    alloc = allocation()
+    head = alloc["nodes"][0]
+    head_ip = socket.gethostbyname(head)
+    # AF_UNIX socket paths are limited to 107 bytes: keep Ray's directory short.
+    temp_dir = f"/tmp/ray-{alloc['job']}"
+    steps: list[subprocess.Popen] = []
+    try:
+        steps.append(subprocess.Popen(
+            ["srun", "--nodes=1", "--ntasks=1", "-w", head, "--overlap",
+             *_ray_start(alloc, temp_dir), "--head", f"--node-ip-address={head_ip}", f"--port={port}",
+             "--include-dashboard=false"]))
+        _wait_for_port(head_ip, port, steps[0], timeout)
+        others = alloc["nodes"][1:]
+        if others:
+            steps.append(subprocess.Popen(
+                ["srun", f"--nodes={len(others)}", f"--ntasks={len(others)}", "--ntasks-per-node=1",
+                 "-w", ",".join(others), "--overlap", *_ray_start(alloc, temp_dir),
+                 f"--address={head_ip}:{port}"]))
+        yield {"address": f"{head_ip}:{port}", "expected_nodes": len(alloc["nodes"]), "timeout": timeout}
+    finally:
+        _stop(steps)
+
+
+def wait_for_nodes(expected: int, timeout: float) -> int:
+    """Block until `expected` Ray nodes are alive (the workers join after the head)."""
+    import ray
+    deadline = time.monotonic() + timeout
+    alive = 0
+    while time.monotonic() < deadline:
+        alive = sum(1 for node in ray.nodes() if node["Alive"])
+        if alive >= expected:
+            return alive
+        time.sleep(1)
+    raise UsageError(f"--ray slurm: {alive} of {expected} Ray nodes came up within {timeout:.0f} s")

@@ -1,0 +1,77 @@
+"""Ray Tune studies with a real local Ray: PBT exploits restore another trial's checkpoint,
+a search retrains and tests its best configuration, a failing trial does not end the study."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.hparams import HParam
+from bench.record import read_record
+from bench.space import parse_space
+from bench.tune import FAULT_ENV, StudyConfig, _Explore, run_study
+
+MEMNN_SMALL = {"train_questions": "1000"}
+
+
+def test_pbt_perturbations_are_clamped_to_the_valid_range():
+    """Ray's own explore step, as PBT calls it: a dropout of 0.9 scaled by 1.2 is 1.08, no
+    valid dropout; the seed's log shows a rho of 1.08 the same way."""
+    from ray.tune.schedulers.pbt import _explore
+    from strategies.raytune import mutation
+    hparams = {"dropout": HParam(0.3, 0.0, 0.95, mutable=True), "rho": HParam(0.9, 0.0, 0.999, mutable=True)}
+    dims = parse_space({"dropout": "uniform(0, 0.95)", "rho": "uniform(0.8, 0.99)"}, hparams, "memnn",
+                       mutations=True)
+    mutations = {name: mutation(d) for name, d in dims.items()}
+    config = {"dropout": 0.9, "rho": 0.9}
+    raw, _ = _explore(config, mutations, 0.0, (1.2, 1.2), None)
+    assert raw["dropout"] == pytest.approx(1.08) and raw["rho"] == pytest.approx(1.08)   # unclamped
+    clamped, _ = _explore(config, mutations, 0.0, (1.2, 1.2), _Explore(dims, hparams))
+    assert clamped == {"dropout": 0.95, "rho": 0.99}
+    low, _ = _explore({"dropout": 0.0, "rho": 0.8}, mutations, 0.0, (0.8, 0.8), _Explore(dims, hparams))
+    assert low == {"dropout": 0.0, "rho": 0.8}
+
+
+def test_pbt_smoke_study_exploits_and_restores_a_checkpoint(tmp_path):
+    result = run_study(StudyConfig(
+        "memnn", scheduler="pbt", samples=2, iterations=4, steps_per_iteration=10, synch=True,
+        data="generated", overrides=MEMNN_SMALL, num_cpus=2, results=str(tmp_path)))
+    assert result.exit_code == 0, result.record.error
+    study = read_record(result.path)
+    assert study.kind == "study" and study.strategy == "ray" and study.status == "ok"
+    assert study.metrics["trials"] == 2 and study.metrics["perturbations"] >= 1
+    assert study.metrics["best_trial"] in study.extra["trial_records"]
+    trials = [read_record(tmp_path / run_id / "record.json") for run_id in study.extra["trial_records"]]
+    assert {t.kind for t in trials} == {"trial"} and all(t.status == "ok" for t in trials)
+    assert all(len(t.history["mean_accuracy"]) == 4 for t in trials)
+    assert all(t.history["samples_per_s"] and t.timing["step_time"]["median_s"] > 0 for t in trials)
+    exploits = [(t, e) for t in trials for e in t.extra["events"] if e["type"] == "exploit"]
+    assert exploits, [t.extra["events"] for t in trials]
+    trial, event = exploits[0]
+    # The checkpoint came from the other trial, at the iteration it was written, and training
+    # went on from there with the perturbed hyperparameters.
+    assert event["from_trial"] != trial.extra["trial_id"] and event["from_iteration"] == 2
+    assert event["new_hyperparameters"] != event["old_hyperparameters"]
+    assert trial.extra["config_history"][-1]["hyperparameters"] == event["new_hyperparameters"]
+    assert Path(study.artifacts["ray_storage"]).is_dir()
+
+
+def test_search_smoke_study_retrains_the_best_config_and_survives_a_failing_trial(tmp_path, monkeypatch):
+    monkeypatch.setenv(FAULT_ENV, "2@1")       # trial 2 raises in its first iteration
+    result = run_study(StudyConfig(
+        "mlp", scheduler="search", samples=3, iterations=2, steps_per_iteration=20,
+        data="generated", overrides={"n_neurons": 32}, num_cpus=2, results=str(tmp_path)))
+    assert result.exit_code == 0, result.record.error
+    study = result.record
+    assert study.metrics["trials"] == 3 and study.metrics["trials_failed"] == 1
+    failed = [t for t in result.trials if t.status == "failed"]
+    assert len(failed) == 1 and "injected failure" in failed[0].error
+    assert read_record(tmp_path / failed[0].run_id / "record.json").status == "failed"
+    # sampled from the workload's default space (the Keras-Tuner course study)
+    ok = [t for t in result.trials if t.status == "ok"]
+    assert all(0 <= t.hyperparameters["n_hidden"] <= 8 and t.hyperparameters["optimizer"] in ("sgd", "adam")
+               for t in ok)
+    retrain = read_record(tmp_path / study.artifacts["retrain_record"] / "record.json")
+    assert retrain.status == "ok" and retrain.config["merge_validation"] is True
+    assert retrain.hyperparameters["learning_rate"] == study.hyperparameters["learning_rate"]
+    assert 0 <= study.metrics["retrain_test_accuracy"] == retrain.metrics["test_accuracy"] <= 1
