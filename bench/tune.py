@@ -82,6 +82,11 @@ def plan(cfg: StudyConfig):
             raise UsageError(f"--{name.replace('_', '-')} {getattr(cfg, name)}: must be >= 1")
     if cfg.cpus_per_trial <= 0 or cfg.gpus_per_trial < 0:
         raise UsageError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+    if cfg.ray not in ("local", "auto", "slurm"):
+        raise UsageError(f"--ray {cfg.ray!r}: must be one of local, auto, slurm")
+    if cfg.ray == "slurm":
+        from strategies import ray_slurm
+        ray_slurm.allocation()      # inside an allocation, with readable Slurm variables
     if not 0 < cfg.quantile_fraction <= 0.5:
         raise UsageError(f"--quantile-fraction {cfg.quantile_fraction}: must be in (0, 0.5]")
     workload = workloads.get(cfg.workload)
@@ -103,6 +108,9 @@ def metric_of(workload) -> tuple[str, str]:
 
 def run_study(cfg: StudyConfig) -> StudyResult:
     workload, fixed, dimensions = plan(cfg)
+    if cfg.ray == "slurm":
+        from strategies import ray_slurm
+        ray_slurm.prepare_environment()     # before Ray is imported
     from strategies import raytune
     raytune.require_ray()
     study_id = cfg.study_id = cfg.study_id or new_run_id(cfg.scheduler)

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Iterator
 
 from bench.errors import UsageError
@@ -40,8 +43,23 @@ def allocation() -> dict:
         raise UsageError(f"--ray slurm: malformed SLURM_CPUS_PER_TASK={cpus!r} or SLURM_GPUS_ON_NODE={gpus!r}") from None
 
 
+def prepare_environment() -> None:
+    """Ray's token authentication with a token of this job, handed to the head, the workers
+    and this driver through the environment (srun passes it on; no shared home needed).
+    Ray reads these when it is first imported: call this before."""
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    if os.environ["RAY_AUTH_MODE"] == "token":
+        os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
+
+
+def _ray_command() -> str:
+    """The `ray` of this environment (a batch job's PATH may not hold the venv)."""
+    beside = Path(sys.executable).with_name("ray")
+    return str(beside) if beside.exists() else "ray"
+
+
 def _ray_start(alloc: dict, temp_dir: str) -> list[str]:
-    return ["ray", "start", "--block", f"--num-cpus={alloc['cpus']}", f"--num-gpus={alloc['gpus']}",
+    return [_ray_command(), "start", "--block", f"--num-cpus={alloc['cpus']}", f"--num-gpus={alloc['gpus']}",
             "--disable-usage-stats", f"--temp-dir={temp_dir}"]
 
 
@@ -77,6 +95,7 @@ def cluster(port: int = HEAD_PORT, timeout: float = 180) -> Iterator[dict]:
     head_ip = socket.gethostbyname(head)
     # AF_UNIX socket paths are limited to 107 bytes: keep Ray's directory short.
     temp_dir = f"/tmp/ray-{alloc['job']}"
+    prepare_environment()
     steps: list[subprocess.Popen] = []
     try:
         steps.append(subprocess.Popen(
