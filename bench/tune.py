@@ -14,6 +14,7 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import statistics
 import time
 import traceback
@@ -128,11 +129,15 @@ def run_study(cfg: StudyConfig) -> StudyResult:
     trials: list[RunRecord] = []
     retrained = None
     exit_code = 1
+    terminated = _TermAsInterrupt()
     try:
-        with raytune.session(cfg.ray, cfg.num_cpus, verbose=bool(cfg.verbose)) as ray_info:
+        # after ray.init, which installs a SIGTERM handler of its own
+        with raytune.session(cfg.ray, cfg.num_cpus, verbose=bool(cfg.verbose)) as ray_info, terminated:
             record.extra["ray"] = ray_info
             grid = _fit(cfg, workload, fixed, dimensions, metric, mode, storage, study_id)
-            trials = _trial_records(cfg, grid, study_id, metric, mode)
+            trials = _trial_records(cfg, grid, study_id, metric, mode, terminated.received is not None)
+        if terminated.received:
+            raise KeyboardInterrupt
         perturbations = raytune.perturbation_log(storage / study_id)
         _summarise(record, trials, metric, mode, perturbations)
         if cfg.scheduler == "search" and cfg.retrain and record.metrics.get("best_trial"):
@@ -145,7 +150,11 @@ def run_study(cfg: StudyConfig) -> StudyResult:
         record.error = None if ok else "no trial finished an iteration"
         exit_code = 0 if ok else 1
     except KeyboardInterrupt:
-        record.status, record.error, exit_code = STATUS_INTERRUPTED, "interrupted", 130
+        signum = terminated.received or signal.SIGINT
+        record.status, exit_code = STATUS_INTERRUPTED, 128 + signum
+        record.error = f"interrupted by {signal.Signals(signum).name}"
+        if trials:
+            _summarise(record, trials, metric, mode, raytune.perturbation_log(storage / study_id))
     except UsageError:
         record.status, record.error = STATUS_FAILED, "bad input"
         raise
@@ -180,6 +189,26 @@ def describe(result: StudyResult) -> str:
     if "retrain_test_accuracy" in m:
         lines.append(f"best config retrained on train+val: test accuracy {m['retrain_test_accuracy']:.4f}")
     return "\n".join(lines)
+
+
+class _TermAsInterrupt:
+    """SIGTERM (Slurm's time limit, scancel) as SIGINT, which Ray Tune answers by stopping
+    the trials and returning what they reported: the trial records are still written."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: Any = None
+
+    def __enter__(self) -> "_TermAsInterrupt":
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGTERM, self._previous)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = signum
+        os.kill(os.getpid(), signal.SIGINT)
 
 
 def _fit(cfg, workload, fixed, dimensions, metric, mode, storage, study_id):
@@ -342,10 +371,13 @@ def _iteration_timing(timer, seen: int, batch: int, tokens: int | None) -> dict[
 
 # --- records ---------------------------------------------------------------------------
 
-def _trial_records(cfg: StudyConfig, grid, study_id: str, metric: str, mode: str) -> list[RunRecord]:
+def _trial_records(cfg: StudyConfig, grid, study_id: str, metric: str, mode: str,
+                   interrupted: bool = False) -> list[RunRecord]:
     records = []
     for result in grid:
         record = _trial_record(cfg, result, study_id, metric, mode)
+        if interrupted and record.status == STATUS_OK and record.metrics.get("iterations", 0) < cfg.iterations:
+            record.status, record.error = STATUS_INTERRUPTED, "the study was interrupted"
         write_record(cfg.results, record)
         records.append(record)
     return records
@@ -353,7 +385,9 @@ def _trial_records(cfg: StudyConfig, grid, study_id: str, metric: str, mode: str
 
 def _trial_record(cfg, result, study_id, metric, mode) -> RunRecord:
     batch = cfg.batch_size or workloads.get(cfg.workload).default_batch_size
-    trial_id = (result.metrics or {}).get("trial_id") or _trial_id_of(result.path)
+    # from the trial's directory: after an exploit, PBT hands a trial the last result of the
+    # trial it cloned, trial id included
+    trial_id = Path(result.path).name       # strategies.raytune.trial_directory
     rows = _read_iterations(iteration_log(cfg.results, study_id, trial_id))
     record = RunRecord(run_id=f"{study_id}-{trial_id}", workload=cfg.workload, strategy="ray",
                        kind="trial", data_source=cfg.data, global_batch_size=batch,
@@ -384,12 +418,6 @@ def _trial_record(cfg, result, study_id, metric, mode) -> RunRecord:
         record.status = STATUS_OK
     record.finished_at = utc_now()
     return record
-
-
-def _trial_id_of(path: str) -> str:
-    """Ray's trial directory is "_trial_<id>_<index>_<date>"; the id is "<exp>_<index>"."""
-    parts = Path(path).name.split("_")
-    return f"{parts[2]}_{parts[3]}" if len(parts) > 3 else Path(path).name
 
 
 def _number(value: Any) -> bool:

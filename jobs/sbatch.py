@@ -17,6 +17,8 @@ SIGNAL = "TERM@120"
 
 def launch_line(job: Job, study: Study) -> str:
     """The srun line the job's backend needs."""
+    if job.strategy == "ray":
+        return _tune_line(job, study)
     profile = study.profile
     backend = strategies.get_class(job.strategy)
     batch = (["--batch-size", str(study.batch_size)] if study.scaling == "strong"
@@ -37,14 +39,33 @@ def launch_line(job: Job, study: Study) -> str:
     return " ".join(shlex.quote(part) for part in srun + run)
 
 
+def _tune_line(job: Job, study: Study) -> str:
+    """Ray: the batch script itself runs the study; `--ray slurm` starts a Ray head here and
+    workers on the other nodes in srun steps. One trial per GPU, each with the per-GPU batch
+    and the workload's settings of the spec."""
+    profile = study.profile
+    per_gpu = study.batch_size if study.scaling == "weak" else study.batch_size // job.gpus
+    tune = ["bench", "tune", study.tune, job.workload.name, "--ray", "slurm", "--samples", str(job.gpus),
+            "--iterations", str(study.epochs), "--steps-per-iteration", str(study.steps_per_epoch),
+            "--batch-size", str(per_gpu), "--data", job.workload.data, "--seed", str(job.repeat),
+            "--results", study.results]
+    tune += ["--gpus-per-trial", "1"] if profile.gres else ["--cpus-per-trial", str(profile.cpus_per_task)]
+    if study.tune == "search":       # trials differ in learning rate only: the same step time
+        tune += ["--space", "learning_rate=loguniform(0.0001, 0.01)", "--no-retrain"]
+    for key, value in job.workload.settings:
+        tune += ["--set", f"{key}={value}"]
+    return " ".join(shlex.quote(part) for part in tune)
+
+
 def render(job: Job, study: Study) -> str:
     profile = study.profile
     backend = strategies.get_class(job.strategy)
     tasks_per_node = job.gpus_per_node if backend.multi_process else 1
+    whole_nodes = job.strategy == "ray" or (not backend.multi_process and job.gpus > 1)
     options = [
         ("job-name", job.name), ("nodes", str(job.nodes)), ("ntasks-per-node", str(tasks_per_node)),
-        ("cpus-per-task", str(profile.cpus_per_task if backend.multi_process or job.gpus == 1
-                              else profile.cpus_per_task * job.gpus_per_node)),
+        ("cpus-per-task", str(profile.cpus_per_task * job.gpus_per_node if whole_nodes
+                              else profile.cpus_per_task)),
         ("time", study.time_limit), ("signal", SIGNAL),
         ("output", f"logs/{job.name}.out"), ("error", f"logs/{job.name}.err"),
     ]

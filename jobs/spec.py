@@ -10,6 +10,8 @@
     time_limit = "00:30:00"
     scaling = "strong"              # strong: batch_size is the global batch; weak: per GPU
     batch_size = 256
+    tune = "search"                 # strategy "ray": one trial per GPU; "search" varies only the
+                                    # learning rate (same step time), "pbt" the workload's mutations
 
     [matrix]
     strategies = ["default", "mirrored", "mwms", "horovod"]
@@ -36,7 +38,8 @@ PROFILES = Path(__file__).resolve().parent / "profiles"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 TIME = re.compile(r"^(\d+-)?\d{1,2}:\d{2}:\d{2}$")
 STUDY_KEYS = {"name", "profile", "results", "repeats", "epochs", "steps_per_epoch", "time_limit",
-              "scaling", "batch_size"}
+              "scaling", "batch_size", "tune"}
+TUNE_SCHEDULERS = ("search", "pbt")
 MATRIX_KEYS = {"strategies", "gpus", "nodes"}
 WORKLOAD_KEYS = {"name", "data", "set"}
 PROFILE_KEYS = {"name", "gpus_per_node", "gres", "cpus_per_task", "mem", "partition", "qos", "account",
@@ -98,6 +101,7 @@ class Study:
     gpus: list[int]
     nodes: list[int] | None
     workloads: list[WorkloadSpec]
+    tune: str = "search"
     skipped: list[tuple[str, str]] = field(default_factory=list)   # (combination, why)
 
     def jobs(self) -> list[Job]:
@@ -107,6 +111,8 @@ class Study:
                 for gpus in self.gpus:
                     for nodes in self.nodes or [math.ceil(gpus / self.profile.gpus_per_node)]:
                         why = _invalid(strategy, gpus, nodes, self.profile.gpus_per_node)
+                        if not why and strategy == "ray" and self.scaling == "strong" and self.batch_size % gpus:
+                            why = f"the global batch {self.batch_size} does not split over {gpus} trials"
                         if why:
                             self.skipped.append((f"{workload.name} {strategy} gpus={gpus} nodes={nodes}", why))
                             continue
@@ -171,6 +177,9 @@ def load(path: str | Path) -> Study:
     time_limit = str(study.get("time_limit", "01:00:00"))
     if not TIME.match(time_limit):
         raise where.error("study.time_limit", f"{time_limit!r} is not [D-]HH:MM:SS")
+    tune = study.get("tune", "search")
+    if tune not in TUNE_SCHEDULERS:
+        raise where.error("study.tune", f"{tune!r} is not {' or '.join(TUNE_SCHEDULERS)}")
     results = str(study.get("results", f"results/{name}"))
     if any(c in results for c in "\n\0"):
         raise where.error("study.results", "contains a newline")
@@ -184,7 +193,7 @@ def load(path: str | Path) -> Study:
         gpus=[where.positive({"g": g}, f"matrix.gpus[{i}]", None, "g") for i, g in enumerate(where.list_of(matrix, "matrix.gpus", int))],
         nodes=[where.positive({"n": n}, f"matrix.nodes[{i}]", None, "n") for i, n in enumerate(where.list_of(matrix, "matrix.nodes", int))]
         if "nodes" in matrix else None,
-        workloads=specs)
+        workloads=specs, tune=tune)
 
 
 def load_profile(ref: str, spec_path: Path) -> Profile:

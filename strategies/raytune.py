@@ -129,7 +129,7 @@ def run_study(trainable: Callable[[dict], None], param_space: dict[str, Any], *,
         tune.with_resources(trainable, {"cpu": cpus_per_trial, "gpu": gpus_per_trial}),
         param_space=param_space,
         tune_config=tune.TuneConfig(metric=metric, mode=mode, num_samples=samples, scheduler=scheduler,
-                                    search_alg=search),
+                                    search_alg=search, trial_dirname_creator=trial_directory),
         run_config=tune.RunConfig(
             name=name, storage_path=str(Path(storage).resolve()), verbose=verbose,
             stop={"training_iteration": iterations},
@@ -137,6 +137,11 @@ def run_study(trainable: Callable[[dict], None], param_space: dict[str, Any], *,
             failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)),
     )
     return tuner.fit()
+
+
+def trial_directory(trial) -> str:
+    """A trial's directory is named by its id alone (results name trials by it)."""
+    return trial.trial_id
 
 
 # --- inside a trial -------------------------------------------------------------------

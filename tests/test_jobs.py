@@ -29,7 +29,7 @@ scaling = "{scaling}"
 batch_size = 32
 
 [matrix]
-strategies = ["default", "mirrored", "mwms", "horovod"]
+strategies = ["default", "mirrored", "mwms", "horovod", "ray"]
 gpus = [1, 2, 4]
 
 [[workloads]]
@@ -52,7 +52,7 @@ def test_plan_counts_jobs_and_gpu_hours_and_writes_nothing(bench, tmp_path):
 def test_scripts_match_golden_files(tmp_path, profile, scaling):
     study = spec.load(write_spec(tmp_path, BASE.format(profile=profile, results="/scratch/results/s", scaling=scaling)))
     jobs = {(j.strategy, j.gpus): j for j in study.jobs()}
-    for strategy, gpus in [("default", 1), ("mirrored", 2), ("mwms", 4), ("horovod", 4)]:
+    for strategy, gpus in [("default", 1), ("mirrored", 2), ("mwms", 4), ("horovod", 4), ("ray", 4)]:
         text = sbatch.render(jobs[(strategy, gpus)], study)
         golden = GOLDEN / f"{profile}-{scaling}-{strategy}.sbatch"
         if os.environ.get("DISTBENCH_UPDATE_GOLDEN"):
@@ -63,8 +63,8 @@ def test_scripts_match_golden_files(tmp_path, profile, scaling):
 def test_write_makes_one_script_per_job_and_a_report(tmp_path):
     study = spec.load(write_spec(tmp_path, BASE.format(profile="local", results="r", scaling="strong")))
     paths = sbatch.write(study, tmp_path / "out")
-    # default: 1 GPU; mirrored: 1, 2 (one node); mwms, horovod: 1, 2, 4 (2 nodes of 2)
-    assert len(paths) == len(study.jobs()) == 1 + 2 + 3 + 3
+    # default: 1 GPU; mirrored: 1, 2 (one node); mwms, horovod, ray: 1, 2, 4 (2 nodes of 2)
+    assert len(paths) == len(study.jobs()) == 1 + 2 + 3 + 3 + 3
     assert (tmp_path / "out" / "report.sbatch").is_file() and (tmp_path / "out" / "logs").is_dir()
 
 
@@ -82,6 +82,8 @@ def test_write_makes_one_script_per_job_and_a_report(tmp_path):
     ('[study]\nname = "s"\ntime_limit="30 minutes"\n[matrix]\nstrategies=["default"]\ngpus=[1]\n[[workloads]]\nname="mlp"\n',
      "study.time_limit"),
     ('[study\n', "not valid TOML"),
+    ('[study]\nname = "s"\ntune="bayes"\n[matrix]\nstrategies=["ray"]\ngpus=[1]\n[[workloads]]\nname="mlp"\n',
+     "study.tune: 'bayes' is not search or pbt"),
 ])
 def test_bad_specs_name_file_and_key(bench, tmp_path, text, message):
     path = write_spec(tmp_path, text)

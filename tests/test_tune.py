@@ -1,7 +1,6 @@
 """Ray Tune studies with a real local Ray: PBT exploits restore another trial's checkpoint,
 a search retrains and tests its best configuration, a failing trial does not end the study."""
 
-import json
 from pathlib import Path
 
 import pytest
@@ -75,3 +74,31 @@ def test_search_smoke_study_retrains_the_best_config_and_survives_a_failing_tria
     assert retrain.status == "ok" and retrain.config["merge_validation"] is True
     assert retrain.hyperparameters["learning_rate"] == study.hyperparameters["learning_rate"]
     assert 0 <= study.metrics["retrain_test_accuracy"] == retrain.metrics["test_accuracy"] <= 1
+
+
+def test_sigterm_interrupts_a_study_and_keeps_every_record(tmp_path):
+    """Slurm's time limit: the study stops its trials, writes every trial's record, says
+    'interrupted' and exits 128 + SIGTERM."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    results = tmp_path / "results"
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "tune", "pbt", "memnn", "--data", "generated",
+                             "--set", "train_questions=400", "--steps-per-iteration", "5", "--iterations", "1000",
+                             "--num-cpus", "2", "--results", str(results)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and not list(results.glob("*/trials/*.jsonl")):
+        time.sleep(1)
+    time.sleep(3)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    records = [read_record(p) for p in results.rglob("record.json")]
+    [study] = [r for r in records if r.kind == "study"]
+    assert study.status == "interrupted" and study.error == "interrupted by SIGTERM"
+    trials = [r for r in records if r.kind == "trial"]
+    assert len(trials) == 2 and {t.status for t in trials} == {"interrupted"}
+    assert any(t.history.get("mean_accuracy") for t in trials)
