@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-KEYS = ["workload", "strategy", "num_replicas"]
+KEYS = ["workload", "scaling", "strategy", "num_replicas"]
 
 
 def confidence_interval(values: np.ndarray, level: float = 0.95, resamples: int = 2000,
@@ -32,13 +32,21 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
     for key, group in ok.groupby(KEYS, sort=True):
         throughput = group["samples_per_s"].to_numpy(dtype=float)
         low, high = confidence_interval(throughput)
+        key = (*key[:-1], int(key[-1]))         # num_replicas: float where corrupt rows left NaN
+        gpus = key[-1]
+        energy = (group["energy_j"] / group["samples_trained"]).dropna()
         rows.append({**dict(zip(KEYS, key)), "runs": len(group),
                      "global_batch_size": int(group["global_batch_size"].median()),
                      "per_replica_batch_size": int(group["per_replica_batch_size"].median()),
                      "samples_per_s": float(np.median(throughput)), "ci_low": low, "ci_high": high,
-                     "samples_per_s_per_gpu": float(np.median(throughput)) / key[2],
-                     "median_step_s": float(group["median_step_s"].median())})
-    return pd.DataFrame(rows)
+                     "samples_per_s_per_gpu": float(np.median(throughput)) / gpus,
+                     "median_step_s": float(group["median_step_s"].median()),
+                     "gpu_util_pct": group["gpu_util_pct"].median(),
+                     "energy_per_sample_j": float(energy.median()) if len(energy) else np.nan,
+                     "parameters": group["parameters"].median()})
+    return pd.DataFrame(rows, columns=[*KEYS, "runs", "global_batch_size", "per_replica_batch_size",
+                                       "samples_per_s", "ci_low", "ci_high", "samples_per_s_per_gpu",
+                                       "median_step_s", "gpu_util_pct", "energy_per_sample_j", "parameters"])
 
 
 def speedup(table: pd.DataFrame) -> pd.DataFrame:
@@ -47,7 +55,7 @@ def speedup(table: pd.DataFrame) -> pd.DataFrame:
     out = table.copy()
     for column in ("baseline", "speedup", "efficiency", "speedup_vs_best", "efficiency_vs_best"):
         out[column] = np.nan if column != "baseline" else ""
-    for workload, group in out.groupby("workload"):
+    for _, group in out.groupby(["workload", "scaling"]):
         smallest = group["num_replicas"].min()
         best = group[group["num_replicas"] == smallest].sort_values("samples_per_s").iloc[-1]
         for strategy, rows in group.groupby("strategy"):

@@ -11,43 +11,70 @@ import pandas as pd
 from bench.errors import UsageError
 from bench.record import RunRecord, iter_record_paths
 
-COLUMNS = ["run_id", "kind", "workload", "strategy", "status", "data_source", "num_replicas",
+COLUMNS = ["run_id", "kind", "workload", "strategy", "status", "scaling", "data_source", "num_replicas",
            "global_batch_size", "per_replica_batch_size", "samples_per_s", "samples_per_s_per_device",
-           "tokens_per_s", "median_step_s", "p90_step_s", "final_loss", "final_accuracy",
-           "test_accuracy", "error", "path"]
+           "tokens_per_s", "median_step_s", "p90_step_s", "timed_steps", "final_loss", "final_accuracy",
+           "test_accuracy", "gpu_util_pct", "energy_j", "samples_trained", "parameters", "hostname",
+           "gpu_models", "slurm_job_id", "git_sha", "tensorflow", "error", "path"]
 
 
 def row(record: RunRecord, path: Path) -> dict:
     step = record.timing.get("step_time", {})
+    per_gpu = (record.gpu or {}).get("per_gpu") or {}
+    utils = [g["util_pct_mean"] for g in per_gpu.values() if g.get("util_pct_mean") is not None]
+    energies = [g["energy_j"] for g in per_gpu.values() if g.get("energy_j") is not None]
+    steps = record.timing.get("steps")
+    packages = record.provenance.get("packages") or {}
     return {
         "run_id": record.run_id, "kind": record.kind, "workload": record.workload, "strategy": record.strategy,
         "status": record.status, "data_source": record.data_source,
+        # a fixed per-replica batch is weak scaling; a fixed global batch strong scaling
+        "scaling": "weak" if record.config.get("per_replica_batch_size") else "strong",
         "num_replicas": record.num_replicas, "global_batch_size": record.global_batch_size,
         "per_replica_batch_size": record.per_replica_batch_size,
         "samples_per_s": record.throughput.get("samples_per_s"),
         "samples_per_s_per_device": record.throughput.get("samples_per_s_per_device"),
         "tokens_per_s": record.throughput.get("tokens_per_s"),
         "median_step_s": step.get("median_s"), "p90_step_s": step.get("p90_s"),
+        "timed_steps": step.get("count"),
         "final_loss": record.metrics.get("final_loss"),
         "final_accuracy": record.metrics.get("final_accuracy"),
         "test_accuracy": record.metrics.get("test_accuracy"),
+        "gpu_util_pct": sum(utils) / len(utils) if utils else None,
+        "energy_j": sum(energies) if energies else None,
+        "samples_trained": steps * record.global_batch_size if steps and record.global_batch_size else None,
+        "parameters": record.extra.get("parameters"),
+        "hostname": record.provenance.get("hostname"),
+        "gpu_models": ",".join(record.provenance.get("gpu_models") or []) or None,
+        "slurm_job_id": (record.provenance.get("slurm") or {}).get("SLURM_JOB_ID"),
+        "git_sha": (record.provenance.get("git") or {}).get("sha"),
+        "tensorflow": packages.get("tensorflow") or packages.get("tensorflow-cpu"),
         "error": record.error, "path": str(path),
     }
 
 
-def load(results: Iterable[str | Path]) -> pd.DataFrame:
-    """Every record under `results` as one row; unreadable records become rows with status
-    'corrupt' and the reason, never a crash and never silently dropped."""
-    rows = []
+def read_all(results: Iterable[str | Path]) -> tuple[list[tuple[RunRecord, Path]], list[dict]]:
+    """Every record under `results`, and a row (status 'corrupt', the reason) for each file
+    that is not a readable record of this schema: never a crash, never silently dropped."""
+    records, corrupt = [], []
     for root in results:
         if not Path(root).is_dir():
             raise UsageError(f"{root}: no such results directory")
         for path in iter_record_paths(root):
             try:
-                rows.append(row(RunRecord.from_json(path.read_text(encoding="utf-8")), path))
+                records.append((RunRecord.from_json(path.read_text(encoding="utf-8")), path))
             except (ValueError, TypeError, json.JSONDecodeError, OSError) as exc:
-                rows.append({"status": "corrupt", "error": f"{type(exc).__name__}: {exc}", "path": str(path)})
-    return pd.DataFrame(rows, columns=COLUMNS)
+                corrupt.append({"status": "corrupt", "error": f"{type(exc).__name__}: {exc}", "path": str(path)})
+    return records, corrupt
+
+
+def frame_of(records: list[tuple[RunRecord, Path]], corrupt: list[dict] = ()) -> pd.DataFrame:
+    return pd.DataFrame([row(record, path) for record, path in records] + list(corrupt), columns=COLUMNS)
+
+
+def load(results: Iterable[str | Path]) -> pd.DataFrame:
+    """Every record under `results` as one row of a tidy table (the library API)."""
+    return frame_of(*read_all(results))
 
 
 def table(frame: pd.DataFrame) -> str:

@@ -153,12 +153,21 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="performance report: tables, speedup/efficiency, plots, HTML")
     report.add_argument("results", nargs="+")
     report.add_argument("-o", "--out", required=True)
+    report.add_argument("--bandwidth", type=float, metavar="GBPS",
+                        help="intra-node bus bandwidth for the scaling prediction (default: `bench comm` records)")
+    report.add_argument("--inter-node-bandwidth", type=float, metavar="GBPS", help="default: the same")
+    report.add_argument("--gpus-per-node", type=int, default=2)
 
     tune = sub.add_parser("tune", help="Ray Tune studies: population based training, hyperparameter search")
     tune_sub = tune.add_subparsers(dest="scheduler", required=True, parser_class=_Parser)
     for name, text in (("pbt", "Population Based Training (metric: mean validation accuracy)"),
                        ("search", "random search, then the best config retrained and tested")):
         _add_tune_options(tune_sub.add_parser(name, help=text), name)
+
+    compare = sub.add_parser("compare", help="regression check: exit 1 when CURRENT is slower than BASELINE")
+    compare.add_argument("baseline", help="results directory of the reference runs")
+    compare.add_argument("current", help="results directory of the runs to check")
+    compare.add_argument("--tolerance", default="5%", help="allowed slowdown (default: 5%%)")
 
     summary = sub.add_parser("summary", help="a table of the records under results directories")
     summary.add_argument("results", nargs="+")
@@ -311,8 +320,14 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from analysis import report
-    path = report.build(args.results, args.out)
-    print(path.read_text().split("\n## Runs")[0].strip())
+    for value in (args.bandwidth, args.inter_node_bandwidth):
+        if value is not None and value <= 0:
+            raise UsageError("--bandwidth and --inter-node-bandwidth must be > 0 (GB/s)")
+    if args.gpus_per_node < 1:
+        raise UsageError(f"--gpus-per-node {args.gpus_per_node}: must be >= 1")
+    path = report.build(args.results, args.out, report.Options(args.bandwidth, args.inter_node_bandwidth,
+                                                                args.gpus_per_node))
+    print(path.read_text().split("\n## ")[0].strip())
     print(f"\nreport: {path} and {path.with_suffix('.html')}")
     return 0
 
@@ -339,6 +354,14 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from analysis import compare
+    tolerance = compare.parse_tolerance(args.tolerance)
+    table = compare.compare([args.baseline], [args.current], tolerance)
+    print(compare.render(table, tolerance))
+    return 1 if (table["verdict"] == "REGRESSION").any() else 0
+
+
 def cmd_summary(args: argparse.Namespace) -> int:
     from analysis import summary
     print(summary.table(summary.load(args.results)))
@@ -347,7 +370,8 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 COMMANDS = {"run": cmd_run, "list": cmd_list, "env": cmd_env, "generate": cmd_generate,
             "data": cmd_data, "study": cmd_study, "summary": cmd_summary, "comm": cmd_comm,
-            "jobs": cmd_jobs, "report": cmd_report, "tune": cmd_tune}
+            "jobs": cmd_jobs, "report": cmd_report, "tune": cmd_tune,
+            "compare": cmd_compare}
 
 if __name__ == "__main__":
     sys.exit(main())

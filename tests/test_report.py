@@ -1,5 +1,6 @@
 """Analysis: known-answer aggregation, speedup and efficiency; the rendered report."""
 
+import pandas as pd
 import pytest
 
 from analysis import report, scaling, summary
@@ -44,13 +45,97 @@ def test_known_speedups_and_efficiencies(results):
 def test_report_lists_failed_and_torn_records_and_embeds_plots(results, tmp_path):
     path = report.build([str(results)], tmp_path / "report")
     markdown = path.read_text()
-    assert "| mlp" in markdown and "mwms x1" in markdown and "![throughput-mlp](throughput-mlp.png)" in markdown
+    assert "| mlp" in markdown and "mwms x1" in markdown
+    assert "![throughput-mlp-strong](throughput-mlp-strong.png)" in markdown
+    assert "![efficiency-mlp-strong](efficiency-mlp-strong.png)" in markdown
     assert "failed:" in markdown and "boom" in markdown and "corrupt:" in markdown
+    assert "No prediction: it needs" in markdown and "No GPU utilisation samples" in markdown
     page = (tmp_path / "report" / "report.html").read_text()
-    assert "<table" in page and page.count("data:image/png;base64,") == 1
-    assert (tmp_path / "report" / "scaling.csv").read_text().startswith("workload,strategy,num_replicas")
+    assert "<table" in page and page.count("data:image/png;base64,") == markdown.count("![")== 2
+    assert (tmp_path / "report" / "scaling.csv").read_text().startswith("workload,scaling,strategy,num_replicas")
 
 
 def test_report_of_empty_directory_is_exit_2(bench, tmp_path):
     done = bench("report", str(tmp_path), "-o", str(tmp_path / "out"))
     assert done.returncode == 2 and "no records under" in done.stderr
+
+
+def test_ring_allreduce_prediction_known_answer():
+    """1 GPU: 0.1 s per step at batch 64, 1e6 parameters (4 MB of gradients), 10 GB/s inside
+    a node, 1 GB/s between nodes of 2 GPUs."""
+    from analysis import predict
+    table = pd.DataFrame([{"workload": "w", "scaling": "strong", "strategy": "s", "num_replicas": 1,
+                           "global_batch_size": 64, "per_replica_batch_size": 64, "median_step_s": 0.1,
+                           "parameters": 1e6, "samples_per_s": 640.0}])
+    model = predict.predict(table, intra_bw=10e9, inter_bw=1e9, gpus_per_node=2)
+    row = lambda n, overlap: model[(model.num_replicas == n) & (model.overlap == overlap)].iloc[0]
+    assert row(2, "none")["compute_s"] == pytest.approx(0.05)
+    assert row(2, "none")["allreduce_s"] == pytest.approx(2 * 1 / 2 * 4e6 / 10e9)          # 0.4 ms in the node
+    assert row(4, "none")["allreduce_s"] == pytest.approx(2 * 3 / 4 * 4e6 / 1e9)            # 6 ms over the network
+    assert row(4, "none")["step_s"] == pytest.approx(0.025 + 0.006)
+    assert row(4, "full")["step_s"] == pytest.approx(0.025)
+    assert row(4, "none")["efficiency"] == pytest.approx(0.025 / 0.031)
+    assert row(1, "none")["efficiency"] == pytest.approx(1.0)
+    assert model["num_replicas"].max() == 32
+    weak = predict.predict(table.assign(scaling="weak"), intra_bw=10e9)
+    assert weak[(weak.num_replicas == 8) & (weak.overlap == "none")].iloc[0]["compute_s"] == pytest.approx(0.1)
+
+
+def comm_record():
+    return RunRecord(run_id="comm-1", workload="allreduce", strategy="mpi", kind="comm", status="ok",
+                     world_size=2, metrics={"peak_busbw_GBps": 12.5, "allreduce": []})
+
+
+def test_report_with_prediction_tuning_study_and_odd_records(tmp_path):
+    from bench.record import atomic_write_text
+    results = tmp_path / "results"
+    for run_id, gpus, tput in (("a", 1, 100.0), ("b", 2, 150.0)):
+        rec = record(run_id, "mlp", "mwms", gpus, tput)
+        rec.extra["parameters"] = 100_000
+        write_record(results, rec)
+    untimed = record("u", "mlp", "mwms", 1, 0.0)
+    untimed.throughput, untimed.timing = {}, {"steps": 3}
+    write_record(results, untimed)
+    write_record(results, comm_record())
+    newer = record("v2", "mlp", "mwms", 1, 1.0).to_dict() | {"schema_version": 99}
+    atomic_write_text(results / "v2" / "record.json", __import__("json").dumps(newer))
+    trials = []
+    for trial_id, scores, events in (("t_0", [0.2, 0.3, 0.5], []),
+                                     ("t_1", [0.2, 0.1, 0.4], [{"type": "exploit", "iteration": 3}])):
+        trial = RunRecord(run_id=f"pbt-1-{trial_id}", workload="memnn", strategy="ray", kind="trial", status="ok",
+                          history={"mean_accuracy": scores}, extra={"trial_id": trial_id, "events": events})
+        write_record(results, trial)
+        trials.append(trial.run_id)
+    study = RunRecord(run_id="pbt-1", workload="memnn", strategy="ray", kind="study", status="ok",
+                      hyperparameters={"dropout": 0.25}, timing={"wall_s": 12.0},
+                      metrics={"trials": 2, "trials_failed": 0, "perturbations": 1, "best_mean_accuracy": 0.5},
+                      extra={"scheduler": "pbt", "metric": "mean_accuracy", "trial_records": trials})
+    write_record(results, study)
+    markdown = report.build([str(results)], tmp_path / "out").read_text()
+    assert "Bus bandwidth inside a node: `bench comm` comm-1 (2 ranks, peak busbw 12.50 GB/s)" in markdown
+    assert "![prediction-mlp-strong](prediction-mlp-strong.png)" in markdown
+    assert "ok, no timed steps" in markdown and "`" + str(results / "u" / "record.json") + "`" in markdown
+    assert "unsupported schema_version 99" in markdown
+    assert "| pbt-1 " in markdown and "dropout=0.25" in markdown and "![pbt-pbt-1](pbt-pbt-1.png)" in markdown
+    assert "records: 8 (run 3, trial 2, comm 1, study 1)" in markdown
+    assert (tmp_path / "out" / "prediction.csv").is_file()
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert page.count("<table") == 3 and page.count("data:image/png;base64,") == markdown.count("![")
+
+
+def test_compare_flags_a_regression_beyond_tolerance_and_not_noise(bench, tmp_path):
+    def write(root, values):
+        for i, tput in enumerate(values):
+            write_record(root, record(f"r{i}", "mlp", "mwms", 2, tput))
+    write(tmp_path / "base", [100.0, 101.0, 99.0])
+    write(tmp_path / "slower", [90.0, 91.0, 89.0])          # -10%, intervals apart
+    write(tmp_path / "noisy", [96.0, 80.0, 110.0])          # median -4%... within 5% anyway
+    write(tmp_path / "wide", [90.0, 70.0, 100.0])           # -10%, but the intervals overlap
+    done = bench("compare", str(tmp_path / "base"), str(tmp_path / "slower"), "--tolerance", "5%")
+    assert done.returncode == 1 and "REGRESSION" in done.stdout and "-10.0%" in done.stdout, done.stdout
+    assert bench("compare", str(tmp_path / "base"), str(tmp_path / "noisy")).returncode == 0
+    wide = bench("compare", str(tmp_path / "base"), str(tmp_path / "wide"), "--tolerance", "0.05")
+    assert wide.returncode == 0 and "REGRESSION" not in wide.stdout, wide.stdout
+    assert bench("compare", str(tmp_path / "base"), str(tmp_path / "slower"), "--tolerance", "15%").returncode == 0
+    bad = bench("compare", str(tmp_path / "base"), str(tmp_path / "slower"), "--tolerance", "lots")
+    assert bad.returncode == 2 and "--tolerance 'lots'" in bad.stderr

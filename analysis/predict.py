@@ -1,0 +1,85 @@
+"""Scaling prediction beyond the measured points, with the ring-allreduce model.
+
+From the smallest-GPU-count run of a (workload, scaling, strategy): its median step time t1
+at per-GPU batch b1, and the gradient bytes (parameters x 4, float32). At N GPUs the compute
+per step is t1 x bN / b1 (bN: the per-GPU batch at N: global/N for strong scaling, b1 for
+weak), and one ring allreduce of the gradients takes 2(N-1)/N x bytes / B, where B is the
+bus bandwidth (nccl-tests' busbw, which `bench comm` measures): the node's (NVLink) inside a
+node, the inter-node link's (InfiniBand) across nodes, the slower link bounding the ring.
+Without overlap the step is compute + allreduce; with perfect overlap, the larger of the two.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+ASSUMPTIONS = [
+    "Compute time per step is linear in the per-GPU batch (measured at the smallest GPU count).",
+    "Gradients are float32 (4 bytes per parameter) and reduced by one ring allreduce per step.",
+    "The ring runs at the bus bandwidth of its slowest link: inside a node while the GPUs fit in one, "
+    "the inter-node bandwidth beyond.",
+    "No input-pipeline stalls, stragglers or framework overhead beyond the 1-GPU step; latency terms "
+    "(2(N-1) x alpha) are left out, so small models are predicted too well.",
+    "On this CPU-only machine the 'GPUs' of the local study share two cores: the measured points "
+    "fall below any prediction; on a GPU cluster they are the check of the model.",
+]
+
+
+def bandwidth_from_comm(records) -> tuple[float | None, str]:
+    """The peak measured bus bandwidth (bytes/s) of `bench comm` records, and where it came from."""
+    best = None
+    for record in records:
+        if record.kind != "comm" or record.status != "ok":
+            continue
+        peak = record.metrics.get("peak_busbw_GBps")
+        if peak and (best is None or peak > best[0]):
+            best = (peak, f"`bench comm` {record.run_id} ({record.world_size} ranks, peak busbw {peak:.2f} GB/s)")
+    return (best[0] * 1e9, best[1]) if best else (None, "no `bench comm` record")
+
+
+def ring_allreduce_s(nbytes: float, gpus: int, bandwidth: float) -> float:
+    return 0.0 if gpus < 2 else 2 * (gpus - 1) / gpus * nbytes / bandwidth
+
+
+def predict(table: pd.DataFrame, intra_bw: float, inter_bw: float | None = None,
+            gpus_per_node: int = 2, counts: list[int] | None = None) -> pd.DataFrame:
+    """Predicted step time, throughput and efficiency per (workload, scaling, strategy) and
+    GPU count, from `scaling.aggregate`'s table (needs parameters and median_step_s)."""
+    inter_bw = inter_bw or intra_bw
+    rows = []
+    for (workload, scaling, strategy), group in table.groupby(["workload", "scaling", "strategy"]):
+        base = group.sort_values("num_replicas").iloc[0]
+        if not (base["parameters"] > 0 and base["median_step_s"] > 0):
+            continue
+        nbytes = 4.0 * base["parameters"]
+        measured = sorted(int(g) for g in group["num_replicas"])
+        top = max(measured + [32])
+        wanted = sorted(set(measured) | {2 ** k for k in range(int(math.log2(top)) + 1)} | set(counts or []))
+        base_gpus = int(base["num_replicas"])
+        for gpus in (g for g in wanted if g >= base_gpus):
+            per_gpu = (base["global_batch_size"] / gpus if scaling == "strong" else base["per_replica_batch_size"])
+            compute = base["median_step_s"] * per_gpu / base["per_replica_batch_size"]
+            bandwidth = intra_bw if gpus <= gpus_per_node else min(intra_bw, inter_bw)
+            comm = ring_allreduce_s(nbytes, gpus, bandwidth)
+            global_batch = per_gpu * gpus
+            for overlap, step in (("none", compute + comm), ("full", max(compute, comm))):
+                throughput = global_batch / step
+                base_throughput = base["global_batch_size"] / base["median_step_s"]
+                rows.append({"workload": workload, "scaling": scaling, "strategy": strategy, "num_replicas": gpus,
+                             "overlap": overlap, "compute_s": compute, "allreduce_s": comm, "step_s": step,
+                             "samples_per_s": throughput,
+                             "efficiency": throughput / base_throughput / (gpus / base_gpus),
+                             "gradient_bytes": nbytes, "bandwidth_Bps": bandwidth})
+    return pd.DataFrame(rows)
+
+
+def with_measured(prediction: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """Prediction rows side by side with the measured throughput where one exists."""
+    keys = ["workload", "scaling", "strategy", "num_replicas"]
+    measured = table[keys + ["samples_per_s"]].rename(columns={"samples_per_s": "measured_samples_per_s"})
+    out = prediction.merge(measured, on=keys, how="left")
+    out["measured_over_predicted"] = out["measured_samples_per_s"] / out["samples_per_s"]
+    return out.replace([np.inf, -np.inf], np.nan)
