@@ -115,6 +115,9 @@ def run_study(cfg: StudyConfig) -> StudyResult:
     from strategies import raytune
     raytune.require_ray()
     study_id = cfg.study_id = cfg.study_id or new_run_id(cfg.scheduler)
+    # trials run in their own directories: paths handed to them must not be relative
+    cfg.results = str(Path(cfg.results).resolve())
+    cfg.data_dir = str(Path(cfg.data_dir).resolve()) if cfg.data_dir else None
     metric, mode = metric_of(workload)
     record = RunRecord(run_id=study_id, workload=cfg.workload, strategy="ray", kind="study",
                        data_source=cfg.data, config=cfg.to_dict(), hyperparameters=fixed,

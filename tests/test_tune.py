@@ -31,10 +31,11 @@ def test_pbt_perturbations_are_clamped_to_the_valid_range():
     assert low == {"dropout": 0.0, "rho": 0.8}
 
 
-def test_pbt_smoke_study_exploits_and_restores_a_checkpoint(tmp_path):
+def test_pbt_smoke_study_exploits_and_restores_a_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)           # a relative results directory, as `make demo` gives
     result = run_study(StudyConfig(
         "memnn", scheduler="pbt", samples=2, iterations=4, steps_per_iteration=10, synch=True,
-        data="generated", overrides=MEMNN_SMALL, num_cpus=2, results=str(tmp_path)))
+        data="generated", overrides=MEMNN_SMALL, num_cpus=2, results="."))
     assert result.exit_code == 0, result.record.error
     study = read_record(result.path)
     assert study.kind == "study" and study.strategy == "ray" and study.status == "ok"
