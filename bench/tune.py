@@ -104,11 +104,16 @@ def plan(cfg: StudyConfig):
 
 
 def metric_of(workload) -> tuple[str, str]:
-    return ("mean_accuracy", "max") if workload.monitor else ("val_loss", "min")
+    """Mean validation accuracy; the loss for workloads without accuracy (the char-RNNs,
+    which have no validation split either, as in the tutorials)."""
+    return ("mean_accuracy", "max") if workload.monitor else ("loss", "min")
 
 
 def run_study(cfg: StudyConfig) -> StudyResult:
     workload, fixed, dimensions = plan(cfg)
+    # Missing or corrupt data ends the study here, in one line, before anything is written;
+    # the trials then share this copy through Ray's object store.
+    data = workload.load(cfg.data, cfg.data_dir, fixed, cfg.seed)
     if cfg.ray == "slurm":
         from strategies import ray_slurm
         ray_slurm.prepare_environment()     # before Ray is imported
@@ -137,7 +142,8 @@ def run_study(cfg: StudyConfig) -> StudyResult:
         # after ray.init, which installs a SIGTERM handler of its own
         with raytune.session(cfg.ray, cfg.num_cpus, verbose=bool(cfg.verbose)) as ray_info, terminated:
             record.extra["ray"] = ray_info
-            grid = _fit(cfg, workload, fixed, dimensions, metric, mode, storage, study_id)
+            shared = None if set(dimensions) & set(workload.load_hparams) else data
+            grid = _fit(cfg, workload, fixed, dimensions, metric, mode, storage, study_id, shared)
             trials = _trial_records(cfg, grid, study_id, metric, mode, terminated.received is not None)
         if terminated.received:
             raise KeyboardInterrupt
@@ -214,7 +220,7 @@ class _TermAsInterrupt:
         os.kill(os.getpid(), signal.SIGINT)
 
 
-def _fit(cfg, workload, fixed, dimensions, metric, mode, storage, study_id):
+def _fit(cfg, workload, fixed, dimensions, metric, mode, storage, study_id, data):
     import random
     from ray import tune
     from ray.tune.search import BasicVariantGenerator
@@ -231,7 +237,7 @@ def _fit(cfg, workload, fixed, dimensions, metric, mode, storage, study_id):
         param_space.update({name: raytune.search_domain(d) for name, d in dimensions.items()})
         if cfg.asha:
             scheduler = raytune.asha_scheduler(cfg.iterations)
-    trainable = tune.with_parameters(_trial, study=cfg.to_dict())
+    trainable = tune.with_parameters(_trial, study=cfg.to_dict(), data=data)
     return raytune.run_study(
         trainable, param_space, name=study_id, storage=storage, metric=metric, mode=mode,
         samples=cfg.samples, iterations=cfg.iterations, scheduler=scheduler,
@@ -252,7 +258,7 @@ class _Explore:
 
 # --- one trial (runs in a Ray worker process) ------------------------------------------
 
-def _trial(config: dict, study: dict) -> None:
+def _trial(config: dict, study: dict, data=None) -> None:
     import keras
     import tensorflow as tf
     from strategies import raytune
@@ -266,7 +272,8 @@ def _trial(config: dict, study: dict) -> None:
     hp = resolve(workload.space, {k: _plain(v) for k, v in config.items() if k in workload.space},
                  cfg.workload)
     keras.utils.set_random_seed(cfg.seed + index)
-    data = workload.load(cfg.data, cfg.data_dir, hp, cfg.seed)
+    if data is None:        # the study searches a hyperparameter the data depends on
+        data = workload.load(cfg.data, cfg.data_dir, hp, cfg.seed)
     batch = cfg.batch_size or workload.default_batch_size
     model = workload.build(data, hp, batch)
     start, restored = 0, {}

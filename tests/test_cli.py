@@ -34,6 +34,8 @@ from conftest import error_lines, read_json, record_paths
      "mutation lstm_units: memnn's trained weights do not survive a change of it"),
     (["tune", "pbt", "charrnn-gru"], "pbt: charrnn-gru reports no accuracy to rank trials by"),
     (["tune", "pbt", "memnn", "--samples", "0"], "--samples 0: must be >= 1"),
+    (["tune", "search", "mlp", "--data-dir", "/nonexistent"], "--data-dir /nonexistent: no such directory"),
+    (["tune", "pbt", "memnn"], "babi not found (looked in"),
 ])
 def test_bad_input_is_one_line_and_exit_2(bench, tmp_path, args, message):
     with_results = args[0] in ("run", "tune")

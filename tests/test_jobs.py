@@ -42,7 +42,7 @@ set = {{ n_neurons = 64 }}
 def test_plan_counts_jobs_and_gpu_hours_and_writes_nothing(bench, tmp_path):
     done = bench("jobs", "plan", str(EXAMPLE))
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1] == "33 jobs, at most 51 GPU-hours (time limit 00:30:00 each)"
+    assert done.stdout.strip().splitlines()[-1] == "45 jobs, at most 73.5 GPU-hours (time limit 00:30:00 each)"
     assert "skipped charrnn-gru mirrored gpus=4 nodes=2: mirrored runs on one node" in done.stdout
     assert list(tmp_path.iterdir()) == []
 

@@ -59,7 +59,7 @@ def test_pbt_smoke_study_exploits_and_restores_a_checkpoint(tmp_path, monkeypatc
 def test_search_smoke_study_retrains_the_best_config_and_survives_a_failing_trial(tmp_path, monkeypatch):
     monkeypatch.setenv(FAULT_ENV, "2@1")       # trial 2 raises in its first iteration
     result = run_study(StudyConfig(
-        "mlp", scheduler="search", samples=3, iterations=2, steps_per_iteration=20,
+        "mlp", scheduler="search", samples=3, iterations=2, steps_per_iteration=20, asha=True,
         data="generated", overrides={"n_neurons": 32}, num_cpus=2, results=str(tmp_path)))
     assert result.exit_code == 0, result.record.error
     study = result.record

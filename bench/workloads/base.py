@@ -33,6 +33,7 @@ class Workload:
     stateful: bool = False                 # needs a fixed per-replica batch
     tune_space: Mapping[str, str] = {}     # default search space (bench.space syntax)
     tune_mutations: Mapping[str, str] = {} # default PBT mutations (mutable hyperparameters only)
+    load_hparams: tuple[str, ...] = ()     # hyperparameters that `load` depends on
 
     def load(self, source: str, data_dir: str | None, hp: dict[str, Any], seed: int) -> Data:
         raise NotImplementedError

@@ -32,6 +32,7 @@ def encode(text: str, vocab: list[str]) -> np.ndarray:
 class _CharRNN(Workload):
     monitor = None          # loss only, as in the tutorials
     default_batch_size = 64
+    load_hparams = ("generated_chars", "seq_length")
     tune_space = {"learning_rate": "loguniform(0.0001, 0.01)"}
     tune_mutations = {"learning_rate": "loguniform(0.0001, 0.01)"}
     space = {

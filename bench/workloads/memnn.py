@@ -31,9 +31,13 @@ class MemNN(Workload):
         "embedding_dim": HParam(64, 1, 4096),
         "lstm_units": HParam(32, 1, 4096),
         "train_questions": HParam(10_000, 10, 10_000_000, help="generated data only"),
+        "attention": HParam("query", choices=("query", "story"),
+                            help="softmax of the match over the question words (the course and Keras example) "
+                                 "or over the story positions (the memory network paper)"),
         "reduce_lr_patience": HParam(0, 0, 1000, help="epochs without val_loss progress before lr x 0.3; 0 = off"),
     }
     default_batch_size = 32
+    load_hparams = ("train_questions",)
     # The PBT course study: dropout resampled uniformly, lr and rho moved along grids.
     tune_mutations = {
         "dropout": "uniform(0, 0.95)",
@@ -95,7 +99,8 @@ class MemNN(Workload):
         encoded_m = encoder(hp["embedding_dim"], "input_encoder_m")(story)     # (b, story, emb)
         encoded_c = encoder(query_len, "input_encoder_c")(story)               # (b, story, query)
         encoded_q = encoder(hp["embedding_dim"], "question_encoder")(question)  # (b, query, emb)
-        match = layers.Activation("softmax")(layers.Dot(axes=(2, 2))([encoded_m, encoded_q]))
+        match = layers.Dot(axes=(2, 2))([encoded_m, encoded_q])                # (b, story, query)
+        match = layers.Softmax(axis=1 if hp["attention"] == "story" else -1)(match)
         response = layers.Permute((2, 1))(layers.Add()([match, encoded_c]))  # (b, query, story)
         answer = layers.Concatenate()([response, encoded_q])
         answer = layers.LSTM(hp["lstm_units"])(answer)
