@@ -92,7 +92,14 @@ def test_report_with_prediction_tuning_study_and_odd_records(tmp_path):
     for run_id, gpus, tput in (("a", 1, 100.0), ("b", 2, 150.0)):
         rec = record(run_id, "mlp", "mwms", gpus, tput)
         rec.extra["parameters"] = 100_000
+        if gpus == 2:       # NVML samples of two GPUs: 640 J over 10 steps of 64 samples
+            rec.gpu = {"per_gpu": {"0": {"util_pct_mean": 40.0, "energy_j": 300.0},
+                                   "1": {"util_pct_mean": 60.0, "energy_j": 340.0}}}
+            rec.timing["steps"] = 10
         write_record(results, rec)
+    (results / "a" / "steps.csv").write_text("epoch,step,seconds,warmup\n0,0,0.5,1\n0,1,0.010,0\n0,2,0.012,0\n")
+    (results / "b" / "gpu.csv").write_text("t_s,gpu,util_pct,mem_used_mib,power_w\n0.0,0,10,100,60\n"
+                                           "1.0,0,95,2000,250\n0.0,1,12,100,61\n1.0,1,90,1900,240\n")
     untimed = record("u", "mlp", "mwms", 1, 0.0)
     untimed.throughput, untimed.timing = {}, {"steps": 3}
     write_record(results, untimed)
@@ -114,11 +121,17 @@ def test_report_with_prediction_tuning_study_and_odd_records(tmp_path):
     markdown = report.build([str(results)], tmp_path / "out").read_text()
     assert "Bus bandwidth inside a node: `bench comm` comm-1 (2 ranks, peak busbw 12.50 GB/s)" in markdown
     assert "![prediction-mlp-strong](prediction-mlp-strong.png)" in markdown
+    assert "![steps-mlp](steps-mlp.png)" in markdown and "![gpu-utilisation](gpu-utilisation.png)" in markdown
+    assert "No GPU utilisation samples" not in markdown
     assert "ok, no timed steps" in markdown and "`" + str(results / "u" / "record.json") + "`" in markdown
     assert "unsupported schema_version 99" in markdown
     assert "| pbt-1 " in markdown and "dropout=0.25" in markdown and "![pbt-pbt-1](pbt-pbt-1.png)" in markdown
     assert "records: 8 (run 3, trial 2, comm 1, study 1)" in markdown
     assert (tmp_path / "out" / "prediction.csv").is_file()
+    table = pd.read_csv(tmp_path / "out" / "scaling.csv")
+    two = table[table.num_replicas == 2].iloc[0]
+    assert two["energy_per_sample_j"] == pytest.approx(1.0) and two["gpu_util_pct"] == pytest.approx(50.0)
+    assert "| 50% " in markdown
     page = (tmp_path / "out" / "report.html").read_text()
     assert page.count("<table") == 3 and page.count("data:image/png;base64,") == markdown.count("![")
 
