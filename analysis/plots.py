@@ -110,6 +110,7 @@ def step_times(runs: pd.DataFrame, out: Path) -> list[Path]:
             continue
         figure, axis = plt.subplots(figsize=(max(5, 0.9 * len(data)), 4))
         axis.boxplot(data, showfliers=True)
+        axis.set_yscale("log")          # one slow step (a retrace, a GC pause) must not flatten the boxes
         axis.set_xticks(range(1, len(labels) + 1), labels, fontsize="small")
         axis.set(ylabel="step time (ms)", title=f"{workload}: step-time distribution (warm-up excluded)")
         paths.append(_save(figure, out / f"steps-{workload}.png"))

@@ -134,12 +134,18 @@ def _tuning_blocks(records, out: Path) -> list[Block]:
              "trials": s.metrics.get("trials"), "failed": s.metrics.get("trials_failed"),
              "perturbations": s.metrics.get("perturbations"), "metric": s.extra.get("metric"),
              "best": s.metrics.get(f"best_{s.extra.get('metric')}"),
-             "best config": ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                      for k, v in sorted(s.hyperparameters.items())),
+             "best config": _config_text(s.hyperparameters, s.extra.get("space")),
              "wall s": round(s.timing.get("wall_s", 0), 1)} for s in studies]
     images = plots.pbt_trials([s for s in studies if s.extra.get("scheduler") == "pbt"], trials, out)
     return [Block("h2", "Tuning studies (Ray Tune)"), Block("table", pd.DataFrame(rows))] + \
         [Block("image", p) for p in images]
+
+
+def _config_text(hyperparameters: dict, tuned: dict | None) -> str:
+    """The tuned hyperparameters of a configuration (all of them when the space is unknown)."""
+    keys = sorted(tuned) if tuned else sorted(hyperparameters)
+    return ", ".join(f"{k}={hyperparameters[k]:.4g}" if isinstance(hyperparameters[k], float)
+                     else f"{k}={hyperparameters[k]}" for k in keys if k in hyperparameters)
 
 
 def _problem_blocks(frame: pd.DataFrame) -> list[Block]:
