@@ -148,6 +148,7 @@ def run_study(cfg: StudyConfig) -> StudyResult:
         if terminated.received:
             raise KeyboardInterrupt
         perturbations = raytune.perturbation_log(storage / study_id)
+        record.extra["checkpoints_pruned"] = raytune.prune_checkpoints(storage / study_id)
         _summarise(record, trials, metric, mode, perturbations)
         if cfg.scheduler == "search" and cfg.retrain and record.metrics.get("best_trial"):
             retrained = _retrain(cfg, record.hyperparameters, study_id)

@@ -122,7 +122,7 @@ def asha_scheduler(max_iterations: int, grace_period: int = 1):
 def run_study(trainable: Callable[[dict], None], param_space: dict[str, Any], *, name: str,
               storage: Path, metric: str, mode: str, samples: int, iterations: int,
               scheduler: Any = None, search: Any = None, cpus_per_trial: float = 1, gpus_per_trial: float = 0,
-              keep_checkpoints: int = 4, verbose: int = 0):
+              verbose: int = 0):
     """Run the trials; a trial that raises is recorded as errored and the others go on."""
     from ray import tune
     tuner = tune.Tuner(
@@ -133,7 +133,9 @@ def run_study(trainable: Callable[[dict], None], param_space: dict[str, Any], *,
         run_config=tune.RunConfig(
             name=name, storage_path=str(Path(storage).resolve()), verbose=verbose,
             stop={"training_iteration": iterations},
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=keep_checkpoints),
+            # Every checkpoint is kept while trials run: Ray's pruning races with PBT's exploits
+            # (a trial restored a deleted checkpoint here); prune_checkpoints tidies up after.
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
             failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)),
     )
     return tuner.fit()
@@ -177,6 +179,18 @@ def report(metrics: dict[str, Any], write_checkpoint: Callable[[Path], None] | N
     with tempfile.TemporaryDirectory(prefix="distbench-ckpt-") as directory:
         write_checkpoint(Path(directory))
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+
+
+def prune_checkpoints(experiment_dir: Path) -> int:
+    """Keep each trial's last checkpoint; returns how many were removed."""
+    import shutil
+    removed = 0
+    for trial_dir in Path(experiment_dir).iterdir():
+        checkpoints = sorted(trial_dir.glob("checkpoint_*")) if trial_dir.is_dir() else []
+        for old in checkpoints[:-1]:
+            shutil.rmtree(old, ignore_errors=True)
+            removed += 1
+    return removed
 
 
 def perturbation_log(experiment_dir: Path) -> list[list[Any]]:

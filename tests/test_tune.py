@@ -53,7 +53,12 @@ def test_pbt_smoke_study_exploits_and_restores_a_checkpoint(tmp_path, monkeypatc
     assert event["from_trial"] != trial.extra["trial_id"] and event["from_iteration"] == 2
     assert event["new_hyperparameters"] != event["old_hyperparameters"]
     assert trial.extra["config_history"][-1]["hyperparameters"] == event["new_hyperparameters"]
-    assert Path(study.artifacts["ray_storage"]).is_dir()
+    # every iteration was checkpointed (as .keras); after the study each trial keeps its last
+    experiment = Path(study.artifacts["ray_storage"]) / study.run_id
+    for trial in trials:
+        [last] = sorted((experiment / trial.extra["trial_id"]).glob("checkpoint_*"))
+        assert (last / "model.keras").is_file() and (last / "meta.json").is_file()
+    assert study.extra["checkpoints_pruned"] >= 4
 
 
 def test_search_smoke_study_retrains_the_best_config_and_survives_a_failing_trial(tmp_path, monkeypatch):
