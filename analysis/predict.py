@@ -1,7 +1,8 @@
 """Scaling prediction beyond the measured points, with the ring-allreduce model.
 
-From the smallest-GPU-count run of a (workload, scaling, strategy): its median step time t1
-at per-GPU batch b1, and the gradient bytes (parameters x 4, float32). At N GPUs the compute
+From the smallest-GPU-count runs of a (workload, scaling, strategy): the step time t1 their
+median throughput implies (global batch / samples per second, so the prediction meets the
+table at its base), at per-GPU batch b1, and the gradient bytes (parameters x 4, float32). At N GPUs the compute
 per step is t1 x bN / b1 (bN: the per-GPU batch at N: global/N for strong scaling, b1 for
 weak), and one ring allreduce of the gradients takes 2(N-1)/N x bytes / B, where B is the
 bus bandwidth (nccl-tests' busbw, which `bench comm` measures): the node's (NVLink) inside a
@@ -47,13 +48,14 @@ def ring_allreduce_s(nbytes: float, gpus: int, bandwidth: float) -> float:
 def predict(table: pd.DataFrame, intra_bw: float, inter_bw: float | None = None,
             gpus_per_node: int = 2, counts: list[int] | None = None) -> pd.DataFrame:
     """Predicted step time, throughput and efficiency per (workload, scaling, strategy) and
-    GPU count, from `scaling.aggregate`'s table (needs parameters and median_step_s)."""
+    GPU count, from `scaling.aggregate`'s table (needs parameters and throughput)."""
     inter_bw = inter_bw or intra_bw
     rows = []
     for (workload, scaling, strategy), group in table.groupby(["workload", "scaling", "strategy"]):
         base = group.sort_values("num_replicas").iloc[0]
-        if not (base["parameters"] > 0 and base["median_step_s"] > 0):
+        if not (base["parameters"] > 0 and base["samples_per_s"] > 0):
             continue
+        step_1 = base["global_batch_size"] / base["samples_per_s"]
         nbytes = 4.0 * base["parameters"]
         measured = sorted(int(g) for g in group["num_replicas"])
         top = max(measured + [32])
@@ -61,13 +63,13 @@ def predict(table: pd.DataFrame, intra_bw: float, inter_bw: float | None = None,
         base_gpus = int(base["num_replicas"])
         for gpus in (g for g in wanted if g >= base_gpus):
             per_gpu = (base["global_batch_size"] / gpus if scaling == "strong" else base["per_replica_batch_size"])
-            compute = base["median_step_s"] * per_gpu / base["per_replica_batch_size"]
+            compute = step_1 * per_gpu / base["per_replica_batch_size"]
             bandwidth = intra_bw if gpus <= gpus_per_node else min(intra_bw, inter_bw)
             comm = ring_allreduce_s(nbytes, gpus, bandwidth)
             global_batch = per_gpu * gpus
             for overlap, step in (("none", compute + comm), ("full", max(compute, comm))):
                 throughput = global_batch / step
-                base_throughput = base["global_batch_size"] / base["median_step_s"]
+                base_throughput = base["samples_per_s"]
                 rows.append({"workload": workload, "scaling": scaling, "strategy": strategy, "num_replicas": gpus,
                              "overlap": overlap, "compute_s": compute, "allreduce_s": comm, "step_s": step,
                              "samples_per_s": throughput,
