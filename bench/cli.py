@@ -214,7 +214,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = runner.run(cfg)
     record = result.record
     if not result.written:            # a non-chief rank: the chief reports
-        return result.exit_code
+        return _leave_if_interrupted(result.exit_code)
     if record.status != "ok":
         print(f"bench: run {record.status}: {record.error}", file=sys.stderr)
     else:
@@ -225,7 +225,19 @@ def cmd_run(args: argparse.Namespace) -> int:
                   f"{tput:,.1f} samples/s, median step {step * 1e3:.1f} ms")
     if not os.environ.get("DISTBENCH_LAUNCHED"):   # else the launcher prints it, last
         print(result.path)
-    return result.exit_code
+    return _leave_if_interrupted(result.exit_code)
+
+
+def _leave_if_interrupted(code: int) -> int:
+    """An interrupted run has written its record: exit now with 128 + signal. Python restores
+    the default signal handlers while it finalizes, and TensorFlow's teardown takes seconds
+    (more on a loaded node): a late SIGTERM in that window (Slurm, a launcher, a peer's
+    shutdown) killed the process instead, and its exit code said killed, not interrupted."""
+    if code > 128:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def cmd_list(args: argparse.Namespace) -> int:
