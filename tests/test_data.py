@@ -179,3 +179,15 @@ def test_concurrent_generation_of_the_same_task_is_safe(tmp_path):
     assert all(p.wait() == 0 for p in procs)
     assert len(babi.read_task_dir(tmp_path)["train"]) == 300
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("fraction, train, val", [(0.1, 360, 40), (0.0, 400, None)])
+def test_memnn_holds_out_the_last_training_questions_for_validation(fraction, train, val):
+    from bench import workloads
+    from bench.hparams import resolve
+    memnn = workloads.get("memnn")
+    hp = resolve(memnn.space, {"train_questions": "400", "validation_fraction": str(fraction)}, "memnn")
+    data = memnn.load("generated", None, hp, seed=0)
+    assert data.info["train_samples"] == train == len(data.splits["train"][1])
+    assert (len(data.splits["val"][1]) if "val" in data.splits else None) == val
+    assert len(data.splits["test"][1]) == 1000

@@ -31,13 +31,14 @@ class MemNN(Workload):
         "embedding_dim": HParam(64, 1, 4096),
         "lstm_units": HParam(32, 1, 4096),
         "train_questions": HParam(10_000, 10, 10_000_000, help="generated data only"),
+        "validation_fraction": HParam(0.1, 0.0, 0.5, help="last training questions held out for validation"),
         "attention": HParam("query", choices=("query", "story"),
                             help="softmax of the match over the question words (the course and Keras example) "
                                  "or over the story positions (the memory network paper)"),
         "reduce_lr_patience": HParam(0, 0, 1000, help="epochs without val_loss progress before lr x 0.3; 0 = off"),
     }
     default_batch_size = 32
-    load_hparams = ("train_questions",)
+    load_hparams = ("train_questions", "validation_fraction")
     # The PBT course study: dropout resampled uniformly, lr and rho moved along grids.
     tune_mutations = {
         "dropout": "uniform(0, 0.95)",
@@ -59,9 +60,11 @@ class MemNN(Workload):
         every = stories["train"] + stories["test"]
         story_len = max(len(s) for s, _, _ in every)
         query_len = max(len(q) for _, q, _ in every)
-        held_out = max(1, len(stories["train"]) // 10)
-        parts = {"train": stories["train"][:-held_out], "val": stories["train"][-held_out:],
-                 "test": stories["test"]}
+        held_out = round(len(stories["train"]) * hp["validation_fraction"])
+        parts = {"train": stories["train"][:len(stories["train"]) - held_out],
+                 "val": stories["train"][len(stories["train"]) - held_out:], "test": stories["test"]}
+        if not held_out:        # every training question trains; nothing to validate on
+            del parts["val"]
         splits = {}
         for split, part in parts.items():
             x, q, y = babi.vectorize(part, index, story_len, query_len)
