@@ -56,6 +56,7 @@ def predict(table: pd.DataFrame, intra_bw: float, inter_bw: float | None = None,
         if not (base["parameters"] > 0 and base["samples_per_s"] > 0):
             continue
         step_1 = base["global_batch_size"] / base["samples_per_s"]
+        base_throughput = base["samples_per_s"]
         nbytes = 4.0 * base["parameters"]
         measured = sorted(int(g) for g in group["num_replicas"])
         top = max(measured + [32])
@@ -69,7 +70,6 @@ def predict(table: pd.DataFrame, intra_bw: float, inter_bw: float | None = None,
             global_batch = per_gpu * gpus
             for overlap, step in (("none", compute + comm), ("full", max(compute, comm))):
                 throughput = global_batch / step
-                base_throughput = base["samples_per_s"]
                 rows.append({"workload": workload, "scaling": scaling, "strategy": strategy, "num_replicas": gpus,
                              "overlap": overlap, "compute_s": compute, "allreduce_s": comm, "step_s": step,
                              "samples_per_s": throughput,

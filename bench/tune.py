@@ -145,11 +145,10 @@ def run_study(cfg: StudyConfig) -> StudyResult:
             shared = None if set(dimensions) & set(workload.load_hparams) else data
             grid = _fit(cfg, workload, fixed, dimensions, metric, mode, storage, study_id, shared)
             trials = _trial_records(cfg, grid, study_id, metric, mode, terminated.received is not None)
+        _summarise(record, trials, metric, mode, raytune.perturbation_log(storage / study_id))
         if terminated.received:
             raise KeyboardInterrupt
-        perturbations = raytune.perturbation_log(storage / study_id)
         record.extra["checkpoints_pruned"] = raytune.prune_checkpoints(storage / study_id)
-        _summarise(record, trials, metric, mode, perturbations)
         if cfg.scheduler == "search" and cfg.retrain and record.metrics.get("best_trial"):
             retrained = _retrain(cfg, record.hyperparameters, study_id)
             record.metrics.update({f"retrain_{k}": v for k, v in retrained.metrics.items()
@@ -163,8 +162,6 @@ def run_study(cfg: StudyConfig) -> StudyResult:
         signum = terminated.received or signal.SIGINT
         record.status, exit_code = STATUS_INTERRUPTED, 128 + signum
         record.error = f"interrupted by {signal.Signals(signum).name}"
-        if trials:
-            _summarise(record, trials, metric, mode, raytune.perturbation_log(storage / study_id))
     except UsageError:
         record.status, record.error = STATUS_FAILED, "bad input"
         raise
@@ -302,9 +299,10 @@ def _trial(config: dict, study: dict, data=None) -> None:
         metrics.update(_iteration_timing(timer, seen, batch, workload.tokens_per_sample(hp)))
         if workload.monitor:
             metrics["mean_accuracy"] = metrics.get(f"val_{workload.monitor}", metrics.get(workload.monitor))
+        first = iteration == start + 1      # the restore, if any, happened before this one
         metrics.update({"iteration": iteration, "config_json": json.dumps(hp, sort_keys=True),
-                        "restored_from_trial": restored.get("trial_id", "") if iteration == start + 1 else "",
-                        "restored_from_iteration": restored.get("iteration", 0) if iteration == start + 1 else 0})
+                        "restored_from_trial": restored.get("trial_id", "") if first else "",
+                        "restored_from_iteration": restored.get("iteration", 0) if first else 0})
 
         _append_line(log, {**metrics, "trial_id": trial_id, "time": time.time()})
 
