@@ -89,6 +89,18 @@ def test_vectorize_pads_left_with_zero():
     assert x.tolist() == [[0, 0, 1, 2]] and q.tolist() == [[0, 3]] and y.tolist() == [1]
 
 
+def test_statements_get_one_slot_each_newest_last():
+    index = {w: i for i, w in enumerate("a b c d . ?".split(), 1)}
+    story = "a b . c . d a b .".split()
+    assert babi.sentences(story) == [["a", "b", "."], ["c", "."], ["d", "a", "b", "."]]
+    x, q, y = babi.vectorize_sentences([(story, ["c", "?"], "d")], index, memories=4, sentence_len=4,
+                                       query_len=3)
+    assert x.tolist() == [[[0, 0, 0, 0], [1, 2, 5, 0], [3, 5, 0, 0], [4, 1, 2, 5]]]
+    assert q.tolist() == [[3, 6, 0]] and y.tolist() == [4]
+    x, _, _ = babi.vectorize_sentences([(story, ["c"], "d")], index, memories=2, sentence_len=4, query_len=1)
+    assert x.tolist() == [[[3, 5, 0, 0], [4, 1, 2, 5]]]        # the oldest statement is dropped
+
+
 def write_idx(path, array):
     header = struct.pack(">HBB", 0, 8, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
     with gzip.open(path, "wb") as handle:
@@ -191,3 +203,20 @@ def test_memnn_holds_out_the_last_training_questions_for_validation(fraction, tr
     assert data.info["train_samples"] == train == len(data.splits["train"][1])
     assert (len(data.splits["val"][1]) if "val" in data.splits else None) == val
     assert len(data.splits["test"][1]) == 1000
+
+
+@pytest.mark.parametrize("settings, story_shape", [({}, None), ({"story_layout": "statements"}, (70,)),
+                                                  ({"architecture": "memn2n"}, (10, 7))])
+def test_memnn_story_layouts_have_the_shapes_of_qa1(settings, story_shape):
+    """Statement layouts: 10 statements of at most 7 words. The word layout is as long as
+    the longest story (68 words in real QA1 and the synthetic data)."""
+    from bench import workloads
+    from bench.hparams import resolve
+    memnn = workloads.get("memnn")
+    hp = resolve(memnn.space, dict(settings), "memnn")     # QA1 10k
+    for source in ("generated", "synthetic"):
+        data = memnn.load(source, None, hp, seed=0)
+        (story, question), answer = next(iter(memnn.dataset(data, "train", 8, hp, 0, training=True)))
+        assert tuple(story.shape) == (8, *(story_shape or (data.info["story_len"],)))
+        assert tuple(question.shape) == (8, 4) and tuple(answer.shape) == (8,)
+        assert story_shape or 60 < data.info["story_len"] <= 70

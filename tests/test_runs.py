@@ -99,6 +99,32 @@ def test_stateful_batches_are_contiguous_and_states_reset_each_epoch():
     assert np.abs(keras.ops.convert_to_numpy(lstm.states[0])).sum() == 0
 
 
+def test_memory_network_layers_ignore_padding_and_survive_a_keras_file(tmp_path):
+    import keras
+    import numpy as np
+    from bench.workloads.memnn import BagOfWords, position_encoding
+    # the paper's l_kj = (1 - j/J) - (k/d)(1 - 2j/J) for J = d = 2 (rows j, columns k)
+    assert position_encoding(2, 2).tolist() == [[0.5, 0.5], [0.5, 1.0]]
+    bag = BagOfWords(vocab_size=5, dim=2)
+    words = np.array([[3, 1, 0, 0]])
+    table = np.arange(10, dtype="float32").reshape(5, 2)
+    bag.build(words.shape)
+    bag.embedding.embeddings.assign(table)
+    expected = (table[[3, 1]] * position_encoding(4, 2)[:2]).sum(0)
+    assert np.allclose(keras.ops.convert_to_numpy(bag(words)), expected)   # padding rows add nothing
+
+    from bench import workloads
+    from bench.hparams import resolve
+    memnn = workloads.get("memnn")
+    hp = resolve(memnn.space, {"architecture": "memn2n", "hops": "2"}, "memnn")
+    data = memnn.load("synthetic", None, hp, seed=0)
+    model = memnn.build(data, hp, per_replica_batch=4)
+    (story, question), _ = next(iter(memnn.dataset(data, "train", 4, hp, 0, training=True)))
+    model.save(tmp_path / "memn2n.keras")
+    loaded = keras.saving.load_model(tmp_path / "memn2n.keras", compile=False)
+    assert np.allclose(model.predict([story, question], verbose=0), loaded.predict([story, question], verbose=0))
+
+
 def test_checkpoints_resume_and_generate(bench, tmp_path):
     first = bench("run", "-w", "charrnn-gru", "--epochs", "2", "--steps-per-epoch", "15", "--checkpoint-every", "1",
                   "--export", "-q", "--results", str(tmp_path), *SMALL["charrnn-gru"])
@@ -187,3 +213,13 @@ def test_memnn_learns_generated_qa1_10k(bench, tmp_path):
     metrics = read_record(done.stdout.strip().splitlines()[-1]).metrics
     assert metrics["epochs_to_target"] is not None, "validation accuracy never reached 0.85"
     assert metrics["test_accuracy"] >= 0.83
+
+
+def test_memory_network_paper_model_reaches_0_95_on_generated_qa1_10k(bench, tmp_path):
+    """The issue's bar: >= 0.95 of the 1,000 test questions of generated QA1 10k, with the
+    End-To-End Memory Network (measured 0.997 after 20 epochs; chance is ~0.17)."""
+    done = bench("run", "-w", "memnn", "--data", "generated", "--epochs", "20", "--set", "architecture=memn2n",
+                 "-q", "--results", str(tmp_path), timeout=900)
+    assert done.returncode == 0, done.stderr
+    metrics = read_record(done.stdout.strip().splitlines()[-1]).metrics
+    assert metrics["test_accuracy"] >= 0.95

@@ -169,6 +169,16 @@ def vocabulary(*splits: list[Story]) -> list[str]:
     return sorted(words)
 
 
+def sentences(story: list[str]) -> list[list[str]]:
+    """A flattened story's statements again: every bAbI statement ends with '.'."""
+    found: list[list[str]] = [[]]
+    for token in story:
+        found[-1].append(token)
+        if token == ".":
+            found.append([])
+    return [sentence for sentence in found if sentence]
+
+
 def vectorize(stories: list[Story], word_index: dict[str, int], story_len: int,
               query_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Left-padded id matrices (0 = padding), as keras' pad_sequences does by default."""
@@ -180,5 +190,24 @@ def vectorize(stories: list[Story], word_index: dict[str, int], story_len: int,
         x[i, story_len - len(ids):] = ids
         qids = [word_index[w] for w in question][-query_len:]
         q[i, query_len - len(qids):] = qids
+        y[i] = word_index[answer]
+    return x, q, y
+
+
+def vectorize_sentences(stories: list[Story], word_index: dict[str, int], memories: int,
+                        sentence_len: int, query_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stories as (memories, sentence_len) id matrices, one row per statement: the last
+    statement is always the last row (a memory's row says how recent it is), older ones
+    beyond `memories` are dropped; words (and the question's) are right-padded (0 = padding)."""
+    x = np.zeros((len(stories), memories, sentence_len), np.int32)
+    q = np.zeros((len(stories), query_len), np.int32)
+    y = np.zeros((len(stories),), np.int32)
+    for i, (story, question, answer) in enumerate(stories):
+        kept = sentences(story)[-memories:]
+        for row, sentence in enumerate(kept, memories - len(kept)):
+            ids = [word_index[w] for w in sentence][:sentence_len]
+            x[i, row, :len(ids)] = ids
+        qids = [word_index[w] for w in question][:query_len]
+        q[i, :len(qids)] = qids
         y[i] = word_index[answer]
     return x, q, y

@@ -1,8 +1,12 @@
 """bAbI QA1 Memory Network (the PBT course notes, after the Keras babi_memnn example).
 
-Input encoders m and c and a question encoder (Embedding + Dropout); match =
-softmax(dot(m, q)); response = permute(add(match, c)); concat with the question;
-LSTM(32), Dropout, Dense(vocab, softmax); RMSprop(learning_rate, rho).
+`architecture=course` (default): input encoders m and c and a question encoder
+(Embedding + Dropout) over the story's words; match = softmax(dot(m, q)); response =
+permute(add(match, c)); concat with the question; LSTM(32), Dropout, Dense(vocab, softmax).
+`architecture=memn2n`: the End-To-End Memory Network of Sukhbaatar et al. (2015) the
+course model simplifies: one memory per statement (bag of words with position encoding,
+plus a learnt temporal encoding), `hops` rounds of attention, Dense(vocab, softmax).
+Both train with RMSprop(learning_rate, rho).
 bAbI has no validation split: the last 10% of the training questions are held out
 (the course notes validate on the test set, which would let early stopping peek at it).
 """
@@ -10,7 +14,9 @@ bAbI has no validation split: the last 10% of the training questions are held ou
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
+from keras import ops
 
 from bench.data import babi
 from bench.hparams import HParam
@@ -18,7 +24,74 @@ from bench.workloads.base import Data, Workload
 from bench.workloads import pipeline
 
 # Shapes of real QA1 10k, used by --data synthetic.
-SYNTHETIC_INFO = {"train_samples": 10_000, "vocab_size": 22, "story_len": 68, "query_len": 4}
+SYNTHETIC_INFO = {"train_samples": 10_000, "vocab_size": 22, "story_len": 68, "query_len": 4,
+                  "memories": 10, "sentence_len": 7}
+
+
+def position_encoding(words: int, dim: int) -> np.ndarray:
+    """The paper's l_kj = (1 - j/J) - (k/d)(1 - 2j/J): a bag of words that knows word order."""
+    j = np.arange(1, words + 1)[:, None] / words
+    k = np.arange(1, dim + 1)[None, :] / dim
+    return ((1 - j) - k * (1 - 2 * j)).astype("float32")
+
+
+@keras.saving.register_keras_serializable(package="distbench")
+class BagOfWords(keras.layers.Layer):
+    """Word ids (..., words) -> (..., dim): position-encoded embeddings summed over the
+    words, padding (id 0) contributing nothing; with `memories`, a learnt temporal
+    encoding per memory row is added (rows are ordered oldest to newest)."""
+
+    def __init__(self, vocab_size: int, dim: int, memories: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.vocab_size, self.dim, self.memories = vocab_size, dim, memories
+        self.embedding = keras.layers.Embedding(vocab_size, dim)
+
+    def build(self, input_shape):
+        self.embedding.build(input_shape)
+        if self.memories:
+            self.temporal = self.add_weight(shape=(self.memories, self.dim), name="temporal",
+                                            initializer=keras.initializers.RandomNormal(stddev=0.1))
+
+    def call(self, tokens):
+        present = ops.expand_dims(ops.cast(ops.not_equal(tokens, 0), self.compute_dtype), -1)
+        weights = position_encoding(tokens.shape[-1], self.dim)
+        encoded = ops.sum(self.embedding(tokens) * present * weights, axis=-2)
+        return encoded + self.temporal if self.memories else encoded
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.dim)
+
+    def get_config(self):
+        return {**super().get_config(), "vocab_size": self.vocab_size, "dim": self.dim,
+                "memories": self.memories}
+
+
+@keras.saving.register_keras_serializable(package="distbench")
+class MemoryHops(keras.layers.Layer):
+    """`hops` rounds of attention with layer-wise tied weights: p = softmax(m . u),
+    u <- H u + sum(p c). Inputs: memories to match (m), memories to read (c), query (u)."""
+
+    def __init__(self, hops: int, **kwargs):
+        super().__init__(**kwargs)
+        self.hops = hops
+
+    def build(self, input_shapes):
+        query_shape = input_shapes[2]
+        self.project = keras.layers.Dense(query_shape[-1], use_bias=False)
+        self.project.build(query_shape)
+
+    def call(self, inputs):
+        match_memories, read_memories, query = inputs
+        for _ in range(self.hops):
+            attention = ops.softmax(ops.einsum("bmd,bd->bm", match_memories, query), axis=-1)
+            query = self.project(query) + ops.einsum("bm,bmd->bd", attention, read_memories)
+        return query
+
+    def compute_output_shape(self, input_shapes):
+        return input_shapes[2]
+
+    def get_config(self):
+        return {**super().get_config(), "hops": self.hops}
 
 
 class MemNN(Workload):
@@ -36,9 +109,16 @@ class MemNN(Workload):
                             help="softmax of the match over the question words (the course and Keras example) "
                                  "or over the story positions (the memory network paper)"),
         "reduce_lr_patience": HParam(0, 0, 1000, help="epochs without val_loss progress before lr x 0.3; 0 = off"),
+        "architecture": HParam("course", choices=("course", "memn2n"),
+                               help="course: the course's (Keras example's) model; memn2n: the End-To-End "
+                                    "Memory Network paper's (statement memories, position and temporal encoding)"),
+        "hops": HParam(1, 1, 10, help="memn2n: rounds of attention over the memories"),
+        "story_layout": HParam("words", choices=("words", "statements"),
+                               help="course: the story as one left-padded word sequence (the Keras example) or "
+                                    "one fixed-width slot per statement, newest last (memn2n: always statements)"),
     }
     default_batch_size = 32
-    load_hparams = ("train_questions", "validation_fraction")
+    load_hparams = ("train_questions", "validation_fraction", "architecture", "story_layout")
     # The PBT course study: dropout resampled uniformly, lr and rho moved along grids.
     tune_mutations = {
         "dropout": "uniform(0, 0.95)",
@@ -58,8 +138,10 @@ class MemNN(Workload):
         words = babi.vocabulary(stories["train"], stories["test"])
         index = {w: i + 1 for i, w in enumerate(words)}     # 0 is padding
         every = stories["train"] + stories["test"]
-        story_len = max(len(s) for s, _, _ in every)
-        query_len = max(len(q) for _, q, _ in every)
+        statements = [babi.sentences(s) for s, _, _ in every]
+        shapes = {"story_len": max(len(s) for s, _, _ in every), "query_len": max(len(q) for _, q, _ in every),
+                  "memories": max(map(len, statements)),
+                  "sentence_len": max(len(s) for story in statements for s in story)}
         held_out = round(len(stories["train"]) * hp["validation_fraction"])
         parts = {"train": stories["train"][:len(stories["train"]) - held_out],
                  "val": stories["train"][len(stories["train"]) - held_out:], "test": stories["test"]}
@@ -67,18 +149,24 @@ class MemNN(Workload):
             del parts["val"]
         splits = {}
         for split, part in parts.items():
-            x, q, y = babi.vectorize(part, index, story_len, query_len)
+            if _by_statement(hp):
+                x, q, y = babi.vectorize_sentences(part, index, shapes["memories"], shapes["sentence_len"],
+                                                   shapes["query_len"])
+                x = x.reshape(len(x), *_story_shape(shapes, hp))
+            else:
+                x, q, y = babi.vectorize(part, index, shapes["story_len"], shapes["query_len"])
             splits[split] = ((x, q), y)
-        info = {"train_samples": len(parts["train"]), "vocab_size": len(words) + 1,
-                "story_len": story_len, "query_len": query_len}
+        info = {"train_samples": len(parts["train"]), "vocab_size": len(words) + 1, **shapes}
         return Data(source, str(location), splits, info)
 
     def dataset(self, data, split, global_batch, hp, seed, training):
         info = data.info
         if data.source == "synthetic":
+            story_shape = _story_shape(info, hp)
+
             def make(rng):
                 vocab = info["vocab_size"]
-                return ((rng.uniform((global_batch, info["story_len"]), 1, vocab, dtype=tf.int32),
+                return ((rng.uniform((global_batch, *story_shape), 1, vocab, dtype=tf.int32),
                          rng.uniform((global_batch, info["query_len"]), 1, vocab, dtype=tf.int32)),
                         rng.uniform((global_batch,), 1, vocab, dtype=tf.int32))
             return pipeline.synthetic(make, seed)
@@ -91,26 +179,53 @@ class MemNN(Workload):
                                                   patience=hp["reduce_lr_patience"], min_lr=1e-5)]
 
     def build(self, data, hp, per_replica_batch, jit_compile=False):
-        info, dropout, layers = data.info, hp["dropout"], keras.layers
-        vocab, story_len, query_len = info["vocab_size"], info["story_len"], info["query_len"]
-        story = keras.Input((story_len,), dtype="int32", name="story")
-        question = keras.Input((query_len,), dtype="int32", name="question")
-
-        def encoder(dim: int, name: str) -> keras.Sequential:
-            return keras.Sequential([layers.Embedding(vocab, dim), layers.Dropout(dropout)], name=name)
-
-        encoded_m = encoder(hp["embedding_dim"], "input_encoder_m")(story)     # (b, story, emb)
-        encoded_c = encoder(query_len, "input_encoder_c")(story)               # (b, story, query)
-        encoded_q = encoder(hp["embedding_dim"], "question_encoder")(question)  # (b, query, emb)
-        match = layers.Dot(axes=(2, 2))([encoded_m, encoded_q])                # (b, story, query)
-        match = layers.Softmax(axis=1 if hp["attention"] == "story" else -1)(match)
-        response = layers.Permute((2, 1))(layers.Add()([match, encoded_c]))  # (b, query, story)
-        answer = layers.Concatenate()([response, encoded_q])
-        answer = layers.LSTM(hp["lstm_units"])(answer)
-        answer = layers.Dropout(dropout)(answer)
-        answer = layers.Dense(vocab, activation="softmax")(answer)
+        info = data.info
+        story = keras.Input(_story_shape(info, hp), dtype="int32", name="story")
+        question = keras.Input((info["query_len"],), dtype="int32", name="question")
+        answer = (_memn2n if hp["architecture"] == "memn2n" else _course)(story, question, info, hp)
         model = keras.Model([story, question], answer, name="memnn")
         model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=hp["learning_rate"], rho=hp["rho"]),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                       jit_compile=jit_compile)
         return model
+
+
+def _by_statement(hp: dict) -> bool:
+    return hp["architecture"] == "memn2n" or hp["story_layout"] == "statements"
+
+
+def _story_shape(info: dict, hp: dict) -> tuple[int, ...]:
+    if hp["architecture"] == "memn2n":
+        return (info["memories"], info["sentence_len"])
+    if hp["story_layout"] == "statements":
+        return (info["memories"] * info["sentence_len"],)
+    return (info["story_len"],)
+
+
+def _course(story, question, info, hp):
+    layers, dropout = keras.layers, hp["dropout"]
+    vocab, query_len = info["vocab_size"], info["query_len"]
+
+    def encoder(dim: int, name: str) -> keras.Sequential:
+        return keras.Sequential([layers.Embedding(vocab, dim), layers.Dropout(dropout)], name=name)
+
+    encoded_m = encoder(hp["embedding_dim"], "input_encoder_m")(story)     # (b, story, emb)
+    encoded_c = encoder(query_len, "input_encoder_c")(story)               # (b, story, query)
+    encoded_q = encoder(hp["embedding_dim"], "question_encoder")(question)  # (b, query, emb)
+    match = layers.Dot(axes=(2, 2))([encoded_m, encoded_q])                # (b, story, query)
+    match = layers.Softmax(axis=1 if hp["attention"] == "story" else -1)(match)
+    response = layers.Permute((2, 1))(layers.Add()([match, encoded_c]))  # (b, query, story)
+    answer = layers.Concatenate()([response, encoded_q])
+    answer = layers.LSTM(hp["lstm_units"])(answer)
+    answer = layers.Dropout(dropout)(answer)
+    return layers.Dense(vocab, activation="softmax")(answer)
+
+
+def _memn2n(story, question, info, hp):
+    layers, dropout, dim = keras.layers, hp["dropout"], hp["embedding_dim"]
+    vocab, memories = info["vocab_size"], info["memories"]
+    match_memories = layers.Dropout(dropout)(BagOfWords(vocab, dim, memories, name="memory_a")(story))
+    read_memories = layers.Dropout(dropout)(BagOfWords(vocab, dim, memories, name="memory_c")(story))
+    query = BagOfWords(vocab, dim, name="question_b")(question)
+    state = MemoryHops(hp["hops"], name="hops")([match_memories, read_memories, query])
+    return layers.Dense(vocab, activation="softmax")(state)
