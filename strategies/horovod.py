@@ -168,7 +168,7 @@ def _allreduce_train_step(hvd):
             scaled = self.optimizer.scale_loss(loss)
         weights = self.trainable_weights
         gradients = tape.gradient(scaled, weights)
-        *gradients, mean_loss = hvd.grouped_allreduce(list(gradients) + [loss], op=hvd.Average)
+        *gradients, mean_loss = _grouped_average(hvd, list(gradients) + [loss])
         self._loss_tracker.update_state(
             loss_module.unscale_loss_for_distribution(mean_loss),
             sample_weight=tf.shape(next(i for i in tree.flatten(x) if i is not None))[0])
@@ -176,3 +176,18 @@ def _allreduce_train_step(hvd):
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
     return train_step
+
+
+def _grouped_average(hvd, tensors: list) -> list:
+    """`hvd.grouped_allreduce(tensors, op=Average)` with the sparse gradients (embeddings'
+    IndexedSlices) passed first and the results put back in order: Horovod 0.28.1 rebuilds
+    the k-th sparse result with the dense_shape of the k-th *input* (horovod/horovod#3994),
+    which fails when a dense tensor comes first (the memory network's temporal encoding)
+    and would give the wrong shape when sparse and dense gradients interleave."""
+    import tensorflow as tf
+    order = sorted(range(len(tensors)), key=lambda i: not isinstance(tensors[i], tf.IndexedSlices))
+    reduced = hvd.grouped_allreduce([tensors[i] for i in order], op=hvd.Average)
+    in_place = [None] * len(tensors)
+    for position, index in enumerate(order):
+        in_place[index] = reduced[position]
+    return in_place

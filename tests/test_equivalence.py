@@ -11,6 +11,9 @@ TOLERANCE = 1e-5      # relative; measured: 0 (mlp) and 1.1e-7 (charrnn-gru) aft
 CASES = {
     "mlp": ["--data", "generated", "--batch-size", "32", "--set", "n_neurons=32"],
     "charrnn-gru": ["--data", "real", "--batch-size", "16", "--set", "rnn_units=32", "--set", "embedding_dim=16"],
+    # sparse (embedding) gradients after a dense one: horovod/horovod#3994; no dropout (its
+    # masks are drawn per replica)
+    "memnn": ["--data", "generated", "--batch-size", "32", "--set", "architecture=memn2n", "--set", "dropout=0"],
 }
 STRATEGIES = {
     "default": ["-s", "default"],
@@ -32,7 +35,7 @@ def test_loss_after_k_steps_agrees_across_strategies(bench, tmp_path, workload):
         assert record.global_batch_size == int(CASES[workload][3])
         losses[name] = record.history["loss"][0]
     reference = losses["default"]
-    assert reference < math.log(66 if workload == "charrnn-gru" else 10) + 0.5
+    assert reference < math.log({"charrnn-gru": 66, "memnn": 22}.get(workload, 10)) + 0.5
     deviations = {name: abs(loss - reference) / reference for name, loss in losses.items()}
     print(f"{workload}: losses {losses}, relative deviations {deviations}")
     assert max(deviations.values()) <= TOLERANCE, deviations
