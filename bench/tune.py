@@ -199,23 +199,38 @@ def describe(result: StudyResult) -> str:
 
 
 class _TermAsInterrupt:
-    """SIGTERM (Slurm's time limit, scancel) as SIGINT, which Ray Tune answers by stopping
-    the trials and returning what they reported: the trial records are still written."""
+    """SIGTERM (Slurm's time limit, scancel) and SIGINT (Ctrl-C) noted, then passed to Ray
+    Tune as SIGUSR1, its graceful stop: the trials stop and return what they reported, so the
+    trial records are still written, and the study knows it was interrupted. (Ray's own
+    SIGINT handler stops the same way but leaves no trace: the study looked finished.)"""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self) -> None:
         self.received: int | None = None
-        self._previous: Any = None
+        self._previous: dict[int, Any] = {}
+        self._ray_sigint: str | None = None
 
     def __enter__(self) -> "_TermAsInterrupt":
-        self._previous = signal.signal(signal.SIGTERM, self._handle)
+        self._ray_sigint = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+        self._previous = {signum: signal.signal(signum, self._handle) for signum in self.SIGNALS}
         return self
 
     def __exit__(self, *exc: object) -> None:
-        signal.signal(signal.SIGTERM, self._previous)
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        if self._ray_sigint is None:
+            os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+        else:
+            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = self._ray_sigint
 
     def _handle(self, signum: int, frame: Any) -> None:
-        self.received = signum
-        os.kill(os.getpid(), signal.SIGINT)
+        first, self.received = self.received is None, self.received or signum
+        if first and callable(signal.getsignal(signal.SIGUSR1)):    # Ray Tune is running
+            os.kill(os.getpid(), signal.SIGUSR1)
+        else:           # before the study started, or a second signal: stop waiting
+            raise KeyboardInterrupt
 
 
 def _fit(cfg, workload, fixed, dimensions, metric, mode, storage, study_id, data):

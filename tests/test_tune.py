@@ -82,9 +82,10 @@ def test_search_smoke_study_retrains_the_best_config_and_survives_a_failing_tria
     assert 0 <= study.metrics["retrain_test_accuracy"] == retrain.metrics["test_accuracy"] <= 1
 
 
-def test_sigterm_interrupts_a_study_and_keeps_every_record(tmp_path):
-    """Slurm's time limit: the study stops its trials, writes every trial's record, says
-    'interrupted' and exits 128 + SIGTERM."""
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_a_signal_interrupts_a_study_and_keeps_every_record(tmp_path, signame):
+    """Slurm's time limit (SIGTERM) or Ctrl-C (SIGINT): the study stops its trials, writes
+    every trial's record, says 'interrupted' and exits 128 + the signal."""
     import os
     import signal
     import subprocess
@@ -99,12 +100,13 @@ def test_sigterm_interrupts_a_study_and_keeps_every_record(tmp_path):
     while time.monotonic() < deadline and not list(results.glob("*/trials/*.jsonl")):
         time.sleep(1)
     time.sleep(3)
-    proc.send_signal(signal.SIGTERM)
+    signum = signal.Signals[signame]
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=180)
-    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    assert proc.returncode == 128 + signum, err[-3000:]
     records = [read_record(p) for p in results.rglob("record.json")]
     [study] = [r for r in records if r.kind == "study"]
-    assert study.status == "interrupted" and study.error == "interrupted by SIGTERM"
+    assert study.status == "interrupted" and study.error == f"interrupted by {signame}"
     trials = [r for r in records if r.kind == "trial"]
     assert len(trials) == 2 and {t.status for t in trials} == {"interrupted"}
     assert any(t.history.get("mean_accuracy") for t in trials)
