@@ -153,8 +153,10 @@ def _check_launched() -> None:
 
 
 def _allreduce_train_step(hvd):
-    """Keras 3's TensorFlow train_step with the gradients and the reported loss averaged
-    over all ranks in one grouped allreduce."""
+    """Keras 3's TensorFlow train_step with the gradients, the reported loss and the training
+    metrics' states averaged over all ranks in one grouped allreduce. The states are sums
+    over equal slices updated in lockstep, so their average gives the global batch's metric
+    (Keras reports epoch metrics from these states, not from what the step returns)."""
     import tensorflow as tf
     from keras.src import tree
     from keras.src.losses import loss as loss_module
@@ -168,12 +170,17 @@ def _allreduce_train_step(hvd):
             scaled = self.optimizer.scale_loss(loss)
         weights = self.trainable_weights
         gradients = tape.gradient(scaled, weights)
-        *gradients, mean_loss = _grouped_average(hvd, list(gradients) + [loss])
+        self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        states = [v for metric in self.metrics if metric is not self._loss_tracker for v in metric.variables]
+        reduced = _grouped_average(hvd, [*gradients, loss, *(tf.cast(v.value, tf.float32) for v in states)])
+        gradients, mean_loss = reduced[:len(weights)], reduced[len(weights)]
+        for state, mean in zip(states, reduced[len(weights) + 1:]):
+            state.assign(tf.cast(mean, state.dtype))
         self._loss_tracker.update_state(
             loss_module.unscale_loss_for_distribution(mean_loss),
             sample_weight=tf.shape(next(i for i in tree.flatten(x) if i is not None))[0])
         self.optimizer.apply_gradients(zip(gradients, weights))
-        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        return self.get_metrics_result()
 
     return train_step
 
