@@ -144,7 +144,8 @@ def run_study(cfg: StudyConfig) -> StudyResult:
             record.extra["ray"] = ray_info
             shared = None if set(dimensions) & set(workload.load_hparams) else data
             grid = _fit(cfg, workload, fixed, dimensions, metric, mode, storage, study_id, shared)
-            trials = _trial_records(cfg, grid, study_id, metric, mode, terminated.received is not None)
+            trials = _trial_records(cfg, grid, study_id, metric, mode, record.provenance,
+                                    terminated.received is not None)
         _summarise(record, trials, metric, mode, raytune.perturbation_log(storage / study_id))
         if terminated.received:
             raise KeyboardInterrupt
@@ -395,11 +396,14 @@ def _iteration_timing(timer, seen: int, batch: int, tokens: int | None) -> dict[
 
 # --- records ---------------------------------------------------------------------------
 
-def _trial_records(cfg: StudyConfig, grid, study_id: str, metric: str, mode: str,
+def _trial_records(cfg: StudyConfig, grid, study_id: str, metric: str, mode: str, provenance: dict,
                    interrupted: bool = False) -> list[RunRecord]:
     records = []
     for result in grid:
         record = _trial_record(cfg, result, study_id, metric, mode)
+        # the driver's (versions, git sha, SLURM_*): a trial may run on another node of the job
+        record.provenance = provenance
+        record.extra["provenance_of"] = "study driver"
         if interrupted and record.status == STATUS_OK and record.metrics.get("iterations", 0) < cfg.iterations:
             record.status, record.error = STATUS_INTERRUPTED, "the study was interrupted"
         write_record(cfg.results, record)

@@ -43,6 +43,7 @@ def test_pbt_smoke_study_exploits_and_restores_a_checkpoint(tmp_path, monkeypatc
     assert study.metrics["best_trial"] in study.extra["trial_records"]
     trials = [read_record(tmp_path / run_id / "record.json") for run_id in study.extra["trial_records"]]
     assert {t.kind for t in trials} == {"trial"} and all(t.status == "ok" for t in trials)
+    assert all(t.provenance["packages"]["ray"] == study.provenance["packages"]["ray"] for t in trials)
     assert all(len(t.history["mean_accuracy"]) == 4 for t in trials)
     assert all(t.history["samples_per_s"] and t.timing["step_time"]["median_s"] > 0 for t in trials)
     exploits = [(t, e) for t in trials for e in t.extra["events"] if e["type"] == "exploit"]
