@@ -54,7 +54,7 @@ class BagOfWords(keras.layers.Layer):
 
     def call(self, tokens):
         present = ops.expand_dims(ops.cast(ops.not_equal(tokens, 0), self.compute_dtype), -1)
-        weights = position_encoding(tokens.shape[-1], self.dim)
+        weights = ops.cast(position_encoding(tokens.shape[-1], self.dim), self.compute_dtype)
         encoded = ops.sum(self.embedding(tokens) * present * weights, axis=-2)
         return encoded + self.temporal if self.memories else encoded
 
