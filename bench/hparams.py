@@ -23,6 +23,7 @@ class HParam:
     choices: tuple[Any, ...] | None = None
     help: str = ""
     mutable: bool = False    # training may go on after a change (PBT): no effect on weight shapes or data
+    only_with: tuple[str, Any] | None = None    # (other hyperparameter, value) it applies with
 
     @property
     def type(self) -> type:
@@ -75,7 +76,20 @@ def resolve(space: Mapping[str, HParam], overrides: Mapping[str, Any], owner: st
                              f"valid: {', '.join(sorted(space))}")
         spec = space[name]
         values[name] = spec.parse(name, raw) if isinstance(raw, str) else spec.check(name, raw)
+    for name in overrides:
+        # a default value is harmless: full configurations (a trial's, a retrain's) carry every name
+        if space[name].only_with and values[name] != space[name].default:
+            check_applies(space, name, values)
     return values
+
+
+def check_applies(space: Mapping[str, HParam], name: str, values: Mapping[str, Any]) -> None:
+    """A hyperparameter that only means something with another one's value (memnn's `hops`
+    with `architecture=memn2n`) is refused elsewhere rather than silently ignored."""
+    if space[name].only_with:
+        other, needed = space[name].only_with
+        if values[other] != needed:
+            raise UsageError(f"{name}: applies with {other}={needed} only (here {other}={values[other]})")
 
 
 def parse_set_options(items: list[str] | None) -> dict[str, str]:

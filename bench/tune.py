@@ -24,7 +24,7 @@ from typing import Any
 
 from bench import provenance, stats, workloads
 from bench.errors import UsageError
-from bench.hparams import for_workload, resolve
+from bench.hparams import check_applies, for_workload, resolve
 from bench.record import (STATUS_FAILED, STATUS_INTERRUPTED, STATUS_OK, RunRecord, new_run_id,
                           utc_now, write_record)
 from bench.space import Dimension, clamp_config, parse_space
@@ -98,6 +98,10 @@ def plan(cfg: StudyConfig):
     if not entries:
         raise UsageError(f"{cfg.workload}: no default {'mutations' if pbt else 'search space'}; give --space")
     dimensions = parse_space(entries, workload.space, cfg.workload, mutations=pbt)
+    for name in dimensions:
+        condition = workload.space[name].only_with
+        if condition and condition[0] not in dimensions:
+            check_applies(workload.space, name, fixed)
     if pbt and not workload.monitor:
         raise UsageError(f"pbt: {cfg.workload} reports no accuracy to rank trials by")
     return workload, fixed, dimensions

@@ -18,6 +18,9 @@ from conftest import error_lines, read_json, record_paths
     (["run", "-w", "mlp", "--data", "generated", "--strategy", "mirrored", "--devices", "3", "--batch-size", "32"],
      "global batch 32 does not split over 3 replicas"),
     (["run", "-w", "memnn"], "babi not found (looked in"),
+    (["run", "-w", "memnn", "--set", "hops=3"], "hops: applies with architecture=memn2n only (here architecture=course)"),
+    (["run", "-w", "memnn", "--set", "architecture=memn2n", "--set", "story_layout=statements"],
+     "story_layout: applies with architecture=course only (here architecture=memn2n)"),
     (["run", "-w", "mlp", "--resume", "/nonexistent.weights.h5"], "--resume /nonexistent.weights.h5: no such file"),
     (["bogus"], "invalid choice: 'bogus'"),
     (["run", "-w", "charrnn-gru", "--target-accuracy", "0.9"], "workload 'charrnn-gru' reports no accuracy"),
@@ -34,6 +37,7 @@ from conftest import error_lines, read_json, record_paths
      "mutation lstm_units: memnn's trained weights do not survive a change of it"),
     (["tune", "pbt", "charrnn-gru"], "pbt: charrnn-gru reports no accuracy to rank trials by"),
     (["tune", "pbt", "memnn", "--samples", "0"], "--samples 0: must be >= 1"),
+    (["tune", "search", "memnn", "--space", "hops=randint(1, 3)"], "hops: applies with architecture=memn2n only"),
     (["tune", "search", "mlp", "--data-dir", "/nonexistent"], "--data-dir /nonexistent: no such directory"),
     (["tune", "pbt", "memnn"], "babi not found (looked in"),
 ])

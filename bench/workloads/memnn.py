@@ -102,20 +102,23 @@ class MemNN(Workload):
         "learning_rate": HParam(0.01, 1e-6, 1.0, mutable=True),
         "rho": HParam(0.9, 0.0, 0.999, mutable=True, help="RMSprop discounting factor (< 1)"),
         "embedding_dim": HParam(64, 1, 4096),
-        "lstm_units": HParam(32, 1, 4096),
+        "lstm_units": HParam(32, 1, 4096, only_with=("architecture", "course")),
         "train_questions": HParam(10_000, 10, 10_000_000, help="generated data only"),
         "validation_fraction": HParam(0.1, 0.0, 0.5, help="last training questions held out for validation"),
         "attention": HParam("query", choices=("query", "story"),
                             help="softmax of the match over the question words (the course and Keras example) "
-                                 "or over the story positions (the memory network paper)"),
+                                 "or over the story positions (the memory network paper)",
+                            only_with=("architecture", "course")),
         "reduce_lr_patience": HParam(0, 0, 1000, help="epochs without val_loss progress before lr x 0.3; 0 = off"),
         "architecture": HParam("course", choices=("course", "memn2n"),
                                help="course: the course's (Keras example's) model; memn2n: the End-To-End "
                                     "Memory Network paper's (statement memories, position and temporal encoding)"),
-        "hops": HParam(1, 1, 10, help="memn2n: rounds of attention over the memories"),
+        "hops": HParam(1, 1, 10, help="rounds of attention over the memories",
+                       only_with=("architecture", "memn2n")),
         "story_layout": HParam("words", choices=("words", "statements"),
                                help="course: the story as one left-padded word sequence (the Keras example) or "
-                                    "one fixed-width slot per statement, newest last (memn2n: always statements)"),
+                                    "one fixed-width slot per statement, newest last",
+                               only_with=("architecture", "course")),
     }
     default_batch_size = 32
     load_hparams = ("train_questions", "validation_fraction", "architecture", "story_layout")
