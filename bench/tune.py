@@ -15,6 +15,7 @@ import json
 import math
 import os
 import signal
+import socket
 import statistics
 import time
 import traceback
@@ -47,6 +48,7 @@ class StudyConfig:
     perturbation_interval: int = 2
     quantile_fraction: float = 0.25
     synch: bool = False                     # PBT: perturb when every trial reached the interval
+    reuse_workers: bool = True              # PBT: an exploit or resume goes on in a live worker process
     asha: bool = False                      # search: stop weak trials early
     retrain: bool = True                    # search: retrain the best config on train+val, test it
     cpus_per_trial: float = 1
@@ -260,7 +262,8 @@ def _fit(cfg, workload, fixed, dimensions, metric, mode, storage, study_id, data
         trainable, param_space, name=study_id, storage=storage, metric=metric, mode=mode,
         samples=cfg.samples, iterations=cfg.iterations, scheduler=scheduler,
         search=BasicVariantGenerator(random_state=cfg.seed),
-        cpus_per_trial=cfg.cpus_per_trial, gpus_per_trial=cfg.gpus_per_trial, verbose=cfg.verbose)
+        cpus_per_trial=cfg.cpus_per_trial, gpus_per_trial=cfg.gpus_per_trial,
+        reuse_actors=cfg.scheduler == "pbt" and cfg.reuse_workers, verbose=cfg.verbose)
 
 
 class _Explore:
@@ -283,8 +286,12 @@ def _trial(config: dict, study: dict, data=None) -> None:
 
     cfg = StudyConfig(**study)
     threads = max(1, int(cfg.cpus_per_trial))
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        pass        # a reused worker process (PBT): TensorFlow was set up by an earlier trial
+    keras.backend.clear_session()       # nor does the earlier trial's model stay in memory
     trial_id, index, _ = raytune.trial_context()
     workload = workloads.get(cfg.workload)
     hp = resolve(workload.space, {k: _plain(v) for k, v in config.items() if k in workload.space},
@@ -324,7 +331,8 @@ def _trial(config: dict, study: dict, data=None) -> None:
                         "restored_from_trial": restored.get("trial_id", "") if first else "",
                         "restored_from_iteration": restored.get("iteration", 0) if first else 0})
 
-        _append_line(log, {**metrics, "trial_id": trial_id, "time": time.time()})
+        _append_line(log, {**metrics, "trial_id": trial_id, "time": time.time(),
+                           "host": socket.gethostname(), "pid": os.getpid()})
 
         def write(directory: Path, iteration=iteration) -> None:
             model.save(directory / "model.keras")

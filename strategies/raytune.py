@@ -122,14 +122,17 @@ def asha_scheduler(max_iterations: int, grace_period: int = 1):
 def run_study(trainable: Callable[[dict], None], param_space: dict[str, Any], *, name: str,
               storage: Path, metric: str, mode: str, samples: int, iterations: int,
               scheduler: Any = None, search: Any = None, cpus_per_trial: float = 1, gpus_per_trial: float = 0,
-              verbose: int = 0):
-    """Run the trials; a trial that raises is recorded as errored and the others go on."""
+              reuse_actors: bool = False, verbose: int = 0):
+    """Run the trials; a trial that raises is recorded as errored and the others go on.
+    `reuse_actors`: a paused or exploiting trial goes on in a live worker process instead
+    of a new one (which imports TensorFlow again)."""
     from ray import tune
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": cpus_per_trial, "gpu": gpus_per_trial}),
         param_space=param_space,
         tune_config=tune.TuneConfig(metric=metric, mode=mode, num_samples=samples, scheduler=scheduler,
-                                    search_alg=search, trial_dirname_creator=trial_directory),
+                                    search_alg=search, trial_dirname_creator=trial_directory,
+                                    reuse_actors=reuse_actors),
         run_config=tune.RunConfig(
             name=name, storage_path=str(Path(storage).resolve()), verbose=verbose,
             stop={"training_iteration": iterations},
