@@ -27,12 +27,19 @@ class Options:
 
 
 @dataclass
+class Report:
+    markdown: Path
+    html: Path
+    summary: str        # the report's opening (explanation and scaling table), as Markdown
+
+
+@dataclass
 class Block:
     kind: str           # h2 | p | table | list | image
     content: object
 
 
-def build(results: list[str], out: str | Path, options: Options | None = None) -> Path:
+def build(results: list[str], out: str | Path, options: Options | None = None) -> Report:
     options = options or Options()
     records, corrupt = summary.read_all(results)
     frame = summary.frame_of(records, corrupt)
@@ -50,6 +57,7 @@ def build(results: list[str], out: str | Path, options: Options | None = None) -
                          "Strong scaling keeps the global batch, weak scaling the per-GPU batch. Energy per "
                          "sample is the GPUs' energy (NVML power samples) over the samples trained.")]
     blocks += [Block("table", _fmt(table)) if not table.empty else Block("p", "(no successful runs)")]
+    summary_text = _markdown(blocks)
     prediction = _prediction_blocks(table, [r for r, _ in records], options, out, blocks)
     images = plots.throughput(table, prediction, out) + plots.efficiency(table, out) if not table.empty else []
     blocks += [Block("image", p) for p in images]
@@ -59,7 +67,7 @@ def build(results: list[str], out: str | Path, options: Options | None = None) -
     blocks += _provenance_blocks(frame)
     (out / "report.md").write_text(_markdown(blocks))
     (out / "report.html").write_text(_html(blocks))
-    return out / "report.md"
+    return Report(out / "report.md", out / "report.html", summary_text)
 
 
 def _fmt(table: pd.DataFrame) -> pd.DataFrame:

@@ -5,8 +5,16 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import keras
+
+
+class StepRow(NamedTuple):
+    epoch: int
+    step: int
+    seconds: float
+    warmup: bool
 
 
 class StepTimer(keras.callbacks.Callback):
@@ -24,7 +32,7 @@ class StepTimer(keras.callbacks.Callback):
     def __init__(self, warmup_steps: int) -> None:
         super().__init__()
         self.warmup_steps = warmup_steps
-        self.rows: list[tuple[int, int, float, bool]] = []   # epoch, step, seconds, warm-up
+        self.rows: list[StepRow] = []
         self.epoch_times: list[float] = []         # whole epochs, validation included
         self.epoch_train_times: list[float] = []   # the epochs' training steps alone
         self.train_start = 0.0
@@ -67,12 +75,12 @@ class StepTimer(keras.callbacks.Callback):
     def _close(self, now: float) -> None:
         if self._open is not None:
             step, start = self._open
-            self.rows.append((self._epoch, step, now - start, len(self.rows) < self.warmup_steps))
+            self.rows.append(StepRow(self._epoch, step, now - start, len(self.rows) < self.warmup_steps))
             self._open = None
 
     @property
     def timed(self) -> list[float]:
-        return [row[2] for row in self.rows if not row[3]]
+        return [row.seconds for row in self.rows if not row.warmup]
 
 
 class StopOnSignal(keras.callbacks.Callback):

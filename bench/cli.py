@@ -13,45 +13,50 @@ EXIT_USAGE = 2
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a bad option is one line on stderr and exit 2 (no usage dump)."""
+    """argparse, but a bad option is one line on stderr and exit 2 (no usage dump), and no
+    abbreviations: `--local-work 2` is an unknown option, not `--local-workers 2`."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:
         raise UsageError(f"{self.prog}: {message}")
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workload", "-w", required=True, help="see `bench list`")
-    p.add_argument("--strategy", "-s", default="default", help="see `bench list` (default: default)")
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--steps-per-epoch", type=int, help="default: one pass over the training data")
-    p.add_argument("--batch-size", type=int, help="global batch size (default: the workload's)")
-    p.add_argument("--per-replica-batch-size", type=int, help="instead of --batch-size (weak scaling)")
-    p.add_argument("--devices", type=int, help="replicas on this host (mirrored: GPUs, or logical CPUs without GPUs)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data", choices=("real", "generated", "synthetic"), default="real",
-                   help="real files, generated data of the same format, or in-memory tensors (default: real)")
-    p.add_argument("--synthetic", action="store_const", const="synthetic", dest="data",
-                   help="short for --data synthetic")
-    p.add_argument("--data-dir", help="pre-staged datasets (default: $DISTBENCH_DATA_DIR, then the cache)")
-    p.add_argument("--results", default=os.environ.get("DISTBENCH_RESULTS", "results"),
-                   help="results directory (default: $DISTBENCH_RESULTS or ./results)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", dest="sets",
-                   help="workload hyperparameter, e.g. --set rnn_units=256 (repeatable)")
-    p.add_argument("--warmup-steps", type=int, default=5, help="steps excluded from timing (default: 5)")
-    p.add_argument("--sample-interval", type=float, default=1.0, help="GPU/host sampling period in s")
-    p.add_argument("--target-accuracy", type=float, help="record the time to reach this accuracy")
-    p.add_argument("--stop-at-target", action="store_true", help="end training once the target is reached")
-    p.add_argument("--jit-compile", choices=("auto", "true", "false"), default="auto",
-                   help="XLA (default auto: Keras enables it on GPUs only)")
-    p.add_argument("--checkpoint-every", type=int, default=0, metavar="EPOCHS")
-    p.add_argument("--resume", metavar="CHECKPOINT_OR_RUN_DIR")
-    p.add_argument("--export", action="store_true", help="char-RNNs: export a SavedModel text generator")
-    p.add_argument("--quiet", "-q", action="store_true", help="no Keras progress output")
-    p.add_argument("--local-workers", type=int, metavar="N",
-                   help="multi-process strategies: start N workers on this host (127.0.0.1)")
-    p.add_argument("--launcher", choices=("gloo", "mpi"), default="gloo",
-                   help="horovod --local-workers: horovodrun over Gloo, or mpirun (default: gloo)")
-    p.add_argument("--scale-lr", action="store_true", help="multi-worker: learning rate x number of workers")
+    """Every option builds a field of bench.config.RunConfig, whose defaults are the only
+    ones (flags left out are absent, so that --config FILE supplies them)."""
+    add = lambda *names, **kw: p.add_argument(*names, default=argparse.SUPPRESS, **kw)  # noqa: E731
+    add("--config", metavar="FILE", help="a run config (JSON or TOML, RunConfig's keys); flags override it")
+    add("--workload", "-w", help="see `bench list`")
+    add("--strategy", "-s", help="see `bench list` (default: default)")
+    add("--epochs", type=int)
+    add("--steps-per-epoch", type=int, help="default: one pass over the training data")
+    add("--batch-size", type=int, help="global batch size (default: the workload's)")
+    add("--per-replica-batch-size", type=int, help="instead of --batch-size (weak scaling)")
+    add("--devices", type=int, help="replicas on this host (mirrored: GPUs, or logical CPUs without GPUs)")
+    add("--seed", type=int)
+    add("--data", choices=("real", "generated", "synthetic"),
+        help="real files, generated data of the same format, or in-memory tensors (default: real)")
+    add("--synthetic", action="store_const", const="synthetic", dest="data", help="short for --data synthetic")
+    add("--data-dir", help="pre-staged datasets (default: $DISTBENCH_DATA_DIR, then the cache)")
+    add("--results", help="results directory (default: $DISTBENCH_RESULTS or ./results)")
+    add("--set", action="append", metavar="KEY=VALUE", dest="overrides",
+        help="workload hyperparameter, e.g. --set rnn_units=256 (repeatable)")
+    add("--warmup-steps", type=int, help="steps excluded from timing (default: 5)")
+    add("--sample-interval", type=float, dest="sample_interval_s", help="GPU/host sampling period in s")
+    add("--target-accuracy", type=float, help="record the time to reach this accuracy")
+    add("--stop-at-target", action="store_true", help="end training once the target is reached")
+    add("--jit-compile", choices=("auto", "true", "false"), help="XLA (default auto: Keras enables it on GPUs only)")
+    add("--checkpoint-every", type=int, metavar="EPOCHS")
+    add("--resume", metavar="CHECKPOINT_OR_RUN_DIR")
+    add("--export", action="store_true", help="char-RNNs: export a SavedModel text generator")
+    add("--quiet", "-q", action="store_const", const=0, dest="verbose", help="no Keras progress output")
+    add("--local-workers", type=int, metavar="N",
+        help="multi-process strategies: start N workers on this host (127.0.0.1)")
+    add("--launcher", choices=("gloo", "mpi"), help="horovod --local-workers: horovodrun over Gloo, or mpirun (default: gloo)")
+    add("--scale-lr", action="store_true", help="multi-worker: learning rate x number of workers")
 
 
 def _add_tune_options(p: argparse.ArgumentParser, scheduler: str) -> None:
@@ -169,6 +174,17 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("current", help="results directory of the runs to check")
     compare.add_argument("--tolerance", default="5%", help="allowed slowdown (default: 5%%)")
 
+    cluster = sub.add_parser("cluster", help="an emulated multi-node Slurm cluster on this machine (root)")
+    cluster.add_argument("action", choices=("up", "run", "check"),
+                         help="up: start it and keep it until Ctrl-C; run: start it, run COMMAND, stop it; "
+                              "check: say whether it can start here")
+    cluster.add_argument("command", nargs=argparse.REMAINDER, help="run: the command (after --)")
+    cluster.add_argument("--dir", default="emucluster", help="its configuration, logs and state")
+    cluster.add_argument("--nodes", type=int, default=2)
+    cluster.add_argument("--cores-per-node", type=int, default=1)
+    cluster.add_argument("--rate", help="every node's link rate (tc tbf), e.g. 300mbit")
+    cluster.add_argument("--delay", help="every node's added link delay (netem), e.g. 1ms")
+
     summary = sub.add_parser("summary", help="a table of the records under results directories")
     summary.add_argument("results", nargs="+")
     return parser
@@ -179,7 +195,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         argv = list(sys.argv[1:] if argv is None else argv)
         args = build_parser().parse_args(argv)
-        args.raw_argv = argv
         return COMMANDS[args.command](args)
     except UsageError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
@@ -190,27 +205,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from bench import launch, runner
     from bench.config import RunConfig
     from bench.hparams import parse_set_options
-    from bench import runner
-    cfg = RunConfig(
-        workload=args.workload, strategy=args.strategy, epochs=args.epochs,
-        steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
-        per_replica_batch_size=args.per_replica_batch_size, devices=args.devices, seed=args.seed,
-        data=args.data, data_dir=args.data_dir, results=args.results,
-        overrides=parse_set_options(args.sets), warmup_steps=args.warmup_steps,
-        sample_interval_s=args.sample_interval, target_accuracy=args.target_accuracy,
-        stop_at_target=args.stop_at_target,
-        jit_compile=args.jit_compile, checkpoint_every=args.checkpoint_every, resume=args.resume,
-        export=args.export, verbose=0 if args.quiet else "auto", scale_lr=args.scale_lr,
-    )
-    if args.local_workers is not None:
-        from bench import launch
-        import strategies
-        runner.prepare(cfg)      # bad input fails once here, not once per worker
-        run_argv = launch.strip_local_workers(args.raw_argv[1:])
-        return launch.run_local(strategies.get_class(cfg.strategy), args.local_workers, run_argv,
-                                cfg.results, args.launcher)
+    import dataclasses
+    flags = {k: v for k, v in vars(args).items() if k in {f.name for f in dataclasses.fields(RunConfig)}}
+    if "overrides" in flags:
+        flags["overrides"] = parse_set_options(flags["overrides"])
+    cfg = launch.config_from_command(getattr(args, "config", None), flags)
+    if cfg.local_workers is not None:
+        return launch.launch_local(cfg)
     result = runner.run(cfg)
     record = result.record
     if not result.written:            # a non-chief rank: the chief reports
@@ -223,7 +227,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if tput and step:
             print(f"{record.workload} / {record.strategy} x{record.num_replicas}: "
                   f"{tput:,.1f} samples/s, median step {step * 1e3:.1f} ms")
-    if not os.environ.get("DISTBENCH_LAUNCHED"):   # else the launcher prints it, last
+    if not os.environ.get(launch.LAUNCHED_ENV):   # else the launcher prints it, last
         print(result.path)
     return _leave_if_interrupted(result.exit_code)
 
@@ -285,16 +289,25 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
+    from bench.hparams import parse_set_options
     from jobs import local
-    return local.run_study(args)
+    chosen = [w for w in args.workloads.split(",") if w]
+    study = local.LocalStudy(
+        workloads=chosen, strategies=[s for s in args.strategies.split(",") if s],
+        counts=local.parse_counts(args.devices), name=args.name, repeats=args.repeats, epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch, data=local.data_sources(args.data, chosen),
+        overrides=parse_set_options(args.sets), results=args.results)
+    return local.run_study(study)
 
 
 def cmd_comm(args: argparse.Namespace) -> int:
     from bench import comm
-    if args.warmup < 0 or args.iters < 1:
-        raise UsageError("--warmup must be >= 0 and --iters >= 1")
-    comm.sizes(args.min_bytes, args.max_bytes)      # fail once here, not once per rank
-    return comm.main_args(args)
+    from bench.config import from_json
+    handed = os.environ.get(comm.COMM_CONFIG_ENV)
+    if handed is not None:            # a rank started by `bench comm --local-workers N`
+        return comm.main(from_json(comm.CommConfig, handed, comm.COMM_CONFIG_ENV))
+    return comm.main(comm.CommConfig(min_bytes=args.min_bytes, max_bytes=args.max_bytes, warmup=args.warmup,
+                                     iters=args.iters, results=args.results, local_workers=args.local_workers))
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
@@ -337,10 +350,10 @@ def cmd_report(args: argparse.Namespace) -> int:
             raise UsageError("--bandwidth and --inter-node-bandwidth must be > 0 (GB/s)")
     if args.gpus_per_node < 1:
         raise UsageError(f"--gpus-per-node {args.gpus_per_node}: must be >= 1")
-    path = report.build(args.results, args.out, report.Options(args.bandwidth, args.inter_node_bandwidth,
-                                                                args.gpus_per_node))
-    print(path.read_text().split("\n## ")[0].strip())
-    print(f"\nreport: {path} and {path.with_suffix('.html')}")
+    built = report.build(args.results, args.out, report.Options(args.bandwidth, args.inter_node_bandwidth,
+                                                                 args.gpus_per_node))
+    print(built.summary.strip())
+    print(f"\nreport: {built.markdown} and {built.html}")
     return 0
 
 
@@ -363,7 +376,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     result = tune.run_study(cfg)
     print(tune.describe(result))
     print(result.path)
-    return result.exit_code
+    return _leave_if_interrupted(result.exit_code)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -372,6 +385,30 @@ def cmd_compare(args: argparse.Namespace) -> int:
     table = compare.compare([args.baseline], [args.current], tolerance)
     print(compare.render(table, tolerance))
     return 1 if (table["verdict"] == "REGRESSION").any() else 0
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    import signal
+    import subprocess
+    from bench import emucluster
+    if args.action == "check":
+        why = emucluster.unavailable()
+        print(why or "the emulated cluster can start here")
+        return 1 if why else 0
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if args.action == "run" and not command:
+        raise UsageError("bench cluster run: give the command after --")
+    cluster = emucluster.EmulatedCluster(args.dir, args.nodes, args.cores_per_node, args.rate, args.delay)
+    with cluster:
+        print(f"cluster: {args.nodes} nodes ({', '.join(cluster.hostnames)}), {args.cores_per_node} core(s) each; "
+              f"export SLURM_CONF={cluster.conf}", flush=True)
+        if args.action == "run":
+            return subprocess.run(command, env={**os.environ, **cluster.env}).returncode
+        stops = {signal.SIGINT, signal.SIGTERM}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+        signal.sigwait(stops)
+        print("cluster: stopping", flush=True)
+    return 0
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
@@ -383,7 +420,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 COMMANDS = {"run": cmd_run, "list": cmd_list, "env": cmd_env, "generate": cmd_generate,
             "data": cmd_data, "study": cmd_study, "summary": cmd_summary, "comm": cmd_comm,
             "jobs": cmd_jobs, "report": cmd_report, "tune": cmd_tune,
-            "compare": cmd_compare}
+            "compare": cmd_compare, "cluster": cmd_cluster}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -12,18 +12,23 @@ analysis uses to predict scaling.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import time
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from bench import provenance
+from bench.config import to_json
 from bench.errors import UsageError
-from bench.record import RunRecord, new_run_id, run_dir, utc_now, write_csv, write_record
+from bench.lifecycle import Lifecycle
+from bench.record import RunRecord, new_run_id, run_dir, write_csv
 
 KIB = 1024
+COMM_CONFIG_ENV = "DISTBENCH_COMM_CONFIG"
 
 
 def sizes(min_bytes: int, max_bytes: int) -> list[int]:
@@ -56,67 +61,79 @@ def measure(comm, nbytes: int, warmup: int, iters: int) -> float:
 
 
 def run(min_bytes: int = KIB, max_bytes: int = 256 * KIB * KIB, warmup: int = 5, iters: int = 20,
-        results: str = "results") -> tuple[RunRecord | None, int]:
+        results: str = "results", run_id: str | None = None) -> tuple[RunRecord | None, int, Path]:
     from mpi4py import MPI
     comm = MPI.COMM_WORLD
     ranks, rank = comm.Get_size(), comm.Get_rank()
     if ranks < 2:
         raise UsageError("bench comm needs 2 or more ranks: mpirun -np N, srun -n N, or --local-workers N")
     hosts = comm.allgather(socket.gethostname())
-    record = RunRecord(run_id=os.environ.get("DISTBENCH_RUN_ID") or comm.bcast(new_run_id("comm") if rank == 0 else None),
+    record = RunRecord(run_id=run_id or comm.bcast(new_run_id("comm") if rank == 0 else None),
                        workload="allreduce", strategy="mpi", kind="comm", world_size=ranks,
                        num_replicas=ranks, ranks_per_node=hosts.count(hosts[0]),
                        config={"min_bytes": min_bytes, "max_bytes": max_bytes, "warmup": warmup, "iters": iters,
                                "dtype": "float32", "op": "sum", "hosts": hosts})
-    rows = []
-    for nbytes in sizes(min_bytes, max_bytes):
-        seconds = measure(comm, nbytes, warmup, iters)
-        algbw = nbytes / seconds / 1e9
-        rows.append({"bytes": nbytes, "time_us": seconds * 1e6, "algbw_GBps": algbw,
-                     "busbw_GBps": algbw * bus_factor(ranks)})
-        if rank == 0:
-            print(f"{nbytes:>12} B  {seconds * 1e6:>12.1f} us  algbw {algbw:8.3f} GB/s  "
-                  f"busbw {algbw * bus_factor(ranks):8.3f} GB/s", flush=True)
-    if rank != 0:
-        return None, 0
-    record.metrics = {"allreduce": rows, "peak_busbw_GBps": max(r["busbw_GBps"] for r in rows),
-                      "mpi_library": MPI.Get_library_version().splitlines()[0]}
     record.provenance = provenance.collect()
-    record.status, record.finished_at = "ok", utc_now()
-    write_csv(run_dir(results, record.run_id) / "allreduce.csv", list(rows[0]),
-              ([r[k] for k in rows[0]] for r in rows))
-    return record, 0
+    with Lifecycle(results, record, writer=rank == 0) as life:
+        rows = []
+        for nbytes in sizes(min_bytes, max_bytes):
+            seconds = measure(comm, nbytes, warmup, iters)
+            algbw = nbytes / seconds / 1e9
+            rows.append({"bytes": nbytes, "time_us": seconds * 1e6, "algbw_GBps": algbw,
+                         "busbw_GBps": algbw * bus_factor(ranks)})
+            if rank == 0:
+                print(f"{nbytes:>12} B  {seconds * 1e6:>12.1f} us  algbw {algbw:8.3f} GB/s  "
+                      f"busbw {algbw * bus_factor(ranks):8.3f} GB/s", flush=True)
+        record.metrics = {"allreduce": rows, "peak_busbw_GBps": max(r["busbw_GBps"] for r in rows),
+                          "mpi_library": MPI.Get_library_version().splitlines()[0]}
+        if rank == 0:
+            write_csv(run_dir(results, record.run_id) / "allreduce.csv", list(rows[0]),
+                      ([r[k] for k in rows[0]] for r in rows))
+        life.ok()
+    return (record if rank == 0 else None), life.exit_code, life.path
 
 
-def main_args(args: Any) -> int:
-    if args.local_workers:
-        return _local(args)
+@dataclass
+class CommConfig:
+    min_bytes: int = KIB
+    max_bytes: int = 256 * KIB * KIB
+    warmup: int = 5
+    iters: int = 20
+    results: str = "results"
+    local_workers: int | None = None     # mpirun this many ranks on this host
+    run_id: str | None = None
+
+    def validate(self) -> None:
+        if self.warmup < 0 or self.iters < 1:
+            raise UsageError("--warmup must be >= 0 and --iters >= 1")
+        sizes(self.min_bytes, self.max_bytes)
+        if self.local_workers is not None and self.local_workers < 2:
+            raise UsageError(f"--local-workers {self.local_workers}: bench comm needs 2 or more")
+
+
+def main(cfg: CommConfig) -> int:
+    """`bench comm`: this process is one rank (or, with local_workers, the launcher)."""
+    cfg.validate()
+    if cfg.local_workers:
+        return _local(cfg)
     try:
-        record, code = run(args.min_bytes, args.max_bytes, args.warmup, args.iters, args.results)
+        record, code, path = run(cfg.min_bytes, cfg.max_bytes, cfg.warmup, cfg.iters, cfg.results, cfg.run_id)
     except ImportError as exc:
         raise UsageError(f"bench comm needs mpi4py and an MPI library ({exc})") from None
-    if record is not None:
-        path = write_record(args.results, record)
-        if not os.environ.get("DISTBENCH_LAUNCHED"):
-            print(path)
+    if record is not None and not os.environ.get("DISTBENCH_LAUNCHED"):
+        print(path)
     return code
 
 
-def _local(args: Any) -> int:
-    """mpirun on this host (root allowed and oversubscription: local runs only)."""
+def _local(cfg: CommConfig) -> int:
+    """mpirun on this host; every rank gets the config in COMM_CONFIG_ENV."""
     import subprocess
-    import sys
-    from bench.launch import strip_local_workers
-    if args.local_workers < 2:
-        raise UsageError(f"--local-workers {args.local_workers}: bench comm needs 2 or more")
-    run_id = new_run_id("comm")
-    env = {**os.environ, "DISTBENCH_RUN_ID": run_id, "DISTBENCH_LAUNCHED": "1",
-           "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
-    cmd = ["mpirun", "-np", str(args.local_workers), "--oversubscribe", "--bind-to", "none",
-           "-x", "DISTBENCH_RUN_ID", "-x", "DISTBENCH_LAUNCHED", sys.executable, "-m", "bench",
-           *strip_local_workers(args.raw_argv)]
-    code = subprocess.run(cmd, env=env).returncode
-    record = run_dir(args.results, run_id) / "record.json"
+    from bench.procs import bench_command, local_env, mpirun
+    worker = dataclasses.replace(cfg, local_workers=None, run_id=new_run_id("comm"))
+    env = local_env({COMM_CONFIG_ENV: to_json(worker), "DISTBENCH_LAUNCHED": "1"})
+    command = mpirun(cfg.local_workers, bench_command("comm"), [COMM_CONFIG_ENV, "DISTBENCH_LAUNCHED"])
+    code = subprocess.run(command, env=env).returncode
+    record = run_dir(cfg.results, worker.run_id) / "record.json"
     if record.is_file():
         print(record)
     return code

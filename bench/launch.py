@@ -1,11 +1,23 @@
-"""`bench run --local-workers N`: start N worker processes of a multi-process backend on this
-host, wait for them, and fail (non-zero) if any fails. A worker that dies makes the others
-stop within a bounded time: they see the failure in their collectives, or are terminated
-after a grace period. Worker logs go to <results>/<run_id>/worker-<rank>.log; the chief's
-output is shown as it comes."""
+"""How a run starts: the one path from a config to running processes.
+
+    bench run FLAGS | --config FILE        -> RunConfig (config_from_command)
+    cfg.local_workers is None              -> this process runs it (bench.runner.run)
+    cfg.local_workers = N                  -> launch_local: the backend says which processes
+                                              (mwms: N workers with TF_CONFIG; horovod: one
+                                              horovodrun/mpirun), each worker gets the run's
+                                              config in DISTBENCH_RUN_CONFIG and runs it
+    srun in a job script                   -> the backend's sbatch_lines export the config
+                                              the same way; every task runs `bench run`
+
+A worker never re-parses a command line: it reads its config, validated by the same
+`RunConfig` as the launcher's. Worker logs go to <results>/<run_id>/worker-<rank>.log; the
+chief's output is shown as it comes. A worker that dies makes the others stop within a
+bounded time: they see the failure in their collectives, or are stopped after a grace period.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -13,65 +25,56 @@ import sys
 import time
 from pathlib import Path
 
+from bench import config as configs
+from bench.config import RUN_CONFIG_ENV, RunConfig
 from bench.errors import UsageError
-from bench.record import new_run_id
+from bench.procs import stop
+from bench.record import atomic_write_text, new_run_id, run_dir
 
 GRACE_S = float(os.environ.get("DISTBENCH_WORKER_GRACE", "90"))
+LAUNCHED_ENV = "DISTBENCH_LAUNCHED"     # set for launched workers: the launcher prints the record's path
+CONFIG_FILE = "config.json"
 
 
-LAUNCH_OPTIONS = ("--local-workers", "--launcher")
+def config_from_command(path: str | None, flags: dict) -> RunConfig:
+    """The run's config: a launched worker's from the environment (no options allowed
+    then), else the file's (if any) with the command line's flags on top."""
+    handed = os.environ.get(RUN_CONFIG_ENV)
+    if handed is not None:
+        if path or flags:
+            raise UsageError(f"{RUN_CONFIG_ENV} is set (this is a launched worker): give no run options")
+        return configs.from_json(RunConfig, handed, RUN_CONFIG_ENV)
+    values = dataclasses.asdict(configs.load(RunConfig, path)) if path else {}
+    values.update(flags)
+    if "results" not in values and os.environ.get("DISTBENCH_RESULTS"):
+        values["results"] = os.environ["DISTBENCH_RESULTS"]
+    return configs.from_dict(RunConfig, values, path or "bench run")
 
 
-def strip_local_workers(argv: list[str]) -> list[str]:
-    """The run's own options: without those that only the launcher reads."""
-    out, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-            continue
-        if arg in LAUNCH_OPTIONS:
-            skip = True
-            continue
-        if arg.startswith(tuple(f"{o}=" for o in LAUNCH_OPTIONS)):
-            continue
-        out.append(arg)
-    return out
-
-
-def run_local(backend_cls, workers: int, run_argv: list[str], results: str, launcher: str = "gloo") -> int:
-    """Start `workers` copies of `bench run <run_argv>`: through the backend's own launcher
-    (horovodrun, mpirun) where it has one, else each with its backend environment."""
-    if workers < 1:
-        raise UsageError(f"--local-workers {workers}: must be >= 1")
-    if not getattr(backend_cls, "multi_process", False):
-        raise UsageError(f"--local-workers: strategy {backend_cls.name!r} runs in one process")
-    from strategies.cluster import free_ports
-    run_id = new_run_id()
-    logs = Path(results) / run_id
-    logs.mkdir(parents=True, exist_ok=True)
-    ports = free_ports(workers)
-    base_env = {**os.environ, "DISTBENCH_RUN_ID": run_id, "DISTBENCH_LAUNCHED": "1",
-                **backend_cls.local_launch_env()}
-    if hasattr(backend_cls, "local_command"):
-        command = backend_cls.local_command(workers, run_argv, launcher)
-        return _report(_wait([subprocess.Popen(command, env=base_env)], logs), logs)
+def launch_local(cfg: RunConfig) -> int:
+    """Start the backend's processes for `cfg.local_workers` replicas on this host, wait for
+    them, and return non-zero if any failed. The config the workers get is saved beside
+    the run as config.json."""
+    import strategies
+    from bench import runner
+    runner.prepare(cfg)      # bad input fails once here, not once per worker
+    backend = strategies.get_class(cfg.strategy)
+    worker_cfg = cfg.worker(cfg.run_id or new_run_id())
+    out = run_dir(cfg.results, worker_cfg.run_id)
+    processes = backend.local_processes(cfg.local_workers, worker_cfg.to_json(), cfg.launcher)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / CONFIG_FILE, worker_cfg.to_json())
     procs = []
-    for rank in range(workers):
-        env = {**base_env, **backend_cls.local_worker_env(rank, workers, ports)}
-        cmd = [sys.executable, "-m", "bench", "run", *run_argv]
+    for rank, process in enumerate(processes):
+        env = {**os.environ, LAUNCHED_ENV: "1", **process.env}
         if rank == 0:
-            procs.append(subprocess.Popen(cmd, env=env))
+            procs.append(subprocess.Popen(process.command, env=env))
         else:
-            with open(logs / f"worker-{rank}.log", "w") as log:
-                procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT))
-    return _report(_wait(procs, logs), logs)
-
-
-def _report(code: int, run_dir: Path) -> int:
-    """The record's path is the last line, as for a single-process run."""
-    record = run_dir / "record.json"
-    if record.is_file():
-        print(record, flush=True)
+            with open(out / f"worker-{rank}.log", "w") as log:
+                procs.append(subprocess.Popen(process.command, env=env, stdout=log, stderr=subprocess.STDOUT))
+    code = _wait(procs, out)
+    if (out / "record.json").is_file():     # the record's path is the last line, as for one process
+        print(out / "record.json", flush=True)
     return code
 
 
@@ -92,11 +95,11 @@ def _wait(procs: list[subprocess.Popen], logs: Path) -> int:
                     first_failure = (rank, code)
                     deadline = time.monotonic() + GRACE_S
             if deadline is not None and time.monotonic() > deadline:
-                _stop(procs)
+                stop(procs)
                 break
             time.sleep(0.2)
     except KeyboardInterrupt:
-        _stop(procs, signal.SIGINT)
+        stop(procs, signal.SIGINT)
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -110,15 +113,3 @@ def _wait(procs: list[subprocess.Popen], logs: Path) -> int:
         print(f"bench: worker {rank} exited with code {code}{where}", file=sys.stderr)
         return codes[0] if codes[0] != 0 else 1
     return 0
-
-
-def _stop(procs: list[subprocess.Popen], signum: int = signal.SIGTERM) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signum)
-    end = time.monotonic() + 15
-    while time.monotonic() < end and any(p.poll() is None for p in procs):
-        time.sleep(0.2)
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 import os
-import statistics
 import threading
 import time
 from typing import Any
 
+import numpy as np
 import psutil
 
 from bench.gpu import Nvml
@@ -101,13 +100,13 @@ class ResourceSampler:
 
 
 def _mean(values: Any) -> float | None:
-    present = [v for v in values if v is not None and not math.isnan(v)]
-    return statistics.fmean(present) if present else None
+    present = np.array([v for v in values if v is not None], dtype=float)
+    return float(np.nanmean(present)) if np.isfinite(present).any() else None
 
 
 def _energy(rows: list[list[Any]]) -> float | None:
     """Trapezoid integral of power over time (J)."""
-    points = [(r[0], r[4]) for r in rows if r[4] is not None]
+    points = np.array([(r[0], r[4]) for r in rows if r[4] is not None], dtype=float)
     if len(points) < 2:
         return None
-    return math.fsum((t1 - t0) * (p0 + p1) / 2 for (t0, p0), (t1, p1) in zip(points, points[1:]))
+    return float(np.trapezoid(points[:, 1], points[:, 0]))

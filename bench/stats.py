@@ -1,4 +1,4 @@
-"""Summary statistics of step times and throughput (pure Python, no TensorFlow)."""
+"""Summary statistics of step times and throughput (numpy, no TensorFlow)."""
 
 from __future__ import annotations
 
@@ -6,15 +6,12 @@ import math
 import statistics
 from typing import Sequence
 
+import numpy as np
+
 
 def percentile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile, q in [0, 100] (numpy's default method)."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100.0
-    low, high = math.floor(pos), math.ceil(pos)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+    """Linear-interpolated percentile, q in [0, 100]."""
+    return float(np.percentile(values, q)) if len(values) else math.nan
 
 
 def step_time_summary(step_times: Sequence[float]) -> dict[str, float | int]:

@@ -10,6 +10,7 @@ which PBT restores into another trial when that trial exploits this one.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -18,16 +19,16 @@ import signal
 import socket
 import statistics
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench import provenance, stats, workloads
+from bench.config import from_dict
 from bench.errors import UsageError
 from bench.hparams import check_applies, for_workload, resolve
-from bench.record import (STATUS_FAILED, STATUS_INTERRUPTED, STATUS_OK, RunRecord, new_run_id,
-                          utc_now, write_record)
+from bench.lifecycle import Lifecycle, error_line, finish
+from bench.record import STATUS_FAILED, STATUS_INTERRUPTED, STATUS_OK, RunRecord, new_run_id
 from bench.space import Dimension, clamp_config, parse_space
 
 SCHEDULERS = ("pbt", "search")
@@ -138,49 +139,40 @@ def run_study(cfg: StudyConfig) -> StudyResult:
                          "space": {n: d.text() for n, d in dimensions.items()}})
     storage = Path(cfg.results) / study_id / "ray"
     record.artifacts["ray_storage"] = str(storage)
-    write_record(cfg.results, record)
-    started = time.perf_counter()
     trials: list[RunRecord] = []
     retrained = None
-    exit_code = 1
-    terminated = _TermAsInterrupt()
-    try:
-        # after ray.init, which installs a SIGTERM handler of its own
-        with raytune.session(cfg.ray, cfg.num_cpus, verbose=bool(cfg.verbose)) as ray_info, terminated:
+    with Lifecycle(cfg.results, record, on_first_signal=_stop_ray_tune) as life:
+        with raytune.session(cfg.ray, cfg.num_cpus, verbose=bool(cfg.verbose)) as ray_info, _ray_sigint_off():
+            # after ray.init, which installs a SIGTERM handler of its own
+            life.signals.install()
             record.extra["ray"] = ray_info
             shared = None if set(dimensions) & set(workload.load_hparams) else data
             grid = _fit(cfg, workload, fixed, dimensions, metric, mode, storage, study_id, shared)
             trials = _trial_records(cfg, grid, study_id, metric, mode, record.provenance,
-                                    terminated.received is not None)
+                                    life.signals.received is not None)
         _summarise(record, trials, metric, mode, raytune.perturbation_log(storage / study_id))
-        if terminated.received:
-            raise KeyboardInterrupt
-        record.extra["checkpoints_pruned"] = raytune.prune_checkpoints(storage / study_id)
-        if cfg.scheduler == "search" and cfg.retrain and record.metrics.get("best_trial"):
-            retrained = _retrain(cfg, record.hyperparameters, study_id)
-            record.metrics.update({f"retrain_{k}": v for k, v in retrained.metrics.items()
-                                   if k.startswith("test_")})
-            record.artifacts["retrain_record"] = retrained.run_id
-        ok = record.metrics.get("best_trial") is not None
-        record.status = STATUS_OK if ok else STATUS_FAILED
-        record.error = None if ok else "no trial finished an iteration"
-        exit_code = 0 if ok else 1
-    except KeyboardInterrupt:
-        signum = terminated.received or signal.SIGINT
-        record.status, exit_code = STATUS_INTERRUPTED, 128 + signum
-        record.error = f"interrupted by {signal.Signals(signum).name}"
-    except UsageError:
-        record.status, record.error = STATUS_FAILED, "bad input"
-        raise
-    except Exception as exc:
-        record.status = STATUS_FAILED
-        record.error = f"{type(exc).__name__}: {exc}"[:400]
-        record.extra["traceback"] = traceback.format_exc(limit=-25)
-    finally:
-        record.finished_at = utc_now()
-        record.timing["wall_s"] = time.perf_counter() - started
-        path = write_record(cfg.results, record)
-    return StudyResult(record, path, trials, retrained, exit_code)
+        if life.signals.received:
+            life.interrupted()
+        else:
+            retrained = _conclude(cfg, record, life, storage, study_id)
+    return StudyResult(record, life.path, trials, retrained, life.exit_code)
+
+
+def _conclude(cfg: StudyConfig, record: RunRecord, life: Lifecycle, storage: Path,
+              study_id: str) -> RunRecord | None:
+    """A study that ran to its end: checkpoints pruned, the best config retrained (search)."""
+    from strategies import raytune
+    retrained = None
+    record.extra["checkpoints_pruned"] = raytune.prune_checkpoints(storage / study_id)
+    if cfg.scheduler == "search" and cfg.retrain and record.metrics.get("best_trial"):
+        retrained = _retrain(cfg, record.hyperparameters, study_id)
+        record.metrics.update({f"retrain_{k}": v for k, v in retrained.metrics.items() if k.startswith("test_")})
+        record.artifacts["retrain_record"] = retrained.run_id
+    if record.metrics.get("best_trial") is not None:
+        life.ok()
+    else:
+        life.failed("no trial finished an iteration")
+    return retrained
 
 
 def describe(result: StudyResult) -> str:
@@ -205,39 +197,30 @@ def describe(result: StudyResult) -> str:
     return "\n".join(lines)
 
 
-class _TermAsInterrupt:
-    """SIGTERM (Slurm's time limit, scancel) and SIGINT (Ctrl-C) noted, then passed to Ray
-    Tune as SIGUSR1, its graceful stop: the trials stop and return what they reported, so the
-    trial records are still written, and the study knows it was interrupted. (Ray's own
-    SIGINT handler stops the same way but leaves no trace: the study looked finished.)"""
+def _stop_ray_tune(signum: int) -> None:
+    """The first SIGTERM (Slurm's time limit, scancel) or SIGINT (Ctrl-C) is passed to Ray
+    Tune as SIGUSR1, its graceful stop: the trials stop and return what they reported, so
+    the trial records are still written, and the study knows it was interrupted. (Ray's own
+    SIGINT handler stops the same way but leaves no trace: the study looked finished.)
+    Before Ray Tune runs there is nothing to stop gracefully: stop waiting."""
+    if callable(signal.getsignal(signal.SIGUSR1)):
+        os.kill(os.getpid(), signal.SIGUSR1)
+    else:
+        raise KeyboardInterrupt
 
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self._previous: dict[int, Any] = {}
-        self._ray_sigint: str | None = None
-
-    def __enter__(self) -> "_TermAsInterrupt":
-        self._ray_sigint = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
-        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
-        self._previous = {signum: signal.signal(signum, self._handle) for signum in self.SIGNALS}
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        if self._ray_sigint is None:
+@contextlib.contextmanager
+def _ray_sigint_off():
+    """Ray Tune's own SIGINT handler off while the study runs (ours passes it on)."""
+    previous = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
             os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
         else:
-            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = self._ray_sigint
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        first, self.received = self.received is None, self.received or signum
-        if first and callable(signal.getsignal(signal.SIGUSR1)):    # Ray Tune is running
-            os.kill(os.getpid(), signal.SIGUSR1)
-        else:           # before the study started, or a second signal: stop waiting
-            raise KeyboardInterrupt
+            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = previous
 
 
 def _fit(cfg, workload, fixed, dimensions, metric, mode, storage, study_id, data):
@@ -284,7 +267,7 @@ def _trial(config: dict, study: dict, data=None) -> None:
     import tensorflow as tf
     from strategies import raytune
 
-    cfg = StudyConfig(**study)
+    cfg = from_dict(StudyConfig, study, "study")
     threads = max(1, int(cfg.cpus_per_trial))
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -395,7 +378,7 @@ def _load_state(model, path: Path, hp: dict) -> None:
 
 def _iteration_timing(timer, seen: int, batch: int, tokens: int | None) -> dict[str, float]:
     rows = timer.rows[seen:]
-    timed = [row[2] for row in rows if not row[3]]
+    timed = [row.seconds for row in rows if not row.warmup]
     summary = {"iteration_s": timer.epoch_times[-1] if timer.epoch_times else math.nan,
                "steps": len(rows), "timed_steps": len(timed)}
     if timed:
@@ -418,7 +401,7 @@ def _trial_records(cfg: StudyConfig, grid, study_id: str, metric: str, mode: str
         record.extra["provenance_of"] = "study driver"
         if interrupted and record.status == STATUS_OK and record.metrics.get("iterations", 0) < cfg.iterations:
             record.status, record.error = STATUS_INTERRUPTED, "the study was interrupted"
-        write_record(cfg.results, record)
+        finish(cfg.results, record)
         records.append(record)
     return records
 
@@ -452,11 +435,10 @@ def _trial_record(cfg, result, study_id, metric, mode) -> RunRecord:
     if result.error is not None:
         cause = getattr(result.error, "cause", None) or result.error   # Ray wraps the trial's exception
         record.status = STATUS_FAILED
-        record.error = " ".join(f"{type(cause).__name__}: {cause}".split())[:400]
+        record.error = error_line(cause)
         record.extra["traceback"] = str(result.error)[-4000:]
     else:
         record.status = STATUS_OK
-    record.finished_at = utc_now()
     return record
 
 
@@ -512,5 +494,5 @@ def _retrain(cfg: StudyConfig, hyperparameters: dict, study_id: str) -> RunRecor
         overrides=dict(hyperparameters), seed=cfg.seed, warmup_steps=cfg.warmup_steps,
         merge_validation=True, verbose=0, run_id=f"{study_id}-retrain"))
     result.record.extra["study_id"] = study_id
-    write_record(cfg.results, result.record)
+    finish(cfg.results, result.record)
     return result.record

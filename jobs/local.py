@@ -1,76 +1,90 @@
-"""A local study: every workload x strategy (x repeats) as separate `bench run` processes on
-this host, then a summary table. Each run is its own process because a backend configures
-devices before TensorFlow starts. Writes and reads files only: no TensorFlow import here."""
+"""A local study: every workload x strategy x replica count (x repeats) as separate `bench run`
+processes on this host, then a summary table. Each run is its own process because a backend
+configures devices before TensorFlow starts; each gets its RunConfig in the environment, as
+every launched worker does. Writes and reads files only: no TensorFlow import here."""
 
 from __future__ import annotations
 
-import argparse
-import shlex
+import dataclasses
+import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import strategies
+from bench import workloads
+from bench.config import DATA_SOURCES, RUN_CONFIG_ENV, RunConfig
 from bench.errors import UsageError
+from bench.procs import bench_command
 
 
+@dataclass
+class LocalStudy:
+    workloads: list[str]
+    strategies: list[str]
+    counts: list[int] = field(default_factory=lambda: [2])    # replicas: devices or local workers
+    name: str = "local"
+    repeats: int = 1
+    epochs: int = 1
+    steps_per_epoch: int = 20
+    data: dict[str, str] = field(default_factory=dict)        # per workload; default generated
+    overrides: dict[str, str] = field(default_factory=dict)   # [workload.]key -> value
+    results: str | None = None                                 # default results/<name>
 
-def run_commands(args: argparse.Namespace) -> list[list[str]]:
-    args.results = args.results or str(Path("results") / args.name)
-    from bench import workloads
-    import strategies
-    chosen_workloads = [w for w in args.workloads.split(",") if w]
-    chosen_strategies = [s for s in args.strategies.split(",") if s]
-    for name in chosen_workloads:
+    @property
+    def results_dir(self) -> str:
+        return self.results or str(Path("results") / self.name)
+
+
+def run_configs(study: LocalStudy) -> list[RunConfig]:
+    """The study's runs; unknown names and bad counts are refused before anything runs."""
+    for name in study.workloads:
         workloads.check(name)
-    for name in chosen_strategies:
+    for name in study.strategies:
         strategies.check(name)
-    sources = data_sources(args.data, chosen_workloads)
+        if strategies.get_class(name).kind != "run":
+            raise UsageError(f"strategy {name!r} runs studies of trials (bench tune), not runs")
+    if not study.counts or min(study.counts) < 1:
+        raise UsageError(f"--devices {study.counts}: counts must be >= 1")
+    if study.repeats < 1:
+        raise UsageError(f"--repeats {study.repeats}: must be >= 1")
+    configs = []
+    for repeat in range(study.repeats):
+        for workload in study.workloads:
+            base = RunConfig(workload=workload, epochs=study.epochs, steps_per_epoch=study.steps_per_epoch,
+                             data=study.data.get(workload, "generated"), seed=repeat,
+                             results=study.results_dir, overrides=dict(study.overrides), verbose=0)
+            for strategy in study.strategies:
+                configs += [_with_replicas(dataclasses.replace(base, strategy=strategy), count)
+                            for count in _counts(strategy, study.counts)]
+    return configs
+
+
+def _counts(strategy: str, counts: list[int]) -> list[int]:
+    backend = strategies.get_class(strategy)
+    return counts if backend.multi_device or backend.multi_process else [1]
+
+
+def _with_replicas(cfg: RunConfig, count: int) -> RunConfig:
+    backend = strategies.get_class(cfg.strategy)
+    if backend.multi_device:
+        return dataclasses.replace(cfg, devices=count)
+    if backend.multi_process:
+        return dataclasses.replace(cfg, local_workers=count)
+    return cfg
+
+
+def parse_counts(text: str) -> list[int]:
     try:
-        counts = [int(c) for c in str(args.devices).split(",") if c]
+        return [int(c) for c in str(text).split(",") if c]
     except ValueError:
-        raise UsageError(f"--devices {args.devices!r}: a count or a list like 1,2") from None
-    if not counts or min(counts) < 1:
-        raise UsageError(f"--devices {args.devices!r}: counts must be >= 1")
-    if args.repeats < 1:
-        raise UsageError(f"--repeats {args.repeats}: must be >= 1")
-    commands = []
-    for repeat in range(args.repeats):
-        for workload in chosen_workloads:
-            for strategy, count in _combinations(chosen_strategies, counts):
-                cmd = [sys.executable, "-m", "bench", "run", "-q", "--workload", workload,
-                       "--strategy", strategy, "--epochs", str(args.epochs),
-                       "--steps-per-epoch", str(args.steps_per_epoch), "--data", sources[workload],
-                       "--seed", str(repeat), "--results", args.results]
-                backend = strategies.get_class(strategy)    # its module imports no TensorFlow
-                if backend.multi_device:
-                    cmd += ["--devices", str(count)]
-                elif backend.multi_process:
-                    cmd += ["--local-workers", str(count)]
-                for item in args.sets or []:
-                    key = item.partition("=")[0]
-                    if "." not in key or key.startswith(f"{workload}."):   # scoped to another: skip
-                        cmd += ["--set", item]
-                commands.append(cmd)
-    return commands
-
-
-def _combinations(chosen: list[str], counts: list[int]) -> list[tuple[str, int]]:
-    """(strategy, device count) pairs; single-device strategies run once, with one device."""
-    import strategies
-    pairs = []
-    for strategy in chosen:
-        backend = strategies.get_class(strategy)
-        if backend.multi_device or backend.multi_process:
-            pairs += [(strategy, count) for count in counts]
-        else:
-            pairs.append((strategy, 1))
-    return pairs
+        raise UsageError(f"--devices {text!r}: a count or a list like 1,2") from None
 
 
 def data_sources(spec: str, chosen: list[str]) -> dict[str, str]:
     """`generated` for all, or per workload: `mlp=generated,charrnn-gru=real` (others: real)."""
-    from bench.workloads.base import DATA_SOURCES
     if "=" not in spec:
         pairs = {name: spec for name in chosen}
     else:
@@ -86,22 +100,27 @@ def data_sources(spec: str, chosen: list[str]) -> dict[str, str]:
     return pairs
 
 
-def run_study(args: argparse.Namespace) -> int:
+def describe(cfg: RunConfig) -> str:
+    replicas = cfg.devices or cfg.local_workers or 1
+    return f"{cfg.workload} {cfg.strategy} x{replicas} seed {cfg.seed}"
+
+
+def run_study(study: LocalStudy) -> int:
     from analysis import summary
-    commands = run_commands(args)
-    Path(args.results).mkdir(parents=True, exist_ok=True)
+    configs = run_configs(study)
+    Path(study.results_dir).mkdir(parents=True, exist_ok=True)
     failed = 0
-    for i, cmd in enumerate(commands, 1):
-        label = " ".join(shlex.quote(c) for c in cmd[3:])
-        print(f"[{i}/{len(commands)}] bench {label}", flush=True)
+    for i, cfg in enumerate(configs, 1):
+        print(f"[{i}/{len(configs)}] bench run: {describe(cfg)}", flush=True)
         t0 = time.perf_counter()
-        done = subprocess.run(cmd, capture_output=True, text=True)
+        done = subprocess.run(bench_command("run"), capture_output=True, text=True,
+                              env={**os.environ, RUN_CONFIG_ENV: cfg.to_json()})
         tail = (done.stderr.strip().splitlines() or [""])[-1]
         status = "ok" if done.returncode == 0 else f"exit {done.returncode}: {tail}"
         print(f"    {status} ({time.perf_counter() - t0:.1f} s)", flush=True)
         failed += done.returncode != 0
     print()
-    print(summary.table(summary.load([args.results])))
+    print(summary.table(summary.load([study.results_dir])))
     if failed:
-        print(f"\n{failed} of {len(commands)} runs failed", file=sys.stderr)
+        print(f"\n{failed} of {len(configs)} runs failed", file=sys.stderr)
     return 1 if failed else 0

@@ -7,7 +7,9 @@ import shlex
 from pathlib import Path
 
 import strategies
+from bench.config import RunConfig
 from jobs.spec import Job, Study
+from strategies.base import Placement
 
 HEADER = "#!/bin/bash\n# Written by `bench jobs write`; the study spec is the source of truth."
 # SIGTERM two minutes before the time limit: runs stop after an agreed step and write an
@@ -15,57 +17,32 @@ HEADER = "#!/bin/bash\n# Written by `bench jobs write`; the study spec is the so
 SIGNAL = "TERM@120"
 
 
-def launch_line(job: Job, study: Study) -> str:
-    """The srun line the job's backend needs."""
-    if job.strategy == "ray":
-        return _tune_line(job, study)
+def placement(job: Job, study: Study) -> Placement:
     profile = study.profile
-    backend = strategies.get_class(job.strategy)
-    batch = (["--batch-size", str(study.batch_size)] if study.scaling == "strong"
-             else ["--per-replica-batch-size", str(study.batch_size)])
-    run = ["bench", "run", "--workload", job.workload.name, "--strategy", job.strategy,
-           "--epochs", str(study.epochs), "--steps-per-epoch", str(study.steps_per_epoch),
-           "--data", job.workload.data, "--seed", str(job.repeat), "--results", study.results, "-q", *batch]
-    for key, value in job.workload.settings:
-        run += ["--set", f"{key}={value}"]
-    if backend.multi_process:
-        srun = ["srun", "--nodes", str(job.nodes), "--ntasks-per-node", str(job.gpus_per_node)]
-        if job.strategy == "horovod" and profile.mpi:
-            srun += shlex.split(profile.mpi)
-    else:
-        srun = ["srun", "--nodes", "1", "--ntasks", "1"]
-        if backend.multi_device and not profile.gres:      # no GPUs: logical CPU devices
-            run += ["--devices", str(job.gpus)]
-    return " ".join(shlex.quote(part) for part in srun + run)
+    return Placement(gpus=job.gpus, nodes=job.nodes, gpu_nodes=bool(profile.gres),
+                     cpus_per_gpu=profile.cpus_per_task, mpi=profile.mpi, options=(("tune", study.tune),))
 
 
-def _tune_line(job: Job, study: Study) -> str:
-    """Ray: the batch script itself runs the study; `--ray slurm` starts a Ray head here and
-    workers on the other nodes in srun steps. One trial per GPU, each with the per-GPU batch
-    and the workload's settings of the spec."""
-    profile = study.profile
-    per_gpu = study.batch_size if study.scaling == "weak" else study.batch_size // job.gpus
-    tune = ["bench", "tune", study.tune, job.workload.name, "--ray", "slurm", "--samples", str(job.gpus),
-            "--iterations", str(study.epochs), "--steps-per-iteration", str(study.steps_per_epoch),
-            "--batch-size", str(per_gpu), "--data", job.workload.data, "--seed", str(job.repeat),
-            "--results", study.results]
-    tune += ["--gpus-per-trial", "1"] if profile.gres else ["--cpus-per-trial", str(profile.cpus_per_task)]
-    if study.tune == "search":       # trials differ in learning rate only: the same step time
-        tune += ["--space", "learning_rate=loguniform(0.0001, 0.01)", "--no-retrain"]
-    for key, value in job.workload.settings:
-        tune += ["--set", f"{key}={value}"]
-    return " ".join(shlex.quote(part) for part in tune)
+def run_config(job: Job, study: Study) -> RunConfig:
+    """What the job runs, before its backend adds how (e.g. logical devices on CPU nodes)."""
+    batch = ({"batch_size": study.batch_size} if study.scaling == "strong"
+             else {"per_replica_batch_size": study.batch_size})
+    return RunConfig(workload=job.workload.name, strategy=job.strategy, epochs=study.epochs,
+                     steps_per_epoch=study.steps_per_epoch, data=job.workload.data, seed=job.repeat,
+                     results=study.results, overrides=dict(job.workload.settings), verbose=0, **batch)
+
+
+def launch_lines(job: Job, study: Study) -> list[str]:
+    """The lines the job's backend launches its run (or study) with."""
+    return strategies.get_class(job.strategy).sbatch_lines(placement(job, study), run_config(job, study))
 
 
 def render(job: Job, study: Study) -> str:
     profile = study.profile
-    backend = strategies.get_class(job.strategy)
-    tasks_per_node = job.gpus_per_node if backend.multi_process else 1
-    whole_nodes = job.strategy == "ray" or (not backend.multi_process and job.gpus > 1)
+    shape = strategies.get_class(job.strategy).sbatch_shape(placement(job, study))
     options = [
-        ("job-name", job.name), ("nodes", str(job.nodes)), ("ntasks-per-node", str(tasks_per_node)),
-        ("cpus-per-task", str(profile.cpus_per_task * job.gpus_per_node if whole_nodes
-                              else profile.cpus_per_task)),
+        ("job-name", job.name), ("nodes", str(job.nodes)), ("ntasks-per-node", str(shape.tasks_per_node)),
+        ("cpus-per-task", str(shape.cpus_per_task)),
         ("time", study.time_limit), ("signal", SIGNAL),
         ("output", f"logs/{job.name}.out"), ("error", f"logs/{job.name}.err"),
     ]
@@ -77,7 +54,7 @@ def render(job: Job, study: Study) -> str:
     lines = [HEADER] + [f"#SBATCH --{key}={shlex.quote(value)}" for key, value in options]
     lines += ["", "set -euo pipefail", *profile.setup,
               f"export DISTBENCH_RESULTS={shlex.quote(study.results)}",
-              f"mkdir -p {shlex.quote(study.results)}", launch_line(job, study), ""]
+              f"mkdir -p {shlex.quote(study.results)}", *launch_lines(job, study), ""]
     return "\n".join(lines)
 
 

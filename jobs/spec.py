@@ -32,6 +32,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import strategies as backends
 from bench.errors import UsageError
 
 PROFILES = Path(__file__).resolve().parent / "profiles"
@@ -105,14 +106,16 @@ class Study:
     skipped: list[tuple[str, str]] = field(default_factory=list)   # (combination, why)
 
     def jobs(self) -> list[Job]:
+        from jobs import sbatch
         jobs, self.skipped = [], []
         for workload in self.workloads:
             for strategy in self.strategies:
                 for gpus in self.gpus:
                     for nodes in self.nodes or [math.ceil(gpus / self.profile.gpus_per_node)]:
-                        why = _invalid(strategy, gpus, nodes, self.profile.gpus_per_node)
-                        if not why and strategy == "ray" and self.scaling == "strong" and self.batch_size % gpus:
-                            why = f"the global batch {self.batch_size} does not split over {gpus} trials"
+                        job = Job(self.name, workload, strategy, gpus, nodes, 0)
+                        why = _unplaceable(gpus, nodes, self.profile.gpus_per_node) or \
+                            backends.get_class(strategy).launch_problem(sbatch.placement(job, self),
+                                                                        sbatch.run_config(job, self))
                         if why:
                             self.skipped.append((f"{workload.name} {strategy} gpus={gpus} nodes={nodes}", why))
                             continue
@@ -120,15 +123,11 @@ class Study:
         return jobs
 
 
-def _invalid(strategy: str, gpus: int, nodes: int, per_node: int) -> str | None:
+def _unplaceable(gpus: int, nodes: int, per_node: int) -> str | None:
     if gpus % nodes:
         return f"{gpus} GPUs do not split evenly over {nodes} nodes"
     if gpus // nodes > per_node:
         return f"{gpus // nodes} GPUs per node, the profile has {per_node}"
-    if strategy == "default" and gpus != 1:
-        return "default runs on one GPU"
-    if strategy == "mirrored" and nodes != 1:
-        return "mirrored runs on one node"
     return None
 
 
@@ -148,7 +147,6 @@ def load(path: str | Path) -> Study:
     where.keys(matrix, MATRIX_KEYS, "matrix.")
     name = where.name(study, "study.name")
     from bench import workloads as registry
-    import strategies as backends
     strategies = where.list_of(matrix, "matrix.strategies", str)
     for i, strategy in enumerate(strategies):
         where.check(lambda: backends.check(strategy), f"matrix.strategies[{i}]")

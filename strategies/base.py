@@ -1,6 +1,12 @@
-"""The backend interface: set up, wrap model construction, run, tear down.
+"""The backend interface: how a backend launches its processes, and how it runs one.
 
-A backend never imports a workload. The runner drives it:
+A backend never imports a workload. It owns its launch (nothing else names it):
+
+    Backend.local_processes(workers, cfg_json, launcher)   # `--local-workers N` on this host
+    Backend.launch_problem(placement, cfg)                  # a study job it cannot run, and why
+    Backend.sbatch_shape(placement) / sbatch_lines(...)     # its part of a job script
+
+and, inside each process, the runner drives it:
 
     backend.setup(options)            # devices / cluster, before TensorFlow initialises
     with backend.scope():             # model construction (variables placed per backend)
@@ -13,9 +19,11 @@ A backend never imports a workload. The runner drives it:
 from __future__ import annotations
 
 import contextlib
+import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.config import RUN_CONFIG_ENV, RunConfig
 from bench.errors import BackendUnavailable, UsageError
 
 
@@ -40,9 +48,42 @@ class Topology:
         return self.rank == 0
 
 
+@dataclass(frozen=True)
+class LocalProcess:
+    """One process a local launch starts: its command and environment (on top of the
+    launcher's). The first is the chief, whose output is shown; the others log to files."""
+    command: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a job of a study runs, as a backend needs to know it to write its launch."""
+    gpus: int                       # replicas in total
+    nodes: int
+    gpu_nodes: bool                 # the nodes have GPUs (else replicas are CPU devices or processes)
+    cpus_per_gpu: int               # the cluster profile's cores per GPU
+    mpi: str = ""                   # the profile's srun options for MPI ranks, e.g. --mpi=pmix
+    options: tuple[tuple[str, str], ...] = ()   # study options a backend may read (e.g. tune)
+
+    @property
+    def gpus_per_node(self) -> int:
+        return self.gpus // self.nodes
+
+    def option(self, name: str, default: str) -> str:
+        return dict(self.options).get(name, default)
+
+
+@dataclass(frozen=True)
+class SbatchShape:
+    tasks_per_node: int
+    cpus_per_task: int
+
+
 class Backend:
     name: str = ""
     description: str = ""
+    kind: str = "run"               # "run": `bench run` trains once; "study": a study of trials
     multi_process: bool = False     # one process per worker/rank (supports --local-workers)
     multi_device: bool = False      # one process over several local devices (--devices)
 
@@ -80,15 +121,44 @@ class Backend:
         """Time spent in gradient communication during fit(), where it can be measured."""
         return None
 
-    @classmethod
-    def local_launch_env(cls) -> dict[str, str]:
-        """Environment for every process started by --local-workers."""
-        return {}
+    # --- launch -----------------------------------------------------------------------
 
     @classmethod
-    def local_worker_env(cls, rank: int, world: int, ports: list[int]) -> dict[str, str]:
-        """Environment of worker `rank` started by --local-workers (e.g. its TF_CONFIG)."""
-        raise NotImplementedError
+    def local_processes(cls, workers: int, config_json: str, launcher: str) -> list[LocalProcess]:
+        """The processes that run `workers` replicas of a run on this host; each worker gets
+        the run's config (JSON) in RUN_CONFIG_ENV."""
+        raise UsageError(f"--local-workers: strategy {cls.name!r} runs in one process")
+
+    @classmethod
+    def launch_problem(cls, placement: Placement, cfg: RunConfig) -> str | None:
+        """Why this backend cannot run a study job so placed (None: it can)."""
+        return None
+
+    @classmethod
+    def sbatch_shape(cls, placement: Placement) -> SbatchShape:
+        if cls.multi_process:
+            return SbatchShape(placement.gpus_per_node, placement.cpus_per_gpu)
+        return SbatchShape(1, placement.cpus_per_gpu * placement.gpus_per_node)
+
+    @classmethod
+    def sbatch_lines(cls, placement: Placement, cfg: RunConfig) -> list[str]:
+        """The job script's lines that launch the run: its config in the environment (srun
+        passes it to every task, on every node), then the srun step."""
+        cfg = cls.job_config(placement, cfg)
+        srun = ["srun", *cls.srun_options(placement), "bench", "run"]
+        return [f"export {RUN_CONFIG_ENV}={shlex.quote(cfg.to_json(changed_only=True))}",
+                " ".join(shlex.quote(part) for part in srun)]
+
+    @classmethod
+    def srun_options(cls, placement: Placement) -> list[str]:
+        if cls.multi_process:
+            return ["--nodes", str(placement.nodes), "--ntasks-per-node", str(placement.gpus_per_node)]
+        return ["--nodes", "1", "--ntasks", "1"]
+
+    @classmethod
+    def job_config(cls, placement: Placement, cfg: RunConfig) -> RunConfig:
+        """The run's config as this backend runs it in a job so placed."""
+        return cfg
 
     def teardown(self) -> None:
         pass
@@ -115,10 +185,10 @@ def build_compiled_state(model: Any, strategy: Any, dataset: Any) -> None:
             shape[0] //= strategy.num_replicas_in_sync
         return KerasTensor(shape, spec.dtype.name)
 
+    from strategies import compat
     batch = tf.nest.map_structure(per_replica, dataset.element_spec)
     with strategy.scope():
-        model._symbolic_build(data_batch=batch)
-    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+        compat.symbolic_build(model, batch)
 
 
 def require_positive(devices: int | None, flag: str = "--devices") -> None:

@@ -7,6 +7,7 @@ import os
 import socket
 from dataclasses import dataclass
 
+from bench import hostlist
 from bench.errors import UsageError
 
 SLURM_STEP_VARS = ("SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_STEP_NODELIST", "SLURM_STEP_TASKS_PER_NODE")
@@ -27,8 +28,6 @@ class SlurmStep:
 
 def slurm_step() -> SlurmStep:
     """The current `srun` step from Slurm's variables; UsageError (exit 2) when absent or malformed."""
-    from tensorflow.python.distribute.cluster_resolver.slurm_cluster_resolver import (
-        expand_hostlist, expand_tasks_per_node)
     missing = [v for v in SLURM_STEP_VARS if v not in os.environ]
     if missing:
         raise UsageError(f"Slurm job {os.environ.get('SLURM_JOB_ID', '?')}: {', '.join(missing)} not set; "
@@ -36,9 +35,9 @@ def slurm_step() -> SlurmStep:
     try:
         rank = int(os.environ["SLURM_PROCID"])
         size = int(os.environ["SLURM_STEP_NUM_TASKS"])
-        nodes = expand_hostlist(os.environ["SLURM_STEP_NODELIST"])
-        tasks = expand_tasks_per_node(os.environ["SLURM_STEP_TASKS_PER_NODE"])
-    except (ValueError, RuntimeError) as exc:
+        nodes = hostlist.expand(os.environ["SLURM_STEP_NODELIST"])
+        tasks = hostlist.expand_counts(os.environ["SLURM_STEP_TASKS_PER_NODE"])
+    except ValueError as exc:
         raise UsageError(f"malformed Slurm environment: {exc}") from None
     if len(nodes) != len(tasks) or sum(tasks) != size or not 0 <= rank < size:
         raise UsageError(f"inconsistent Slurm environment: {len(nodes)} nodes, tasks per node {tasks}, "

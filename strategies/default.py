@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from strategies.base import Backend, BackendOptions, Topology, require_positive
+from strategies.base import Backend, BackendOptions, Placement, Topology, require_positive
 from bench.errors import UsageError
 
 
@@ -20,3 +20,7 @@ class DefaultBackend(Backend):
         device = gpus[0].name if gpus else tf.config.list_logical_devices("CPU")[0].name
         self.topology = Topology(local_devices=[device])
         return self.topology
+
+    @classmethod
+    def launch_problem(cls, placement: Placement, cfg) -> str | None:
+        return "default runs on one GPU" if placement.gpus != 1 else None

@@ -14,13 +14,17 @@ Launch: `--local-workers N` (horovodrun over Gloo, or `--launcher mpi` for mpiru
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import sys
 import tempfile
 import types
 
 from bench.errors import UsageError
-from strategies.base import Backend, BackendOptions, Topology, require_positive, unavailable
+from bench.config import RUN_CONFIG_ENV
+from bench.procs import MPIRUN_AS_ROOT_ENV, bench_command, mpirun
+from strategies.base import (Backend, BackendOptions, LocalProcess, Placement, Topology, require_positive,
+                             unavailable)
 
 
 class HorovodBackend(Backend):
@@ -128,19 +132,19 @@ class HorovodBackend(Backend):
             self.hvd.shutdown()
 
     @classmethod
-    def local_command(cls, workers: int, run_argv: list[str], launcher: str) -> list[str]:
-        python = [sys.executable, "-m", "bench", "run", *run_argv]
+    def local_processes(cls, workers: int, config_json: str, launcher: str) -> list[LocalProcess]:
+        """One launcher process: horovodrun over Gloo, or mpirun; it starts the ranks."""
+        worker = bench_command("run")
         if launcher == "mpi":
-            return ["mpirun", "-np", str(workers), "--oversubscribe", "--bind-to", "none",
-                    "-x", "DISTBENCH_RUN_ID", "-x", "DISTBENCH_LAUNCHED", "-x", "PATH", *python]
-        horovodrun = shutil.which("horovodrun") or os.path.join(os.path.dirname(sys.executable), "horovodrun")
-        return [horovodrun, "-np", str(workers), "-H", f"localhost:{workers}", "--gloo", *python]
+            command = mpirun(workers, worker, [RUN_CONFIG_ENV, "DISTBENCH_LAUNCHED"])
+        else:
+            horovodrun = shutil.which("horovodrun") or os.path.join(os.path.dirname(sys.executable), "horovodrun")
+            command = [horovodrun, "-np", str(workers), "-H", f"localhost:{workers}", "--gloo", *worker]
+        return [LocalProcess(command, {RUN_CONFIG_ENV: config_json, **MPIRUN_AS_ROOT_ENV})]
 
     @classmethod
-    def local_launch_env(cls) -> dict[str, str]:
-        # Containers and CI run as root, which Open MPI refuses without these. Set for the
-        # local launcher only, never in cluster launch lines.
-        return {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+    def srun_options(cls, placement: Placement) -> list[str]:
+        return [*super().srun_options(placement), *shlex.split(placement.mpi)]
 
 
 def _check_launched() -> None:
@@ -157,28 +161,28 @@ def _allreduce_train_step(hvd):
     metrics' states averaged over all ranks in one grouped allreduce. The states are sums
     over equal slices updated in lockstep, so their average gives the global batch's metric
     (Keras reports epoch metrics from these states, not from what the step returns)."""
+    import keras
     import tensorflow as tf
-    from keras.src import tree
-    from keras.src.losses import loss as loss_module
-    from keras.src.trainers.data_adapters import data_adapter_utils
+    from strategies import compat
 
     def train_step(self, data):
-        x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
-            y_pred = self(x, training=True) if self._call_has_training_arg else self(x)
-            loss = self._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+            y_pred = compat.call_for_training(self, x)
+            loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
             scaled = self.optimizer.scale_loss(loss)
         weights = self.trainable_weights
         gradients = tape.gradient(scaled, weights)
         self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
-        states = [v for metric in self.metrics if metric is not self._loss_tracker for v in metric.variables]
+        tracker = compat.loss_tracker(self)
+        states = [v for metric in self.metrics if metric is not tracker for v in metric.variables]
         reduced = _grouped_average(hvd, [*gradients, loss, *(tf.cast(v.value, tf.float32) for v in states)])
         gradients, mean_loss = reduced[:len(weights)], reduced[len(weights)]
         for state, mean in zip(states, reduced[len(weights) + 1:]):
             state.assign(tf.cast(mean, state.dtype))
-        self._loss_tracker.update_state(
-            loss_module.unscale_loss_for_distribution(mean_loss),
-            sample_weight=tf.shape(next(i for i in tree.flatten(x) if i is not None))[0])
+        tracker.update_state(
+            compat.unscale_loss_for_distribution(mean_loss),
+            sample_weight=tf.shape(next(i for i in keras.tree.flatten(x) if i is not None))[0])
         self.optimizer.apply_gradients(zip(gradients, weights))
         return self.get_metrics_result()
 

@@ -7,8 +7,9 @@ same code path (replicas, all-reduce, per-replica batches) runs on a laptop or i
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
-from strategies.base import Backend, BackendOptions, Topology, build_compiled_state, require_positive
+from strategies.base import Backend, BackendOptions, Placement, Topology, build_compiled_state, require_positive
 from bench.errors import UsageError
 
 
@@ -40,6 +41,15 @@ class MirroredBackend(Backend):
     def fit(self, model, dataset, **kwargs):
         build_compiled_state(model, self.strategy, dataset)
         return model.fit(dataset, **kwargs)
+
+    @classmethod
+    def launch_problem(cls, placement: Placement, cfg) -> str | None:
+        return "mirrored runs on one node" if placement.nodes != 1 else None
+
+    @classmethod
+    def job_config(cls, placement: Placement, cfg):
+        # on nodes without GPUs, the job's "GPUs" are logical CPU devices
+        return cfg if placement.gpu_nodes else dataclasses.replace(cfg, devices=placement.gpus)
 
 
 def _split_cpu(tf, count: int) -> None:

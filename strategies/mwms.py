@@ -12,8 +12,11 @@ import json
 import os
 
 from bench.errors import UsageError
-from strategies.base import Backend, BackendOptions, Topology, build_compiled_state, require_positive
-from strategies import cluster
+from bench.config import RUN_CONFIG_ENV
+from bench.procs import bench_command
+from strategies.base import (Backend, BackendOptions, LocalProcess, Topology, build_compiled_state,
+                             require_positive)
+from strategies import cluster, compat
 
 COLLECTIVE_TIMEOUT_ENV = "DISTBENCH_COLLECTIVE_TIMEOUT"
 
@@ -53,7 +56,7 @@ class MultiWorkerMirroredBackend(Backend):
 
     def fit(self, model, dataset, **kwargs):
         build_compiled_state(model, self.strategy, dataset)
-        _mean_scalar_logs_over_workers()
+        compat.average_scalar_logs_over_workers()
         return model.fit(dataset, **kwargs)
 
     def gather(self, values: list[float]) -> list[list[float]]:
@@ -66,35 +69,14 @@ class MultiWorkerMirroredBackend(Backend):
         return float(self.strategy.reduce("SUM", distributed, axis=None)) > 0   # no MAX in tf.distribute
 
     @classmethod
-    def local_worker_env(cls, rank: int, world: int, ports: list[int]) -> dict[str, str]:
-        config = {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
-                  "task": {"type": "worker", "index": rank}}
-        return {"TF_CONFIG": json.dumps(config)}
-
-
-def _mean_scalar_logs_over_workers() -> None:
-    """Work around Keras 3's multi-worker log reduction: with several workers it calls
-    strategy.reduce("MEAN", v, axis=0) on every per-replica log, and the logs (loss, metrics)
-    are scalars, so fit() fails with "Invalid reduction dimension 0 for input with 0
-    dimensions". Scalars are averaged over replicas (axis=None); everything else is left to
-    Keras. Installed once per process, only when this backend runs."""
-    from keras.src.backend.tensorflow import trainer as tf_trainer
-    from keras.src import tree
-    original = tf_trainer.reduce_per_replica
-    if getattr(original, "distbench_patch", False):
-        return
-
-    def reduce_per_replica(values, strategy, reduction):
-        if reduction in ("auto", "mean") and tf_trainer._collective_all_reduce_multi_worker(strategy):
-            def mean(v):
-                if getattr(v, "shape", None) is not None and v.shape.rank == 0:
-                    return strategy.reduce("MEAN", v, axis=None)
-                return original(v, strategy, reduction)
-            return tree.map_structure(mean, values)
-        return original(values, strategy, reduction)
-
-    reduce_per_replica.distbench_patch = True
-    tf_trainer.reduce_per_replica = reduce_per_replica
+    def local_processes(cls, workers: int, config_json: str, launcher: str) -> list[LocalProcess]:
+        """One `bench run` per worker, each told the cluster by its TF_CONFIG."""
+        addresses = [f"127.0.0.1:{port}" for port in cluster.free_ports(workers)]
+        return [LocalProcess(bench_command("run"), {
+                    RUN_CONFIG_ENV: config_json,
+                    "TF_CONFIG": json.dumps({"cluster": {"worker": addresses},
+                                             "task": {"type": "worker", "index": rank}})})
+                for rank in range(workers)]
 
 
 def _resolver():

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -20,7 +19,9 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from bench import hostlist
 from bench.errors import UsageError
+from bench.procs import stop
 
 HEAD_PORT = 6379
 
@@ -31,9 +32,8 @@ def allocation() -> dict:
     if not os.environ.get("SLURM_JOB_ID") or not nodelist:
         raise UsageError("--ray slurm: not inside a Slurm allocation (SLURM_JOB_ID / SLURM_JOB_NODELIST unset)")
     try:
-        listed = subprocess.run(["scontrol", "show", "hostnames", nodelist], check=True,
-                                capture_output=True, text=True).stdout.split()
-    except (OSError, subprocess.CalledProcessError) as exc:
+        listed = hostlist.expand(nodelist)
+    except ValueError as exc:
         raise UsageError(f"--ray slurm: cannot expand SLURM_JOB_NODELIST={nodelist!r}: {exc}") from None
     cpus = os.environ.get("SLURM_CPUS_PER_TASK") or os.environ.get("SLURM_CPUS_ON_NODE") or "1"
     gpus = os.environ.get("SLURM_GPUS_ON_NODE") or "0"
@@ -74,19 +74,6 @@ def _wait_for_port(host: str, port: int, step: subprocess.Popen, timeout: float)
     raise UsageError(f"--ray slurm: the Ray head on {host}:{port} did not come up within {timeout:.0f} s")
 
 
-def _stop(steps: list[subprocess.Popen], grace: float = 30) -> None:
-    for step in reversed(steps):            # workers first, then the head
-        if step.poll() is None:
-            step.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    for step in steps:
-        try:
-            step.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            step.kill()
-            step.wait()
-
-
 @contextlib.contextmanager
 def cluster(port: int = HEAD_PORT, timeout: float = 180) -> Iterator[dict]:
     """Start Ray on every node of the allocation; yields the head's address."""
@@ -111,7 +98,7 @@ def cluster(port: int = HEAD_PORT, timeout: float = 180) -> Iterator[dict]:
                  f"--address={head_ip}:{port}"]))
         yield {"address": f"{head_ip}:{port}", "expected_nodes": len(alloc["nodes"]), "timeout": timeout}
     finally:
-        _stop(steps)
+        stop(steps, grace_s=30)       # workers first, then the head
 
 
 def wait_for_nodes(expected: int, timeout: float) -> int:

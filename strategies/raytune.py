@@ -14,19 +14,24 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from bench.errors import UsageError
 from bench.space import Dimension
-from strategies.base import Backend, BackendOptions, Topology
+from strategies.base import Backend, Placement
 
 ADDRESSES = ("local", "auto", "slurm")
 
 
 class RayTuneBackend(Backend):
+    """A study backend: its unit of work is a study of trials (`bench tune`), not one run.
+    In a scaling-study job the batch script itself drives the study: `--ray slurm` starts a
+    Ray head here and workers on the other nodes, one trial per GPU with the per-GPU batch."""
     name = "ray"
+    kind = "study"
     description = "Ray Tune studies: Population Based Training and hyperparameter search (bench tune)"
 
     @classmethod
@@ -37,9 +42,27 @@ class RayTuneBackend(Backend):
             return False, f"ray[tune] not installed ({exc}); install with EXTRAS=...,ray"
         return True, ""
 
-    def setup(self, options: BackendOptions) -> Topology:
-        raise UsageError("strategy 'ray' runs studies of trials, not one run: "
-                         "use 'bench tune pbt WORKLOAD' or 'bench tune search WORKLOAD'")
+    @classmethod
+    def launch_problem(cls, placement: Placement, cfg) -> str | None:
+        if cfg.batch_size and cfg.batch_size % placement.gpus:
+            return f"the global batch {cfg.batch_size} does not split over {placement.gpus} trials"
+        return None
+
+    @classmethod
+    def sbatch_lines(cls, placement: Placement, cfg) -> list[str]:
+        scheduler = placement.option("tune", "search")
+        per_gpu = cfg.per_replica_batch_size or cfg.batch_size // placement.gpus
+        tune = ["bench", "tune", scheduler, cfg.workload, "--ray", "slurm", "--samples", str(placement.gpus),
+                "--iterations", str(cfg.epochs), "--steps-per-iteration", str(cfg.steps_per_epoch),
+                "--batch-size", str(per_gpu), "--data", cfg.data, "--seed", str(cfg.seed),
+                "--results", cfg.results]
+        tune += (["--gpus-per-trial", "1"] if placement.gpu_nodes
+                 else ["--cpus-per-trial", str(placement.cpus_per_gpu)])
+        if scheduler == "search":       # trials differ in learning rate only: the same step time
+            tune += ["--space", "learning_rate=loguniform(0.0001, 0.01)", "--no-retrain"]
+        for key, value in cfg.overrides.items():
+            tune += ["--set", f"{key}={value}"]
+        return [" ".join(shlex.quote(part) for part in tune)]
 
 
 def require_ray() -> None:

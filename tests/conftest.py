@@ -1,5 +1,9 @@
 """Shared fixtures. Runs that need a fresh TensorFlow (device set-up happens before it starts)
-go through the real `bench` CLI in a subprocess; the rest call the library directly."""
+go through the real `bench` CLI in a subprocess; the rest call the library directly.
+
+Two tiers: tests marked `stack` start TensorFlow, Horovod, Ray, MPI or Slurm; the rest are the
+fast tier (pure functions, golden files, layering; `make test-fast`), which must not import
+TensorFlow in this process (checked around every fast test)."""
 
 from __future__ import annotations
 
@@ -35,6 +39,19 @@ def _environment(tmp_path_factory):
         "TF_CPP_MIN_LOG_LEVEL": "2",
     })
     yield
+
+
+HEAVY = ("tensorflow", "keras", "horovod", "ray")
+
+
+@pytest.fixture(autouse=True)
+def _fast_tier_stays_light(request):
+    """A fast-tier test that imports TensorFlow (or Keras, Horovod, Ray) belongs to the stack tier."""
+    before = {m for m in sys.modules if m.split(".")[0] in HEAVY}
+    yield
+    if request.node.get_closest_marker("stack") is None:
+        new = sorted({m.split(".")[0] for m in sys.modules if m.split(".")[0] in HEAVY} - {m.split(".")[0] for m in before})
+        assert not new, f"fast-tier test imported {', '.join(new)}: mark it @pytest.mark.stack"
 
 
 @pytest.fixture
@@ -73,3 +90,10 @@ def slurm(tmp_path_factory):
     cluster = SlurmCluster(tmp_path_factory.mktemp("slurm")).start()
     yield cluster
     cluster.stop()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests on the real Slurm cluster are of the stack tier, wherever they are."""
+    for item in items:
+        if "slurm" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.stack)

@@ -4,6 +4,8 @@ import pytest
 
 from conftest import error_lines, read_json, record_paths
 
+pytestmark = pytest.mark.stack
+
 
 @pytest.mark.parametrize("args, message", [
     (["run", "-w", "resnet"], "unknown workload 'resnet'; valid: mlp, memnn, charrnn-gru, charrnn-lstm"),

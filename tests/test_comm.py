@@ -7,6 +7,8 @@ from bench.errors import UsageError
 from bench.record import read_record
 from conftest import error_lines
 
+pytestmark = pytest.mark.stack
+
 
 def test_sizes_and_bus_factor():
     assert sizes(1024, 8192) == [1024, 2048, 4096, 8192]

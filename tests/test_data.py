@@ -193,6 +193,7 @@ def test_concurrent_generation_of_the_same_task_is_safe(tmp_path):
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
 
 
+@pytest.mark.stack
 @pytest.mark.parametrize("fraction, train, val", [(0.1, 360, 40), (0.0, 400, None)])
 def test_memnn_holds_out_the_last_training_questions_for_validation(fraction, train, val):
     from bench import workloads
@@ -205,6 +206,7 @@ def test_memnn_holds_out_the_last_training_questions_for_validation(fraction, tr
     assert len(data.splits["test"][1]) == 1000
 
 
+@pytest.mark.stack
 @pytest.mark.parametrize("settings, story_shape", [({}, None), ({"story_layout": "statements"}, (70,)),
                                                   ({"architecture": "memn2n"}, (10, 7))])
 def test_memnn_story_layouts_have_the_shapes_of_qa1(settings, story_shape):

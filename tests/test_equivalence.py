@@ -8,6 +8,8 @@ import pytest
 
 from bench.record import read_record
 
+pytestmark = pytest.mark.stack
+
 TOLERANCE = 1e-5      # relative; measured: 0 (mlp) and 1.1e-7 (charrnn-gru) after 8 steps
 CASES = {
     "mlp": ["--data", "generated", "--batch-size", "32", "--set", "n_neurons=32"],

@@ -11,6 +11,8 @@ import pytest
 from bench.record import read_record
 from conftest import DATA, SMALL, record_paths
 
+pytestmark = pytest.mark.stack
+
 
 def test_horovod_build_has_tensorflow_gloo_and_mpi():
     done = subprocess.run([str(Path(sys.executable).parent / "horovodrun"), "--check-build"],

@@ -1,5 +1,6 @@
 """Dependencies run one way: planning and reporting work without TensorFlow, workloads never
-import a backend and backends never import a workload."""
+import a backend and backends never import a workload, and jobs/ and analysis/ never name
+a backend (fast tier)."""
 
 import ast
 import subprocess
@@ -8,14 +9,56 @@ from pathlib import Path
 
 from conftest import ROOT
 
+HEAVY = ("tensorflow", "keras", "horovod", "ray")
 
-def test_jobs_analysis_and_records_import_without_tensorflow():
-    script = ("import sys, jobs.local, analysis.summary, bench.record, bench.cli, bench.workloads, strategies\n"
-              "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'horovod', 'ray'))\n"
-              "print(heavy)\n")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
+# Every module of jobs/ and analysis/, and every backend module, imported with TensorFlow,
+# Keras, Horovod and Ray unimportable; then a study is planned and written, records are
+# reported on and compared, as on a login node or a laptop.
+LOGIN_NODE = r'''
+import importlib, pkgutil, sys, tempfile
+from pathlib import Path
+
+class Unimportable:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {heavy!r}:
+            raise ImportError(f"{{name}} is unimportable in this test")
+sys.meta_path.insert(0, Unimportable())
+
+import analysis, jobs, strategies
+modules = [f"{{p.__name__}}.{{m.name}}" for p in (analysis, jobs) for m in pkgutil.iter_modules(p.__path__)]
+modules += [strategies._BACKENDS[name][0] for name in strategies.names()]
+modules += ["strategies.cluster", "strategies.ray_slurm", "strategies.timeline", "strategies.compat",
+            "bench.cli", "bench.launch", "bench.runner", "bench.lifecycle", "bench.record", "bench.config"]
+for module in modules:
+    importlib.import_module(module)
+
+from jobs import sbatch, spec
+from analysis import compare, report
+from bench.record import RunRecord, write_record
+work = Path(tempfile.mkdtemp())
+study = spec.load("{example}")
+print(sbatch.plan(study).splitlines()[-1])
+print(len(sbatch.write(study, work / "jobs")), "scripts")
+for directory, speed in (("base", 100.0), ("new", 101.0)):
+    for i, (strategy, gpus) in enumerate([("default", 1), ("mwms", 2), ("horovod", 2)]):
+        write_record(work / directory, RunRecord(
+            run_id=f"r{{i}}", workload="mlp", strategy=strategy, status="ok", num_replicas=gpus,
+            global_batch_size=64, per_replica_batch_size=64 // gpus,
+            throughput={{"samples_per_s": speed * gpus}}, timing={{"step_time": {{"median_s": 0.1}}}}))
+print(report.build([str(work / "base")], work / "report").markdown.name)
+table = compare.compare([work / "base"], [work / "new"], 0.05)
+print((table["verdict"] == "REGRESSION").sum(), "regressions")
+print(sorted(m for m in sys.modules if m.split(".")[0] in {heavy!r}))
+'''
+
+
+def test_planning_writing_reporting_and_comparing_work_without_the_frameworks():
+    script = LOGIN_NODE.format(heavy=HEAVY, example=ROOT / "examples" / "ft3-charrnn.toml")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
+    lines = done.stdout.strip().splitlines()
+    assert lines[0].endswith("GPU-hours (time limit 00:30:00 each)")
+    assert lines[1:] == ["45 scripts", "report.md", "0 regressions", "[]"]
 
 
 def imports_of(folder: Path) -> set[str]:
@@ -33,5 +76,15 @@ def test_workloads_and_backends_do_not_know_each_other():
     assert not [m for m in imports_of(ROOT / "bench" / "workloads") if m.startswith("strategies")]
     assert not [m for m in imports_of(ROOT / "strategies") if m.startswith("bench.workloads")]
     for folder in ("jobs", "analysis"):
-        assert not [m for m in imports_of(ROOT / folder)
-                    if m.split(".")[0] in ("tensorflow", "keras", "horovod", "ray")]
+        assert not [m for m in imports_of(ROOT / folder) if m.split(".")[0] in HEAVY]
+
+
+def test_jobs_and_analysis_name_no_backend():
+    """Adding a backend touches strategies/ only: no string in jobs/ or analysis/ code is a
+    backend's name."""
+    import strategies
+    for folder in ("jobs", "analysis"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Constant) and node.value in strategies.names():
+                    raise AssertionError(f"{path.relative_to(ROOT)}:{node.lineno} names backend {node.value!r}")

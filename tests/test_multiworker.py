@@ -14,6 +14,8 @@ import pytest
 from bench.record import read_record
 from conftest import DATA, SMALL, error_lines, record_paths
 
+pytestmark = pytest.mark.stack
+
 
 
 @pytest.mark.parametrize("workload", list(SMALL))

@@ -43,7 +43,7 @@ def test_known_speedups_and_efficiencies(results):
 
 
 def test_report_lists_failed_and_torn_records_and_embeds_plots(results, tmp_path):
-    path = report.build([str(results)], tmp_path / "report")
+    path = report.build([str(results)], tmp_path / "report").markdown
     markdown = path.read_text()
     assert "| mlp" in markdown and "mwms x1" in markdown
     assert "![throughput-mlp-strong](throughput-mlp-strong.png)" in markdown
@@ -118,7 +118,7 @@ def test_report_with_prediction_tuning_study_and_odd_records(tmp_path):
                       metrics={"trials": 2, "trials_failed": 0, "perturbations": 1, "best_mean_accuracy": 0.5},
                       extra={"scheduler": "pbt", "metric": "mean_accuracy", "trial_records": trials})
     write_record(results, study)
-    markdown = report.build([str(results)], tmp_path / "out").read_text()
+    markdown = report.build([str(results)], tmp_path / "out").markdown.read_text()
     assert "Bus bandwidth inside a node: `bench comm` comm-1 (2 ranks, peak busbw 12.50 GB/s)" in markdown
     assert "![prediction-mlp-strong](prediction-mlp-strong.png)" in markdown
     assert "![steps-mlp](steps-mlp.png)" in markdown and "![gpu-utilisation](gpu-utilisation.png)" in markdown

@@ -13,6 +13,8 @@ import pytest
 from bench.record import read_record
 from conftest import DATA, SMALL, error_lines, record_paths
 
+pytestmark = pytest.mark.stack
+
 
 
 @pytest.mark.parametrize("strategy", ["default", "mirrored"])

@@ -9,6 +9,8 @@ import pytest
 from bench.record import read_record
 from conftest import record_paths
 
+pytestmark = pytest.mark.stack
+
 
 def srun(slurm, *args, tmp_path, timeout=600):
     env = {**os.environ, **slurm.env}

@@ -9,6 +9,7 @@ from bench.record import RunRecord, write_record
 from conftest import record_paths
 
 
+@pytest.mark.stack
 def test_local_study_runs_the_matrix_and_prints_a_table(bench, tmp_path):
     results = tmp_path / "study"
     done = bench("study", "--workloads", "mlp,charrnn-gru", "--strategies", "default,mirrored",

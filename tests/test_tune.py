@@ -10,6 +10,8 @@ from bench.record import read_record
 from bench.space import parse_space
 from bench.tune import FAULT_ENV, StudyConfig, _Explore, run_study
 
+pytestmark = pytest.mark.stack
+
 MEMNN_SMALL = {"train_questions": "1000"}
 
 

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 from bench.hparams import HParam
 
-DATA_SOURCES = ("real", "generated", "synthetic")
+from bench.config import DATA_SOURCES  # noqa: F401  (re-exported)
 
 
 @dataclass

@@ -1,0 +1,135 @@
+"""Per-replica resources: the cores a process owns and the threads TensorFlow gets on them.
+
+A replica owns a fixed set of cores. Each process binds itself before TensorFlow starts:
+its CPU affinity, and TensorFlow's intra- and inter-op thread pools sized to its cores (by
+default TensorFlow sizes them to the whole machine, so two replicas on one host would
+share what one had). Where the cores come from, first match wins:
+
+1. the local launcher: `DISTBENCH_CORES` (this process's cores), or `DISTBENCH_CORE_SETS`
+   (one set per local rank, `0-1;2-3`, for launchers that start the ranks themselves:
+   horovodrun, mpirun);
+2. Slurm: the affinity mask srun gave the task (`--cpu-bind=cores` with `--cpus-per-task`),
+   checked against `SLURM_CPUS_PER_TASK`;
+3. `--cpus-per-replica N`: the first N x replicas cores of the current affinity;
+4. nothing: the process keeps every core it may run on (unbound), and the record says so.
+
+No TensorFlow import here: `apply` runs before it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+from bench import hostlist
+from bench.errors import UsageError
+
+CORES_ENV = "DISTBENCH_CORES"
+CORE_SETS_ENV = "DISTBENCH_CORE_SETS"
+LOCAL_RANK_VARS = ("HOROVOD_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID")
+
+
+@dataclass(frozen=True)
+class Binding:
+    cores: tuple[int, ...]          # core ids this process runs on
+    replicas: int                   # replicas this process trains (mirrored on CPU: --devices)
+    source: str                     # launcher | slurm | cpus_per_replica | unbound
+    intra_op_threads: int
+    inter_op_threads: int
+
+    @property
+    def cores_per_replica(self) -> float:
+        return len(self.cores) / self.replicas
+
+    def to_record(self) -> dict:
+        return {**asdict(self), "cores": list(self.cores), "cores_per_replica": self.cores_per_replica}
+
+
+def available_cores() -> list[int]:
+    return sorted(os.sched_getaffinity(0))
+
+
+def split(cores: list[int], sets: int, per_set: int | None = None) -> list[list[int]]:
+    """`sets` disjoint, contiguous core sets of `per_set` cores (default: an even share)."""
+    per_set = per_set or len(cores) // sets
+    if per_set < 1 or sets * per_set > len(cores):
+        raise UsageError(f"{sets} replicas x {per_set or 1} cores do not fit the {len(cores)} cores "
+                         f"this process may use ({format_cores(cores)}); lower --cpus-per-replica or the replicas")
+    return [cores[i * per_set:(i + 1) * per_set] for i in range(sets)]
+
+
+def format_cores(cores) -> str:
+    """[0, 1, 2, 5] -> '0-2,5' (as taskset and Slurm write them)."""
+    cores, parts, start = sorted(cores), [], None
+    for i, core in enumerate(cores):
+        if start is None:
+            start = core
+        if i + 1 == len(cores) or cores[i + 1] != core + 1:
+            parts.append(str(start) if start == core else f"{start}-{core}")
+            start = None
+    return ",".join(parts)
+
+
+def parse_cores(text: str) -> list[int]:
+    """'0-2,5' -> [0, 1, 2, 5]; ValueError when malformed."""
+    hosts = hostlist.expand(f"c[{text}]") if text.strip() else []
+    return sorted({int(host[1:]) for host in hosts})
+
+
+def resolve(replicas: int = 1, cpus_per_replica: int | None = None, env=None) -> Binding:
+    env = os.environ if env is None else env
+    cores, source = _assigned(env)
+    if cores is None and env.get("SLURM_JOB_ID") and env.get("SLURM_CPUS_PER_TASK"):
+        cores, source = _slurm(env), "slurm"
+    if cores is None and cpus_per_replica:
+        cores, source = split(available_cores(), 1, cpus_per_replica * replicas)[0], "cpus_per_replica"
+    if cores is None:
+        cores, source = available_cores(), "unbound"
+    return Binding(tuple(cores), replicas, source, *threads_for(len(cores), replicas))
+
+
+def threads_for(cores: int, replicas: int) -> tuple[int, int]:
+    """(intra-op, inter-op) threads: every core for the ops' inner loops; independent ops
+    run one per replica beside it. Collective and communication threads (gRPC, Horovod's
+    background loop, Gloo) mostly wait on the network and are not counted against cores."""
+    return max(1, cores), max(1, min(cores, 2 * replicas))
+
+
+def apply(binding: Binding) -> None:
+    """Pin this process and size TensorFlow's thread pools, before TensorFlow starts (the
+    environment variables are what TensorFlow reads when it creates its pools)."""
+    if binding.source != "unbound":
+        os.sched_setaffinity(0, binding.cores)
+    os.environ["TF_NUM_INTRAOP_THREADS"] = str(binding.intra_op_threads)
+    os.environ["TF_NUM_INTEROP_THREADS"] = str(binding.inter_op_threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(binding.intra_op_threads))
+
+
+def _assigned(env) -> tuple[list[int] | None, str]:
+    try:
+        if env.get(CORES_ENV):
+            return parse_cores(env[CORES_ENV]), "launcher"
+        if env.get(CORE_SETS_ENV):
+            sets = [parse_cores(part) for part in env[CORE_SETS_ENV].split(";")]
+            rank = next((int(env[v]) for v in LOCAL_RANK_VARS if env.get(v, "").isdigit()), None)
+            if rank is None or rank >= len(sets):
+                raise UsageError(f"{CORE_SETS_ENV}={env[CORE_SETS_ENV]!r} but local rank {rank} has no set")
+            return sets[rank], "launcher"
+    except ValueError as exc:
+        raise UsageError(f"malformed core list in {CORES_ENV} / {CORE_SETS_ENV}: {exc}") from None
+    return None, ""
+
+
+def _slurm(env) -> list[int]:
+    """The task's affinity mask from srun; SLURM_CPUS_PER_TASK must be a number."""
+    try:
+        wanted = int(env["SLURM_CPUS_PER_TASK"])
+    except ValueError:
+        raise UsageError(f"malformed SLURM_CPUS_PER_TASK={env['SLURM_CPUS_PER_TASK']!r}") from None
+    cores = available_cores()
+    # without --cpu-bind (TaskPlugin=task/none) the mask is the node's: take the task's share
+    if len(cores) > wanted:
+        local = int(env.get("SLURM_LOCALID", "0") or 0)
+        sets = len(cores) // wanted
+        return cores[(local % sets) * wanted:(local % sets + 1) * wanted]
+    return cores

@@ -1,0 +1,166 @@
+"""One record lifecycle for runs, studies, trials and `bench comm`:
+
+    with Lifecycle(results, record) as life:      # writes the record with status "running"
+        ...                                       # SIGTERM / SIGINT noted (life.signals)
+        life.ok()  |  life.interrupted(signum)    # or an exception: failed, with one error line
+    life.exit_code                                # 0 ok, 1 failed, 128 + signal interrupted
+
+On the way out the record gets its status, error line, finish time and wall time, then one
+atomic write, whatever happened inside. A first SIGTERM (Slurm's time limit, scancel) or
+SIGINT (Ctrl-C) is only noted, so that the work can stop at an agreed point; a second one
+raises KeyboardInterrupt; once interrupted, later signals are absorbed until the process
+has written its record and exits.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+from bench.errors import UsageError
+from bench.record import (STATUS_FAILED, STATUS_INTERRUPTED, STATUS_OK, STATUS_RUNNING, RunRecord,
+                          run_dir, utc_now, write_record)
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class Signals:
+    """SIGTERM and SIGINT noted in `received`; `on_first(signum)` is called on the first one
+    (e.g. to pass it on to Ray Tune), a second raises KeyboardInterrupt."""
+
+    def __init__(self, on_first: Callable[[int], None] | None = None) -> None:
+        self.received: int | None = None
+        self.on_first = on_first
+        self._previous: dict[int, Any] = {}
+
+    def install(self, on_first: Callable[[int], None] | None = None) -> None:
+        """Bind (again: a library may have installed handlers of its own since) the handlers."""
+        if on_first is not None:
+            self.on_first = on_first
+        for signum in SIGNALS:
+            previous = signal.signal(signum, self._handle)
+            self._previous.setdefault(signum, previous)
+
+    def restore(self) -> None:
+        if self.received is not None:
+            # interrupted: the record and the exit code are still to come, and launchers or
+            # Slurm may send more signals: absorb them instead of dying mid-write
+            for signum in self._previous:
+                signal.signal(signum, lambda *args: None)
+            return
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received = signum
+        if self.on_first is not None:
+            self.on_first(signum)
+
+
+def exit_code(status: str, signum: int | None = None) -> int:
+    if status == STATUS_OK:
+        return 0
+    if status == STATUS_INTERRUPTED:
+        return 128 + (signum or signal.SIGINT)
+    return 1
+
+
+def error_line(exc: BaseException, limit: int = 400) -> str:
+    """`Type: message` in one line: TensorFlow's errors can hold whole tensors and traces."""
+    flat = " ".join(f"{type(exc).__name__}: {_reason(exc)}".split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def _reason(exc: BaseException) -> str:
+    """TensorFlow op errors put the cause after a trace of where the op was defined
+    ("Detected at node ... defined at ..."); keep the cause."""
+    text = str(exc)
+    if "Detected at node" in text:
+        lines = [line.strip() for line in text.splitlines()]
+        tail = [line for line in lines[lines.index("") if "" in lines else 0:] if line]
+        causes = [line for line in tail if not line.startswith(("File ", "[[", "Detected at node"))]
+        return " ".join(causes[-4:]) if causes else text
+    return text
+
+
+def finish(results: str | Path, record: RunRecord) -> Path:
+    """The final, atomic write of a record whose status is decided."""
+    record.finished_at = record.finished_at or utc_now()
+    return write_record(results, record)
+
+
+class Lifecycle:
+    """See the module's docstring. `writer=False` (a non-chief rank) writes nothing;
+    `before_write(record)` adds measurements just before the final write, also after a
+    failure; a UsageError raised inside (bad input found late) removes what was written
+    when `discard_bad_input`, else records it as failed, and is raised again."""
+
+    def __init__(self, results: str | Path, record: RunRecord, writer: bool = True,
+                 before_write: Callable[[RunRecord], None] | None = None, discard_bad_input: bool = False,
+                 on_first_signal: Callable[[int], None] | None = None) -> None:
+        self.results, self.record, self.writer = results, record, writer
+        self.before_write = before_write
+        self.discard_bad_input = discard_bad_input
+        self.signals = Signals(on_first_signal)
+        self.exit_code = 1
+        self.path = run_dir(results, record.run_id) / "record.json"
+        self._started = 0.0
+
+    def __enter__(self) -> "Lifecycle":
+        self.record.status = STATUS_RUNNING
+        if self.writer:
+            self.path = write_record(self.results, self.record)     # a killed job leaves a trace
+        self._started = time.perf_counter()
+        self.signals.install()
+        return self
+
+    def ok(self) -> None:
+        self._set(STATUS_OK, None)
+
+    def interrupted(self, signum: int | None = None, why: str | None = None) -> None:
+        signum = signum or self.signals.received or signal.SIGTERM
+        self._set(STATUS_INTERRUPTED, why or f"interrupted by {signal.Signals(signum).name}", signum)
+
+    def failed(self, error: str) -> None:
+        self._set(STATUS_FAILED, error)
+
+    def _set(self, status: str, error: str | None, signum: int | None = None) -> None:
+        self.record.status, self.record.error = status, error
+        self.exit_code = exit_code(status, signum)
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        self.signals.restore()
+        swallow = True
+        if exc_type is None:
+            if self.record.status == STATUS_RUNNING:
+                self.failed("ended without a status")
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self.interrupted(self.signals.received or signal.SIGINT,
+                             "interrupted by a second signal" if self.signals.received else None)
+        elif issubclass(exc_type, UsageError):
+            swallow = False
+            if self.discard_bad_input:
+                if self.writer:
+                    shutil.rmtree(self.path.parent, ignore_errors=True)
+                return False
+            self.failed(f"bad input: {exc}")
+        elif issubclass(exc_type, Exception):
+            self.failed(error_line(exc))
+            self.record.extra["traceback"] = "".join(traceback.format_exception(exc_type, exc, tb, limit=-25))
+        else:
+            swallow = False         # SystemExit and the like: record and pass on
+            self.failed(f"{exc_type.__name__}")
+        self.record.finished_at = utc_now()
+        self.record.timing["wall_s"] = time.perf_counter() - self._started
+        if self.before_write is not None:
+            self.before_write(self.record)
+        if self.writer:
+            self.path = finish(self.results, self.record)
+        return swallow
