@@ -10,14 +10,7 @@ setup:
 	./install.sh
 
 demo: setup
-	$(BENCH) study --name local-demo --workloads mlp,memnn,charrnn-gru,charrnn-lstm \
-	    --strategies default,mirrored,mwms,horovod --devices 1,2 --epochs 2 --steps-per-epoch 20 \
-	    --data mlp=generated,memnn=generated,charrnn-gru=real,charrnn-lstm=real \
-	    --set charrnn-gru.rnn_units=256 --set charrnn-lstm.rnn_units=256
-	$(BENCH) comm --local-workers 2 --max-bytes 16777216 --results results/local-demo
-	$(BENCH) tune pbt memnn --data generated --set train_questions=2000 --smoke-test \
-	    --steps-per-iteration 50 --synch --num-cpus 2 --results results/local-demo
-	$(BENCH) report results/local-demo -o results/local-demo/report
+	scripts/demo.sh
 
 # pytest exits 5 when it collected no test: that is not a failure of the suite.
 test: setup

@@ -31,11 +31,12 @@ debian_packages() {
 }
 case ",$EXTRAS," in *,mpi,*) debian_packages ;; esac
 
-# A real single-node Slurm for the tests (slurmctld, slurmd, munge). Clusters have their own.
-if [ "${WITH_SLURM:-1}" = 1 ] && ! command -v slurmd >/dev/null && [ "$(id -u)" = 0 ] \
-        && command -v apt-get >/dev/null; then
-    echo "install: Slurm and munge from Debian packages (for the tests)"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null
+# A real Slurm for the tests and the demo (slurmctld, slurmd, munge), and what the emulated
+# multi-node cluster needs (iproute2: ip, tc). Clusters have their own.
+if [ "${WITH_SLURM:-1}" = 1 ] && { ! command -v slurmd >/dev/null || ! command -v tc >/dev/null; } \
+        && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "install: Slurm, munge and iproute2 from Debian packages (for the tests and the demo)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge iproute2 >/dev/null
 fi
 
 stamp="$VENV/.distbench-installed"

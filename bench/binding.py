@@ -26,7 +26,7 @@ from bench.errors import UsageError
 
 CORES_ENV = "DISTBENCH_CORES"
 CORE_SETS_ENV = "DISTBENCH_CORE_SETS"
-LOCAL_RANK_VARS = ("HOROVOD_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID")
+LOCAL_RANK_VARS = ("DISTBENCH_LOCAL_RANK", "HOROVOD_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID")
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,22 @@ def apply(binding: Binding) -> None:
     os.environ["TF_NUM_INTRAOP_THREADS"] = str(binding.intra_op_threads)
     os.environ["TF_NUM_INTEROP_THREADS"] = str(binding.inter_op_threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(binding.intra_op_threads))
+
+
+def apply_to_tensorflow(binding: Binding) -> None:
+    """The same thread counts through TensorFlow's API (after import, before it initialises)."""
+    import tensorflow as tf
+    tf.config.threading.set_intra_op_parallelism_threads(binding.intra_op_threads)
+    tf.config.threading.set_inter_op_parallelism_threads(binding.inter_op_threads)
+
+
+def local_core_sets(workers: int, cpus_per_replica: int | None) -> list[list[int]] | None:
+    """Disjoint cores for `workers` local processes; None (unbound) when there are more
+    workers than cores and no --cpus-per-replica asks for a fit."""
+    cores = available_cores()
+    if cpus_per_replica is None and workers > len(cores):
+        return None
+    return split(cores, workers, cpus_per_replica)
 
 
 def _assigned(env) -> tuple[list[int] | None, str]:

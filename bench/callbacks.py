@@ -36,13 +36,15 @@ class StepTimer(keras.callbacks.Callback):
         self.epoch_times: list[float] = []         # whole epochs, validation included
         self.epoch_train_times: list[float] = []   # the epochs' training steps alone
         self.train_start = 0.0
+        self.last_step_end = 0.0                   # perf_counter when a step last ended (or training began)
+        self.longest_step = 0.0
         self._epoch = 0
         self._in_steps = False
         self._open: tuple[int, float] | None = None           # (step, start) of the running step
         self._t_epoch = 0.0
 
     def on_train_begin(self, logs=None):
-        self.train_start = time.perf_counter()
+        self.train_start = self.last_step_end = time.perf_counter()
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
@@ -76,6 +78,7 @@ class StepTimer(keras.callbacks.Callback):
         if self._open is not None:
             step, start = self._open
             self.rows.append(StepRow(self._epoch, step, now - start, len(self.rows) < self.warmup_steps))
+            self.last_step_end, self.longest_step = now, max(self.longest_step, now - start)
             self._open = None
 
     @property

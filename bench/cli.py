@@ -55,6 +55,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     add("--quiet", "-q", action="store_const", const=0, dest="verbose", help="no Keras progress output")
     add("--local-workers", type=int, metavar="N",
         help="multi-process strategies: start N workers on this host (127.0.0.1)")
+    add("--cpus-per-replica", type=int, metavar="N",
+        help="cores each replica owns; local workers get disjoint sets (default: an even share; under Slurm its allocation)")
     add("--launcher", choices=("gloo", "mpi"), help="horovod --local-workers: horovodrun over Gloo, or mpirun (default: gloo)")
     add("--scale-lr", action="store_true", help="multi-worker: learning rate x number of workers")
 
@@ -130,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="real|generated|synthetic for all, or per workload: mlp=generated,charrnn-gru=real")
     study.add_argument("--set", action="append", metavar="[WORKLOAD.]KEY=VALUE", dest="sets")
     study.add_argument("--results", help="default: results/<name>")
+    study.add_argument("--cpus-per-replica", type=int, metavar="N",
+                       help="cores per replica (default: this host's cores / the largest count)")
 
     comm = sub.add_parser("comm", help="allreduce bandwidth over MPI (algbw, busbw), as a record")
     comm.add_argument("--min-bytes", type=int, default=1024)
@@ -149,11 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
     for action, text in (("submit", "sbatch every script not yet submitted, then the report job"),
                          ("status", "Slurm state of every job"),
                          ("collect", "which jobs produced records, which failed, which never started"),
+                         ("wait", "wait until every submitted job has left the queue"),
                          ("cancel", "scancel every submitted job")):
         parser_ = jobs_sub.add_parser(action, help=text)
         parser_.add_argument("dir")
         if action == "collect":
             parser_.add_argument("--results", required=True, help="the study's results directory")
+        if action == "wait":
+            parser_.add_argument("--timeout", type=float, default=3600, metavar="S", help="give up after S seconds")
 
     report = sub.add_parser("report", help="performance report: tables, speedup/efficiency, plots, HTML")
     report.add_argument("results", nargs="+")
@@ -176,9 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     cluster = sub.add_parser("cluster", help="an emulated multi-node Slurm cluster on this machine (root)")
     cluster.add_argument("action", choices=("up", "run", "check"),
-                         help="up: start it and keep it until Ctrl-C; run: start it, run COMMAND, stop it; "
+                         help="up: start it and keep it until Ctrl-C; run: start it, run the command given after --, stop it; "
                               "check: say whether it can start here")
-    cluster.add_argument("command", nargs=argparse.REMAINDER, help="run: the command (after --)")
     cluster.add_argument("--dir", default="emucluster", help="its configuration, logs and state")
     cluster.add_argument("--nodes", type=int, default=2)
     cluster.add_argument("--cores-per-node", type=int, default=1)
@@ -194,7 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         argv = list(sys.argv[1:] if argv is None else argv)
-        args = build_parser().parse_args(argv)
+        trailing = argv[argv.index("--") + 1:] if "--" in argv else []    # bench cluster run ... -- CMD
+        args = build_parser().parse_args(argv[:len(argv) - len(trailing) - bool(trailing or "--" in argv)])
+        args.trailing = trailing
         return COMMANDS[args.command](args)
     except UsageError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
@@ -296,7 +304,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         workloads=chosen, strategies=[s for s in args.strategies.split(",") if s],
         counts=local.parse_counts(args.devices), name=args.name, repeats=args.repeats, epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch, data=local.data_sources(args.data, chosen),
-        overrides=parse_set_options(args.sets), results=args.results)
+        overrides=parse_set_options(args.sets), results=args.results, cpus_per_replica=args.cpus_per_replica)
     return local.run_study(study)
 
 
@@ -331,6 +339,11 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             for line in row.get("stderr_tail", []):
                 print(f"    {line}")
         return 0 if all(r["status"] == "ok" for r in rows) else 1
+    if args.jobs_command == "wait":
+        if slurm.wait(args.dir, args.timeout, report=lambda line: print(line, flush=True)):
+            return 0
+        print(f"bench: error: jobs still queued or running after {args.timeout:g} s", file=sys.stderr)
+        return 1
     if args.jobs_command == "cancel":
         print(f"cancelled {slurm.cancel(args.dir)} jobs")
         return 0
@@ -395,7 +408,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         why = emucluster.unavailable()
         print(why or "the emulated cluster can start here")
         return 1 if why else 0
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    command = args.trailing
     if args.action == "run" and not command:
         raise UsageError("bench cluster run: give the command after --")
     cluster = emucluster.EmulatedCluster(args.dir, args.nodes, args.cores_per_node, args.rate, args.delay)

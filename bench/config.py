@@ -38,6 +38,7 @@ class RunConfig:
     per_replica_batch_size: int | None = None
     devices: int | None = None
     local_workers: int | None = None        # start this many worker processes on this host
+    cpus_per_replica: int | None = None     # cores each replica owns (None: Slurm's, an even share, or all)
     launcher: str = "gloo"                  # horovod's local launcher: horovodrun over Gloo, or mpirun
     seed: int = 0
     data: str = "real"
@@ -69,7 +70,7 @@ class RunConfig:
 
     def validate(self) -> None:
         for name in ("epochs", "steps_per_epoch", "batch_size", "per_replica_batch_size", "devices",
-                     "local_workers"):
+                     "local_workers", "cpus_per_replica"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UsageError(f"--{name.replace('_', '-')} {value}: must be >= 1")

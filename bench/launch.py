@@ -5,7 +5,8 @@
     cfg.local_workers = N                  -> launch_local: the backend says which processes
                                               (mwms: N workers with TF_CONFIG; horovod: one
                                               horovodrun/mpirun), each worker gets the run's
-                                              config in DISTBENCH_RUN_CONFIG and runs it
+                                              config in DISTBENCH_RUN_CONFIG and runs it, and
+                                              its own cores (DISTBENCH_CORE_SETS, bench.binding)
     srun in a job script                   -> the backend's sbatch_lines export the config
                                               the same way; every task runs `bench run`
 
@@ -25,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import config as configs
+from bench import binding, config as configs
 from bench.config import RUN_CONFIG_ENV, RunConfig
 from bench.errors import UsageError
 from bench.procs import stop
@@ -62,11 +63,13 @@ def launch_local(cfg: RunConfig) -> int:
     worker_cfg = cfg.worker(cfg.run_id or new_run_id())
     out = run_dir(cfg.results, worker_cfg.run_id)
     processes = backend.local_processes(cfg.local_workers, worker_cfg.to_json(), cfg.launcher)
+    core_sets = binding.local_core_sets(cfg.local_workers, cfg.cpus_per_replica)
+    bound = {binding.CORE_SETS_ENV: ";".join(map(binding.format_cores, core_sets))} if core_sets else {}
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / CONFIG_FILE, worker_cfg.to_json())
     procs = []
     for rank, process in enumerate(processes):
-        env = {**os.environ, LAUNCHED_ENV: "1", **process.env}
+        env = {**os.environ, LAUNCHED_ENV: "1", **bound, **process.env}
         if rank == 0:
             procs.append(subprocess.Popen(process.command, env=env))
         else:

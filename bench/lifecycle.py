@@ -14,8 +14,11 @@ has written its record and exits.
 
 from __future__ import annotations
 
+import os
+import select
 import shutil
 import signal
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -96,6 +99,48 @@ def finish(results: str | Path, record: RunRecord) -> Path:
     return write_record(results, record)
 
 
+class Watchdog:
+    """A run blocked in a collective whose peer is gone (a dead node, a cut link) cannot
+    stop at the next step: its main thread never returns to Python, and Slurm's SIGKILL
+    follows its SIGTERM after KillWait seconds, leaving the record "running". After a first
+    signal, this thread (woken by the signal itself through the wakeup fd, which works while
+    the main thread is blocked in C++) waits for a step to end; when none ends within
+    max(grace, 2 x the longest step), it writes the record as failed and ends the process.
+    `progress()` gives (when a step last ended, the longest step), in perf_counter seconds."""
+
+    def __init__(self, progress: Callable[[], tuple[float, float]],
+                 grace_s: float = float(os.environ.get("DISTBENCH_STOP_GRACE", "3"))) -> None:
+        self.progress, self.grace_s = progress, grace_s
+        self.done = threading.Event()
+        self._read = self._write = -1
+        self._previous_fd = -1
+
+    def start(self, life: "Lifecycle") -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)
+        self._previous_fd = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
+        threading.Thread(target=self._watch, args=(life,), name="distbench-watchdog", daemon=True).start()
+
+    def stop(self) -> None:
+        self.done.set()
+        if self._write >= 0:
+            signal.set_wakeup_fd(self._previous_fd)
+            os.write(self._write, b"\0")        # wake the thread, which then leaves
+
+    def _watch(self, life: "Lifecycle") -> None:
+        select.select([self._read], [], [])
+        if self.done.is_set():
+            return
+        signum = os.read(self._read, 1)[0] or signal.SIGTERM
+        signalled = time.perf_counter()
+        while not self.done.wait(0.2):
+            last_step_end, longest = self.progress()
+            waited = time.perf_counter() - max(last_step_end, signalled)
+            if waited > max(self.grace_s, 2 * longest):
+                life.abandon(signum, f"stopped by {signal.Signals(signum).name} with no step ending for "
+                                     f"{waited:.0f} s (a collective waits for a peer that is gone)")
+
+
 class Lifecycle:
     """See the module's docstring. `writer=False` (a non-chief rank) writes nothing;
     `before_write(record)` adds measurements just before the final write, also after a
@@ -104,8 +149,10 @@ class Lifecycle:
 
     def __init__(self, results: str | Path, record: RunRecord, writer: bool = True,
                  before_write: Callable[[RunRecord], None] | None = None, discard_bad_input: bool = False,
-                 on_first_signal: Callable[[int], None] | None = None) -> None:
+                 on_first_signal: Callable[[int], None] | None = None, watchdog: Watchdog | None = None) -> None:
         self.results, self.record, self.writer = results, record, writer
+        self.watchdog = watchdog
+        self._finish_lock = threading.Lock()
         self.before_write = before_write
         self.discard_bad_input = discard_bad_input
         self.signals = Signals(on_first_signal)
@@ -119,7 +166,16 @@ class Lifecycle:
             self.path = write_record(self.results, self.record)     # a killed job leaves a trace
         self._started = time.perf_counter()
         self.signals.install()
+        if self.watchdog is not None:
+            self.watchdog.start(self)
         return self
+
+    def abandon(self, signum: int, error: str) -> None:
+        """From the watchdog's thread: the record says failed, and the process ends now."""
+        with self._finish_lock:
+            self.failed(error)
+            self._close()
+            os._exit(128 + signum)
 
     def ok(self) -> None:
         self._set(STATUS_OK, None)
@@ -136,7 +192,14 @@ class Lifecycle:
         self.exit_code = exit_code(status, signum)
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        self.signals.restore()
+        if self.watchdog is not None:
+            self.watchdog.stop()
+        with self._finish_lock:         # the watchdog, if it fired, has written the record
+            self.signals.restore()
+            return self._conclude(exc_type, exc, tb)
+
+    def _conclude(self, exc_type, exc, tb) -> bool:
+        """Status from how the body ended, then the final write; True swallows the exception."""
         swallow = True
         if exc_type is None:
             if self.record.status == STATUS_RUNNING:
@@ -157,10 +220,16 @@ class Lifecycle:
         else:
             swallow = False         # SystemExit and the like: record and pass on
             self.failed(f"{exc_type.__name__}")
+        self._close()
+        return swallow
+
+    def _close(self) -> None:
         self.record.finished_at = utc_now()
         self.record.timing["wall_s"] = time.perf_counter() - self._started
         if self.before_write is not None:
-            self.before_write(self.record)
+            try:
+                self.before_write(self.record)
+            except Exception as exc:        # measurements must not cost the record
+                self.record.extra["measurement_error"] = error_line(exc)
         if self.writer:
             self.path = finish(self.results, self.record)
-        return swallow

@@ -3,15 +3,16 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import provenance, stats, workloads
+from bench import binding, provenance, stats, workloads
 from bench.config import RunConfig
 from bench.errors import UsageError
 from bench.hparams import for_workload, resolve
-from bench.lifecycle import Lifecycle
+from bench.lifecycle import Lifecycle, Watchdog, error_line
 from bench.record import RunRecord, new_run_id, run_dir, write_csv
 import strategies
 from strategies.base import BackendOptions
@@ -51,11 +52,21 @@ def prepare(cfg: RunConfig):
 
 def run(cfg: RunConfig) -> RunResult:
     workload, backend, hp = prepare(cfg)
+    bound = bind(cfg, backend)
     topology = backend.setup(BackendOptions(devices=cfg.devices, seed=cfg.seed, scale_lr=cfg.scale_lr))
     try:
-        return _run(cfg, workload, backend, hp, topology)
+        return _run(cfg, workload, backend, hp, topology, bound)
     finally:
         backend.teardown()
+
+
+def bind(cfg: RunConfig, backend) -> binding.Binding:
+    """This process's cores and thread pools, before TensorFlow initialises."""
+    replicas = (cfg.devices or 1) if backend.multi_device else 1
+    bound = binding.resolve(replicas, cfg.cpus_per_replica)
+    binding.apply(bound)
+    binding.apply_to_tensorflow(bound)
+    return bound
 
 
 @dataclass
@@ -70,14 +81,16 @@ class _Run:
     global_batch: int
     per_replica: int
     out: Path
+    binding: binding.Binding
     timer: Any = None
+    rank_cores: list | None = None      # every rank's cores, gathered to the chief
 
     @property
     def writer(self) -> bool:
         return self.topology.is_chief
 
 
-def _run(cfg, workload, backend, hp, topology) -> RunResult:
+def _run(cfg, workload, backend, hp, topology, bound: binding.Binding) -> RunResult:
     import keras
     from bench.sampler import ResourceSampler
 
@@ -90,18 +103,44 @@ def _run(cfg, workload, backend, hp, topology) -> RunResult:
     _check_options(cfg, workload, data)
     record = _start_record(cfg, workload, backend, hp, topology, data, global_batch, per_replica)
     state = _Run(cfg, workload, backend, hp, topology, data, global_batch, per_replica,
-                 run_dir(cfg.results, record.run_id))
+                 run_dir(cfg.results, record.run_id), bound)
     sampler = ResourceSampler(cfg.sample_interval_s)
 
     def measurements(record: RunRecord) -> None:
         _measurements(record, state.timer, sampler, workload, hp, global_batch, topology.num_replicas)
+        record.host["binding"] = bound.to_record()
+        if state.rank_cores:
+            record.host["rank_cores"] = state.rank_cores
+        if topology.hosts:
+            record.host["rank_hosts"] = topology.hosts
+        if record.status == "failed" and topology.world_size > 1:
+            record.error = "; ".join(filter(None, [record.error, _lost_peers(record.error or "", topology.hosts)]))
         if state.writer:
             _write_timeseries(state.out, state.timer, sampler)
 
-    life = Lifecycle(cfg.results, record, writer=state.writer, before_write=measurements, discard_bad_input=True)
+    life = Lifecycle(cfg.results, record, writer=state.writer, before_write=measurements, discard_bad_input=True,
+                     watchdog=_watchdog(state) if topology.world_size > 1 else None)
     with life, sampler:
         _train(state, record, life, resume_from)
     return RunResult(record, life.path, life.exit_code, written=state.writer)
+
+
+def _lost_peers(error: str, hosts: list[str]) -> str:
+    """Name the peers a collective lost: the ranks its error names (TensorFlow's task:N),
+    their hosts, and what Slurm says of the job's nodes."""
+    from strategies.cluster import unresponsive_nodes
+    ranks = sorted({int(n) for n in re.findall(r"task:(\d+)", error)})
+    named = [f"rank {r} on {hosts[r]}" if r < len(hosts) else f"rank {r}" for r in ranks]
+    return "; ".join(filter(None, [f"lost {', '.join(named)}" if named else "", unresponsive_nodes()]))
+
+
+def _watchdog(state: _Run) -> Watchdog:
+    """Multi-process runs: a rank blocked in a collective after a signal still gets its record."""
+
+    def progress() -> tuple[float, float]:
+        timer = state.timer
+        return (timer.last_step_end, timer.longest_step) if timer is not None else (0.0, 0.0)
+    return Watchdog(progress)
 
 
 def _start_record(cfg, workload, backend, hp, topology, data, global_batch, per_replica) -> RunRecord:
@@ -154,7 +193,7 @@ def _train(state: _Run, record: RunRecord, life: Lifecycle, resume_from: Path | 
         record.artifacts["last_checkpoint"] = checkpoints.saved[-1] if checkpoints.saved else None
     if cfg.export and state.writer and not interrupted:
         record.artifacts["export"] = str(_export(workload, model, data, hp, state.out))
-    _timing(state, record)
+    _timing(state, record, model)
     record.extra.update({"jit_compile": bool(model.jit_compile), "parameters": int(model.count_params()),
                          "initial_epoch": initial_epoch})
     if interrupted:
@@ -188,11 +227,16 @@ def _test_metrics(state: _Run, model) -> dict[str, float]:
     return {f"test_{k}": float(v) for k, v in values.items()}
 
 
-def _timing(state: _Run, record: RunRecord) -> None:
+def _timing(state: _Run, record: RunRecord, model) -> None:
     seconds = [row.seconds for row in state.timer.rows]
-    if state.topology.world_size > 1:     # a collective: every rank takes part
+    if state.topology.world_size > 1:     # collectives: every rank takes part
         record.timing["rank_step_times_s"] = state.backend.gather(seconds)
-    communication = state.backend.communication(sum(seconds))
+        cores = state.backend.gather([float(core) for core in state.binding.cores])
+        state.rank_cores = [[int(core) for core in rank] for rank in cores]
+    try:
+        communication = state.backend.communication(model, state.timer.timed)
+    except Exception as exc:      # every rank fails alike: the measurement, not the run
+        communication = {"error": error_line(exc)}
     if communication:
         record.timing["communication"] = communication
 

@@ -44,8 +44,8 @@ class StudyConfig:
     iterations: int = 100                   # training iterations per trial (epochs)
     steps_per_iteration: int | None = None  # None: one pass over the training data
     batch_size: int | None = None
-    space: dict[str, str] = field(default_factory=dict)     # replaces the workload's default space
-    overrides: dict[str, str] = field(default_factory=dict) # --set: fixed hyperparameters
+    space: dict[str, str] = field(default_factory=dict)      # replaces the workload's default space
+    overrides: dict[str, str | int | float | bool] = field(default_factory=dict)   # --set: fixed hyperparameters
     perturbation_interval: int = 2
     quantile_fraction: float = 0.25
     synch: bool = False                     # PBT: perturb when every trial reached the interval

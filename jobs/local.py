@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import strategies
-from bench import workloads
+from bench import binding, workloads
 from bench.config import DATA_SOURCES, RUN_CONFIG_ENV, RunConfig
 from bench.errors import UsageError
 from bench.procs import bench_command
@@ -32,6 +32,8 @@ class LocalStudy:
     data: dict[str, str] = field(default_factory=dict)        # per workload; default generated
     overrides: dict[str, str] = field(default_factory=dict)   # [workload.]key -> value
     results: str | None = None                                 # default results/<name>
+    cpus_per_replica: int | None = None     # default: an even share for the largest count, so
+                                            # that 1 replica has the cores of one of N, not the machine's
 
     @property
     def results_dir(self) -> str:
@@ -50,12 +52,14 @@ def run_configs(study: LocalStudy) -> list[RunConfig]:
         raise UsageError(f"--devices {study.counts}: counts must be >= 1")
     if study.repeats < 1:
         raise UsageError(f"--repeats {study.repeats}: must be >= 1")
+    per_replica = study.cpus_per_replica or max(1, len(binding.available_cores()) // max(study.counts))
     configs = []
     for repeat in range(study.repeats):
         for workload in study.workloads:
             base = RunConfig(workload=workload, epochs=study.epochs, steps_per_epoch=study.steps_per_epoch,
                              data=study.data.get(workload, "generated"), seed=repeat,
-                             results=study.results_dir, overrides=dict(study.overrides), verbose=0)
+                             results=study.results_dir, overrides=dict(study.overrides), verbose=0,
+                             cpus_per_replica=per_replica)
             for strategy in study.strategies:
                 configs += [_with_replicas(dataclasses.replace(base, strategy=strategy), count)
                             for count in _counts(strategy, study.counts)]

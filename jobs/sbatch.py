@@ -20,7 +20,8 @@ SIGNAL = "TERM@120"
 def placement(job: Job, study: Study) -> Placement:
     profile = study.profile
     return Placement(gpus=job.gpus, nodes=job.nodes, gpu_nodes=bool(profile.gres),
-                     cpus_per_gpu=profile.cpus_per_task, mpi=profile.mpi, options=(("tune", study.tune),))
+                     cpus_per_gpu=profile.cpus_per_task, mpi=profile.mpi, cpu_bind=profile.cpu_bind,
+                     options=(("tune", study.tune),))
 
 
 def run_config(job: Job, study: Study) -> RunConfig:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
+from collections import Counter
 from pathlib import Path
 
 from bench.errors import UsageError
@@ -108,6 +110,26 @@ def _state(job_id: str) -> str:
         if field.startswith("JobState="):
             return field.split("=", 1)[1]
     return "FINISHED (state no longer known to Slurm; see `bench jobs collect`)"
+
+
+ACTIVE = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "RESIZING", "SUSPENDED")
+
+
+def wait(out: str | Path, timeout_s: float, poll_s: float = 5, report=print) -> bool:
+    """Until every submitted job (the report job too) has left the queue; `report(line)`
+    whenever the counts per state change. False when `timeout_s` passed first."""
+    deadline, shown = time.monotonic() + timeout_s, None
+    while True:
+        current = states(out)
+        counts = ", ".join(f"{n} {s.split()[0].lower()}" for s, n in sorted(Counter(current.values()).items()))
+        if counts != shown:
+            report(f"jobs: {counts}")
+            shown = counts
+        if not any(state in ACTIVE for state in current.values()):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(poll_s)
 
 
 def collect(out: str | Path, results: str | Path) -> list[dict]:

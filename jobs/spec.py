@@ -44,7 +44,7 @@ TUNE_SCHEDULERS = ("search", "pbt")
 MATRIX_KEYS = {"strategies", "gpus", "nodes"}
 WORKLOAD_KEYS = {"name", "data", "set"}
 PROFILE_KEYS = {"name", "gpus_per_node", "gres", "cpus_per_task", "mem", "partition", "qos", "account",
-                "setup", "mpi"}
+                "setup", "mpi", "cpu_bind"}
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,7 @@ class Profile:
     account: str
     setup: tuple[str, ...]
     mpi: str
+    cpu_bind: str = ""              # srun --cpu-bind for every step (e.g. cores); "" where the site binds
 
 
 @dataclass(frozen=True)
@@ -210,7 +211,14 @@ def load_profile(ref: str, spec_path: Path) -> Profile:
                    gres=str(data.get("gres", "")), cpus_per_task=where.positive(data, "cpus_per_task", 1),
                    mem=str(data.get("mem", "")), partition=str(data.get("partition", "")),
                    qos=str(data.get("qos", "")), account=str(data.get("account", "")),
-                   setup=tuple(str(line) for line in setup), mpi=str(data.get("mpi", "")))
+                   setup=tuple(str(line) for line in setup), mpi=str(data.get("mpi", "")),
+                   cpu_bind=_cpu_bind(where, data.get("cpu_bind", "")))
+
+
+def _cpu_bind(where: "_Where", value) -> str:
+    if not isinstance(value, str) or not re.match(r"^[\w:,.-]*$", value):
+        raise where.error("cpu_bind", f"{value!r} is not an srun --cpu-bind value (e.g. cores, map_cpu:0,1)")
+    return value
 
 
 class _Where:

@@ -42,6 +42,7 @@ class Topology:
     num_replicas: int = 1           # replicas training in sync, all processes
     local_devices: list[str] = field(default_factory=list)
     ranks_per_node: int = 1
+    hosts: list[str] = field(default_factory=list)     # every rank's host, in rank order
 
     @property
     def is_chief(self) -> bool:
@@ -64,6 +65,7 @@ class Placement:
     gpu_nodes: bool                 # the nodes have GPUs (else replicas are CPU devices or processes)
     cpus_per_gpu: int               # the cluster profile's cores per GPU
     mpi: str = ""                   # the profile's srun options for MPI ranks, e.g. --mpi=pmix
+    cpu_bind: str = ""              # srun --cpu-bind, e.g. cores: each task on its own cores
     options: tuple[tuple[str, str], ...] = ()   # study options a backend may read (e.g. tune)
 
     @property
@@ -117,8 +119,9 @@ class Backend:
         """True on every rank if `flag` is true on any (a collective where multi-process)."""
         return flag
 
-    def communication(self, step_seconds: float) -> dict | None:
-        """Time spent in gradient communication during fit(), where it can be measured."""
+    def communication(self, model: Any, step_seconds: list[float]) -> dict | None:
+        """The gradient collective of one step, timed apart from the measured steps, and its
+        share of the median step (a collective: every rank calls it)."""
         return None
 
     # --- launch -----------------------------------------------------------------------
@@ -151,9 +154,10 @@ class Backend:
 
     @classmethod
     def srun_options(cls, placement: Placement) -> list[str]:
+        bind = [f"--cpu-bind={placement.cpu_bind}"] if placement.cpu_bind else []
         if cls.multi_process:
-            return ["--nodes", str(placement.nodes), "--ntasks-per-node", str(placement.gpus_per_node)]
-        return ["--nodes", "1", "--ntasks", "1"]
+            return ["--nodes", str(placement.nodes), "--ntasks-per-node", str(placement.gpus_per_node), *bind]
+        return ["--nodes", "1", "--ntasks", "1", *bind]
 
     @classmethod
     def job_config(cls, placement: Placement, cfg: RunConfig) -> RunConfig:
@@ -189,6 +193,28 @@ def build_compiled_state(model: Any, strategy: Any, dataset: Any) -> None:
     batch = tf.nest.map_structure(per_replica, dataset.element_spec)
     with strategy.scope():
         compat.symbolic_build(model, batch)
+
+
+def timed_collective(reduce, shapes: list, step_seconds: list[float], what: str,
+                     repeats: int = 10) -> dict:
+    """Seconds per call of `reduce()` (2 untimed calls first) and its share of the median step;
+    `shapes` are the (shape, dtype) of what it reduces."""
+    import math
+    import statistics
+    import time
+    import tensorflow as tf
+    for _ in range(2):
+        reduce()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        reduce()
+    seconds = (time.perf_counter() - start) / repeats
+    step = statistics.median(step_seconds) if step_seconds else float("nan")
+    return {"allreduce_s": seconds, "allreduce_share": seconds / step, "bytes": sum(
+                math.prod(shape) * tf.as_dtype(dtype).size for shape, dtype in shapes),
+            "method": f"{what} of zeros shaped like the trainable variables, after training, "
+                      f"mean of {repeats}; not overlapped with compute; embedding gradients, sparse in "
+                      "training, are reduced dense here"}
 
 
 def require_positive(devices: int | None, flag: str = "--devices") -> None:

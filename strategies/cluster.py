@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import socket
+import subprocess
 from dataclasses import dataclass
 
 from bench import hostlist
@@ -43,6 +44,23 @@ def slurm_step() -> SlurmStep:
         raise UsageError(f"inconsistent Slurm environment: {len(nodes)} nodes, tasks per node {tasks}, "
                          f"{size} tasks, rank {rank}")
     return SlurmStep(rank, size, nodes, tasks)
+
+
+def unresponsive_nodes() -> str:
+    """Which of this Slurm job's nodes Slurm reports down or not responding, as one phrase
+    (for the record of a run whose collectives lost a peer); empty outside Slurm."""
+    nodes = os.environ.get("SLURM_JOB_NODELIST")
+    if not nodes:
+        return ""
+    try:
+        done = subprocess.run(["sinfo", "-h", "-N", "-n", nodes, "-o", "%N %T"], capture_output=True,
+                              text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"Slurm's node states unavailable ({exc})"
+    states = dict(line.split()[:2] for line in done.stdout.splitlines() if len(line.split()) >= 2)
+    bad = sorted(node for node, state in states.items()
+                 if state.endswith("*") or state.startswith(("down", "fail", "drain")))
+    return f"node(s) down or not responding: {', '.join(bad)}" if bad else "Slurm reports no node down"
 
 
 def port_base() -> int:

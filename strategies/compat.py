@@ -7,7 +7,7 @@ gone). Public APIs are used wherever they exist: `keras.tree`,
 `keras.utils.unpack_x_y_sample_weight`, `Model.compute_loss`.
 
 Horovod's private use is none: `horovod.tensorflow` is used through its public functions
-(`grouped_allreduce`, `broadcast_variables`, `start_timeline`); its Keras integration,
+(`grouped_allreduce`, `broadcast_variables`, `allgather_object`); its Keras integration,
 which targets Keras 2 (horovod#4290), is not used at all.
 """
 

@@ -15,7 +15,7 @@ from bench.errors import UsageError
 from bench.config import RUN_CONFIG_ENV
 from bench.procs import bench_command
 from strategies.base import (Backend, BackendOptions, LocalProcess, Topology, build_compiled_state,
-                             require_positive)
+                             require_positive, timed_collective)
 from strategies import cluster, compat
 
 COLLECTIVE_TIMEOUT_ENV = "DISTBENCH_COLLECTIVE_TIMEOUT"
@@ -40,7 +40,7 @@ class MultiWorkerMirroredBackend(Backend):
         local = [d.name for d in tf.config.list_logical_devices("GPU")] or ["/cpu:0"]
         self.topology = Topology(world_size=workers, rank=task,
                                  num_replicas=self.strategy.num_replicas_in_sync,
-                                 local_devices=local, ranks_per_node=hosts.count(me))
+                                 local_devices=local, ranks_per_node=hosts.count(me), hosts=hosts)
         return self.topology
 
     def scope(self) -> contextlib.AbstractContextManager:
@@ -59,6 +59,17 @@ class MultiWorkerMirroredBackend(Backend):
         compat.average_scalar_logs_over_workers()
         return model.fit(dataset, **kwargs)
 
+    def communication(self, model, step_seconds: list[float]) -> dict | None:
+        """The gradients' all-reduce (batched, as the optimizer does it) timed on its own."""
+        import tensorflow as tf
+        shapes = [(v.shape, v.dtype) for v in model.trainable_variables]
+
+        @tf.function
+        def reduce():
+            return self.strategy.run(lambda: tf.distribute.get_replica_context().all_reduce(
+                "MEAN", [tf.zeros(s, d) for s, d in shapes]))
+        return timed_collective(reduce, shapes, step_seconds, "replica_context.all_reduce (batched)")
+
     def gather(self, values: list[float]) -> list[list[float]]:
         return cluster.gather_floats(self.strategy, values, self.topology.world_size)
 
@@ -73,7 +84,7 @@ class MultiWorkerMirroredBackend(Backend):
         """One `bench run` per worker, each told the cluster by its TF_CONFIG."""
         addresses = [f"127.0.0.1:{port}" for port in cluster.free_ports(workers)]
         return [LocalProcess(bench_command("run"), {
-                    RUN_CONFIG_ENV: config_json,
+                    RUN_CONFIG_ENV: config_json, "DISTBENCH_LOCAL_RANK": str(rank),
                     "TF_CONFIG": json.dumps({"cluster": {"worker": addresses},
                                              "task": {"type": "worker", "index": rank}})})
                 for rank in range(workers)]

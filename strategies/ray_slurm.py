@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -81,7 +82,7 @@ def cluster(port: int = HEAD_PORT, timeout: float = 180) -> Iterator[dict]:
     head = alloc["nodes"][0]
     head_ip = socket.gethostbyname(head)
     # AF_UNIX socket paths are limited to 107 bytes: keep Ray's directory short.
-    temp_dir = f"/tmp/ray-{alloc['job']}"
+    temp_dir = f"/tmp/ray-{os.environ.get('SLURM_CLUSTER_NAME', 'slurm')[:16]}-{alloc['job']}"
     prepare_environment()
     steps: list[subprocess.Popen] = []
     try:
@@ -99,6 +100,7 @@ def cluster(port: int = HEAD_PORT, timeout: float = 180) -> Iterator[dict]:
         yield {"address": f"{head_ip}:{port}", "expected_nodes": len(alloc["nodes"]), "timeout": timeout}
     finally:
         stop(steps, grace_s=30)       # workers first, then the head
+        shutil.rmtree(temp_dir, ignore_errors=True)     # this node's; on a cluster, /tmp is per node
 
 
 def wait_for_nodes(expected: int, timeout: float) -> int:

@@ -92,8 +92,21 @@ def slurm(tmp_path_factory):
     cluster.stop()
 
 
+@pytest.fixture(scope="session")
+def emulated(tmp_path_factory):
+    """A 2-node Slurm cluster (1 core each) emulated on this machine (bench.emucluster);
+    skipped, with the reason, where the machine cannot make network namespaces."""
+    from bench import emucluster
+    why = emucluster.unavailable()
+    if why:
+        pytest.skip(why)
+    cluster = emucluster.EmulatedCluster(tmp_path_factory.mktemp("emu"), nodes=2, cores_per_node=1).start()
+    yield cluster
+    cluster.stop()
+
+
 def pytest_collection_modifyitems(config, items):
-    """Tests on the real Slurm cluster are of the stack tier, wherever they are."""
+    """Tests on a real Slurm cluster are of the stack tier, wherever they are."""
     for item in items:
-        if "slurm" in getattr(item, "fixturenames", ()):
+        if {"slurm", "emulated"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.stack)

@@ -262,3 +262,9 @@ def test_where_the_cores_come_from():
         binding.resolve(env={"SLURM_JOB_ID": "7", "SLURM_CPUS_PER_TASK": "two"})
     with pytest.raises(UsageError, match="local rank 3 has no set"):
         binding.resolve(env={"DISTBENCH_CORE_SETS": "0;1", "SLURM_LOCALID": "3"})
+
+
+def test_a_study_config_reaches_its_trials_as_data():
+    from bench.tune import StudyConfig
+    study = StudyConfig(workload="mlp", overrides={"n_neurons": 32, "optimizer": "sgd"}, space={"dropout": "uniform(0, 1)"})
+    assert config.from_dict(StudyConfig, study.to_dict(), "study") == study

@@ -27,7 +27,7 @@ sys.meta_path.insert(0, Unimportable())
 import analysis, jobs, strategies
 modules = [f"{{p.__name__}}.{{m.name}}" for p in (analysis, jobs) for m in pkgutil.iter_modules(p.__path__)]
 modules += [strategies._BACKENDS[name][0] for name in strategies.names()]
-modules += ["strategies.cluster", "strategies.ray_slurm", "strategies.timeline", "strategies.compat",
+modules += ["strategies.cluster", "strategies.ray_slurm", "strategies.compat",
             "bench.cli", "bench.launch", "bench.runner", "bench.lifecycle", "bench.record", "bench.config"]
 for module in modules:
     importlib.import_module(module)

@@ -60,9 +60,11 @@ def test_ray_on_a_slurm_allocation_runs_a_pbt_study_and_stops_ray(slurm, tmp_pat
     assert study_record.extra["ray"]["nodes"] == 1 and study_record.extra["ray"]["cpus"] == 2
     assert study_record.provenance["slurm"]["SLURM_JOB_ID"]
     assert sum(r.kind == "trial" and r.status == "ok" for r in records) == 2
-    leftover = subprocess.run(["pgrep", "-f", "ray-" + study_record.provenance["slurm"]["SLURM_JOB_ID"]],
-                              capture_output=True, text=True)
+    slurm_vars = study_record.provenance["slurm"]
+    temp_dir = f"/tmp/ray-{slurm_vars['SLURM_CLUSTER_NAME'][:16]}-{slurm_vars['SLURM_JOB_ID']}"
+    leftover = subprocess.run(["pgrep", "-f", temp_dir], capture_output=True, text=True)
     assert leftover.stdout == "", leftover.stdout
+    assert not os.path.exists(temp_dir)
 
 
 def test_ray_slurm_outside_an_allocation_is_one_line(bench, tmp_path):

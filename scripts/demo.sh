@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# `make demo`: a small scaling study ending in a report. Where the machine allows it (root,
+# network namespaces, Slurm), the real workflow on an emulated 2-node Slurm cluster: the
+# study written with `bench jobs`, submitted through Slurm, watched, collected and reported
+# (by the study's own report job). Elsewhere, the local study, and why.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH"
+results=results/emulated-demo
+
+if ! why=$(bench cluster check); then
+    echo "demo: $why; running the local study instead (replicas share this host)"
+    bench study --name local-demo --workloads mlp,memnn,charrnn-gru,charrnn-lstm \
+        --strategies default,mirrored,mwms,horovod --devices 1,2 --epochs 2 --steps-per-epoch 20 \
+        --data mlp=generated,memnn=generated,charrnn-gru=real,charrnn-lstm=real \
+        --set charrnn-gru.rnn_units=256 --set charrnn-lstm.rnn_units=256
+    bench comm --local-workers 2 --max-bytes 16777216 --results results/local-demo
+    bench tune pbt memnn --data generated --set train_questions=2000 --smoke-test \
+        --steps-per-iteration 50 --synch --num-cpus 2 --results results/local-demo
+    bench report results/local-demo -o results/local-demo/report
+    exit 0
+fi
+
+rm -rf "$results" "$results-jobs"
+mkdir -p "$results"
+bench tune pbt memnn --data generated --set train_questions=2000 --smoke-test \
+    --steps-per-iteration 50 --synch --num-cpus 2 --results "$results"
+bench jobs write examples/emulated-demo.toml -o "$results-jobs"
+bench cluster run --dir "$results-jobs/cluster" --nodes 2 --cores-per-node 1 -- bash -euo pipefail -c "
+    srun -N2 -n2 -c1 --mpi=pmix bench comm --max-bytes 16777216 --results $results
+    bench jobs submit $results-jobs
+    bench jobs wait $results-jobs --timeout 2400
+    bench jobs collect $results-jobs --results $results || true"
+test -f "$results/report/report.md" || { echo "demo: the report job wrote no report" >&2; exit 1; }
+sed -n '1,/^## /p' "$results/report/report.md" | head -n -1
+echo "demo: report in $results/report/report.md and report.html"

@@ -1,0 +1,104 @@
+"""The multi-node paths on an emulated 2-node Slurm cluster (bench.emucluster): each node its
+own network, hostname, munged and slurmd on its own core. MultiWorkerMirroredStrategy through
+SlurmClusterResolver, Horovod through srun --mpi=pmix, bench comm between the nodes, a Ray
+study whose workers join through the srun worker step."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bench.config import RUN_CONFIG_ENV
+from bench.record import read_record
+from conftest import record_paths
+
+pytestmark = pytest.mark.stack
+
+
+def srun(cluster, args, tmp_path, config=None, timeout=600):
+    env = {**os.environ, **cluster.env}
+    if config is not None:
+        env[RUN_CONFIG_ENV] = json.dumps(config)
+    return subprocess.run(["srun", *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=timeout)
+
+
+@pytest.mark.parametrize("strategy, mpi", [("mwms", []), ("horovod", ["--mpi=pmix"])])
+def test_one_rank_per_node_on_its_own_core(emulated, tmp_path, strategy, mpi):
+    results = tmp_path / "results"
+    config = {"workload": "mlp", "strategy": strategy, "data": "generated", "steps_per_epoch": 8,
+              "per_replica_batch_size": 32, "results": str(results), "verbose": 0, "overrides": {"n_neurons": "32"}}
+    done = srun(emulated, ["-N2", "-n2", "-c1", *mpi, sys.executable, "-m", "bench", "run"], tmp_path, config)
+    assert done.returncode == 0, done.stderr[-3000:]
+    [path] = record_paths(results)
+    record = read_record(path)
+    assert record.status == "ok" and record.world_size == 2 and record.ranks_per_node == 1
+    assert record.host["rank_hosts"] == emulated.hostnames
+    assert record.host["binding"]["source"] == "slurm" and record.host["binding"]["cores"] == [0]
+    assert record.host["rank_cores"] == [[0], [1]]
+    assert [len(t) for t in record.timing["rank_step_times_s"]] == [8, 8]
+
+
+def test_bench_comm_between_nodes(emulated, tmp_path):
+    done = srun(emulated, ["-N2", "-n2", "-c1", "--mpi=pmix", sys.executable, "-m", "bench", "comm",
+                           "--max-bytes", "1048576", "--results", str(tmp_path)], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = read_record(done.stdout.strip().splitlines()[-1])
+    assert record.kind == "comm" and record.config["hosts"] == emulated.hostnames
+    assert record.metrics["peak_busbw_GBps"] > 0
+
+
+def test_ray_study_with_a_worker_on_the_other_node(emulated, tmp_path):
+    """bench tune --ray slurm in a 2-node batch job: the head on the first node, the workers'
+    srun step on the second, one trial on each."""
+    results = tmp_path / "results"
+    study = (f"{sys.executable} -m bench tune search mlp --ray slurm --samples 2 --iterations 2 "
+             f"--steps-per-iteration 5 --data generated --set n_neurons=16 --no-retrain --results {results}")
+    done = subprocess.run(["sbatch", "--wait", "--nodes=2", "--ntasks-per-node=1", "--cpus-per-task=1",
+                           "-o", str(tmp_path / "job.out"), "--wrap", study],
+                          capture_output=True, text=True, env={**os.environ, **emulated.env}, cwd=tmp_path,
+                          timeout=600)
+    output = (tmp_path / "job.out").read_text()
+    assert done.returncode == 0, output[-3000:]
+    records = [read_record(p) for p in record_paths(results)]
+    [study_record] = [r for r in records if r.kind == "study"]
+    assert study_record.status == "ok" and study_record.extra["ray"]["nodes"] == 2
+    hosts = set()
+    for log in (results / study_record.run_id / "trials").glob("*.jsonl"):
+        hosts |= {json.loads(line)["host"] for line in log.read_text().splitlines()}
+    assert hosts == set(emulated.hostnames)
+
+
+@pytest.mark.parametrize("strategy, fault", [("mwms", "kill"), ("horovod", "link")])
+def test_a_dead_node_or_cut_link_ends_the_job_with_a_record_naming_the_node(emulated, tmp_path, strategy, fault):
+    """Node 2 dies (its slurmd and tasks killed) or its link goes down mid-run: the job ends
+    within a bounded time and the chief's record says failed and names the node."""
+    import time
+    results = tmp_path / "results"
+    config = {"workload": "mlp", "strategy": strategy, "data": "generated", "steps_per_epoch": 100000,
+              "per_replica_batch_size": 32, "results": str(results), "verbose": 0, "overrides": {"n_neurons": "32"}}
+    env = {**os.environ, **emulated.env, RUN_CONFIG_ENV: json.dumps(config)}
+    mpi = ["--mpi=pmix"] if strategy == "horovod" else []
+    job = subprocess.Popen(["srun", "-N2", "-n2", "-c1", *mpi, sys.executable, "-m", "bench", "run"], env=env,
+                           cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not record_paths(results):
+            time.sleep(0.5)
+        time.sleep(10)                   # training, past the first steps
+        assert job.poll() is None, "the run ended before the fault"
+        started = time.monotonic()
+        emulated.kill_node(1) if fault == "kill" else emulated.set_link(1, False)
+        job.wait(timeout=120)
+        ended_after = time.monotonic() - started
+    finally:
+        if job.poll() is None:
+            job.kill()
+        if fault == "link":
+            emulated.set_link(1, True)
+        emulated.restart_node(1)
+    [path] = record_paths(results)
+    record = read_record(path)
+    assert record.status == "failed" and emulated.hostnames[1] in record.error, record.error
+    assert ended_after < 90
