@@ -161,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
             parser_.add_argument("--results", required=True, help="the study's results directory")
         if action == "wait":
             parser_.add_argument("--timeout", type=float, default=3600, metavar="S", help="give up after S seconds")
+            parser_.add_argument("--poll", type=float, default=5, metavar="S", help="ask Slurm every S seconds")
 
     report = sub.add_parser("report", help="performance report: tables, speedup/efficiency, plots, HTML")
     report.add_argument("results", nargs="+")
@@ -340,7 +341,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
                 print(f"    {line}")
         return 0 if all(r["status"] == "ok" for r in rows) else 1
     if args.jobs_command == "wait":
-        if slurm.wait(args.dir, args.timeout, report=lambda line: print(line, flush=True)):
+        if slurm.wait(args.dir, args.timeout, args.poll, report=lambda line: print(line, flush=True)):
             return 0
         print(f"bench: error: jobs still queued or running after {args.timeout:g} s", file=sys.stderr)
         return 1

@@ -165,7 +165,7 @@ def _train(state: _Run, record: RunRecord, life: Lifecycle, resume_from: Path | 
     with backend.scope():
         model = workload.build(data, hp, state.per_replica, jit_compile=cfg.jit)
         initial_epoch = _restore(model, resume_from) if resume_from else 0
-    train, validation = _datasets(state)
+    train, steps, validation = _datasets(state)
     state.timer = timer = cb.StepTimer(cfg.warmup_steps)
     agree = backend.any_rank if state.topology.world_size > 1 else None
     callbacks = [timer, cb.StopOnSignal(lambda: life.signals.received is not None, agree)]
@@ -177,7 +177,7 @@ def _train(state: _Run, record: RunRecord, life: Lifecycle, resume_from: Path | 
     if cfg.checkpoint_every and state.writer:
         checkpoints = cb.EpochCheckpoint(state.out / "checkpoints", cfg.checkpoint_every)
         callbacks.append(checkpoints)
-    history = backend.fit(model, train, epochs=cfg.epochs, initial_epoch=initial_epoch,
+    history = backend.fit(model, train, epochs=cfg.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
                           validation_data=validation, callbacks=callbacks + workload.callbacks(hp),
                           verbose=cfg.verbose if state.writer else 0, shuffle=False)
     interrupted = (agree or bool)(life.signals.received is not None)
@@ -196,6 +196,8 @@ def _train(state: _Run, record: RunRecord, life: Lifecycle, resume_from: Path | 
     _timing(state, record, model)
     record.extra.update({"jit_compile": bool(model.jit_compile), "parameters": int(model.count_params()),
                          "initial_epoch": initial_epoch})
+    if backend.settings:
+        record.extra["backend_settings"] = backend.settings
     if interrupted:
         life.interrupted()      # this rank's signal, or a peer's
     else:
@@ -203,18 +205,21 @@ def _train(state: _Run, record: RunRecord, life: Lifecycle, resume_from: Path | 
 
 
 def _datasets(state: _Run):
-    """The training pipeline (global batches, as the backend feeds them) and validation."""
+    """The training pipeline (global batches, as the backend feeds them), the steps of an
+    epoch (None: one pass), and validation. With a step count the pipeline repeats and
+    fit() keeps one iterator across epochs: a new iterator per epoch cost MultiWorkerMirrored
+    10 s at every epoch's first step on the emulated nodes (a new distributed iterator)."""
     cfg, workload, data, backend = state.cfg, state.workload, state.data, state.backend
     train = workload.dataset(data, "train", state.global_batch, state.hp, cfg.seed, training=True)
     steps = cfg.steps_per_epoch or (None if data.source != "synthetic"
                                     else workload.steps_per_epoch(data, state.global_batch))
     if steps:
-        train = train.repeat().take(steps)
+        train = train.repeat()
     validation = None
     if data.source != "synthetic" and "val" in data.splits:
         validation = backend.prepare_dataset(
             workload.dataset(data, "val", state.global_batch, state.hp, cfg.seed, training=False), training=False)
-    return backend.prepare_dataset(train), validation
+    return backend.prepare_dataset(train), steps, validation
 
 
 def _test_metrics(state: _Run, model) -> dict[str, float]:

@@ -91,6 +91,7 @@ class Backend:
 
     def __init__(self) -> None:
         self.topology = Topology()
+        self.settings: dict[str, str] = {}     # what setup() tuned (e.g. environment), for the record
 
     @classmethod
     def available(cls) -> tuple[bool, str]:

@@ -19,6 +19,7 @@ from strategies.base import (Backend, BackendOptions, LocalProcess, Topology, bu
 from strategies import cluster, compat
 
 COLLECTIVE_TIMEOUT_ENV = "DISTBENCH_COLLECTIVE_TIMEOUT"
+BYTES_PER_PACK_ENV = "DISTBENCH_MWMS_BYTES_PER_PACK"
 
 
 class MultiWorkerMirroredBackend(Backend):
@@ -32,7 +33,11 @@ class MultiWorkerMirroredBackend(Backend):
         hosts, task = _hosts(resolver)
         import tensorflow as tf
         timeout = float(os.environ.get(COLLECTIVE_TIMEOUT_ENV, "300"))
-        communication = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout)
+        # gradients packed into few all-reduces: one collective per variable (the default,
+        # bytes_per_pack=0) paid its latency ~10 times a step on the emulated nodes
+        pack = int(os.environ.get(BYTES_PER_PACK_ENV, str(64 << 20)))
+        communication = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout, bytes_per_pack=pack)
+        self.settings = {"bytes_per_pack": str(pack), "collective_timeout_s": str(timeout)}
         self.strategy = tf.distribute.MultiWorkerMirroredStrategy(
             cluster_resolver=resolver, communication_options=communication)
         workers = len(hosts)
@@ -65,7 +70,7 @@ class MultiWorkerMirroredBackend(Backend):
         shapes = [(v.shape, v.dtype) for v in model.trainable_variables]
 
         @tf.function
-        def reduce():
+        def reduce():       # collective ops are stateful: Grappler does not fold them away
             return self.strategy.run(lambda: tf.distribute.get_replica_context().all_reduce(
                 "MEAN", [tf.zeros(s, d) for s, d in shapes]))
         return timed_collective(reduce, shapes, step_seconds, "replica_context.all_reduce (batched)")

@@ -102,3 +102,42 @@ def test_a_dead_node_or_cut_link_ends_the_job_with_a_record_naming_the_node(emul
     record = read_record(path)
     assert record.status == "failed" and emulated.hostnames[1] in record.error, record.error
     assert ended_after < 90
+
+
+STUDY = """
+[study]
+name = "emu"
+profile = "emulated"
+results = "results"
+steps_per_epoch = 8
+time_limit = "00:10:00"
+scaling = "weak"
+batch_size = 32
+
+[matrix]
+strategies = ["mwms", "horovod"]
+gpus = [1, 2]
+
+[[workloads]]
+name = "mlp"
+data = "generated"
+set = { n_neurons = 16 }
+"""
+
+
+def test_a_generated_study_is_submitted_watched_collected_and_reported(emulated, bench, tmp_path):
+    (tmp_path / "study.toml").write_text(STUDY)
+    env = {**emulated.env, "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
+    jobs = str(tmp_path / "jobs")
+    assert bench("jobs", "write", str(tmp_path / "study.toml"), "-o", jobs, env=env).returncode == 0
+    done = bench("jobs", "submit", jobs, env=env)
+    assert "submitted 4 jobs (0 already submitted)" in done.stdout, done.stderr
+    waited = bench("jobs", "wait", jobs, "--timeout", "400", "--poll", "2", env=env)
+    assert waited.returncode == 0, waited.stdout + waited.stderr
+    collected = bench("jobs", "collect", jobs, "--results", str(tmp_path / "results"), env=env)
+    assert collected.returncode == 0 and collected.stdout.count("ok ") == 4, collected.stdout
+    records = [read_record(p) for p in record_paths(tmp_path / "results")]
+    two_nodes = [r for r in records if r.num_replicas == 2]
+    assert len(two_nodes) == 2 and all(r.host["rank_hosts"] == emulated.hostnames for r in two_nodes)
+    report = tmp_path / "results" / "report" / "report.md"      # the study's report job, after all
+    assert report.is_file() and "| mlp" in report.read_text()
