@@ -85,3 +85,42 @@ def with_measured(prediction: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame
     out = prediction.merge(measured, on=keys, how="left")
     out["measured_over_predicted"] = out["measured_samples_per_s"] / out["samples_per_s"]
     return out.replace([np.inf, -np.inf], np.nan)
+
+
+# --- the alpha-beta model, fitted from measurements ------------------------------------
+
+def fit_alpha_beta(rows: list[dict], ranks: int) -> tuple[float, float]:
+    """(alpha seconds per message, bus bandwidth bytes/s) of a ring allreduce over `ranks`,
+    fitted by least squares to every message size of a `bench comm` run:
+        time = 2(n-1) alpha + 2(n-1)/n x bytes / B
+    `rows` are its `allreduce` rows (bytes, time_us)."""
+    sizes = np.array([row["bytes"] for row in rows], dtype=float)
+    times = np.array([row["time_us"] for row in rows], dtype=float) * 1e-6
+    if len(sizes) < 2 or ranks < 2:
+        raise ValueError("need 2 or more message sizes and 2 or more ranks")
+    slope, intercept = np.polyfit(sizes, times, 1)
+    alpha = max(float(intercept), 0.0) / (2 * (ranks - 1))
+    return alpha, 2 * (ranks - 1) / ranks / float(slope)
+
+
+def fit_compute(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """(t0 seconds, c seconds per sample) of t(b) = t0 + c x b from (per-replica batch, step
+    seconds) at two or more batch sizes."""
+    batches = np.array([b for b, _ in points], dtype=float)
+    if len(set(batches)) < 2:
+        raise ValueError("need steps at two or more per-replica batch sizes")
+    slope, intercept = np.polyfit(batches, np.array([t for _, t in points], dtype=float), 1)
+    return float(intercept), float(slope)
+
+
+def allreduce_s(nbytes: float, ranks: int, alpha: float, bandwidth: float, collectives: int = 1) -> float:
+    """A ring allreduce of `nbytes` in `collectives` pieces (each pays its latency)."""
+    if ranks < 2:
+        return 0.0
+    return collectives * 2 * (ranks - 1) * alpha + 2 * (ranks - 1) / ranks * nbytes / bandwidth
+
+
+def step_s(compute: float, overhead: float, communication: float, overlap: float = 0.0) -> float:
+    """compute + the framework's fixed cost per step + the part of communication that does
+    not overlap compute (`overlap`: the share that does, 0..1)."""
+    return compute + overhead + (1 - overlap) * communication

@@ -105,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="workloads and strategies, and which are available here")
     sub.add_parser("env", help="versions, devices and NVML state of this host")
+    doctor = sub.add_parser("doctor", help="is this node set up right? one line per check, and the fix")
+    doctor.add_argument("--gpus", type=int, metavar="N", help="GPUs this node should show (default: Slurm's allocation)")
+    doctor.add_argument("--data-dir")
+    doctor.add_argument("--results", default=os.environ.get("DISTBENCH_RESULTS", "results"))
 
     gen = sub.add_parser("generate", help="generate text from a char-RNN export or run")
     gen.add_argument("source", help="an export directory, or a run directory / checkpoint of a char-RNN run")
@@ -141,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     comm.add_argument("--warmup", type=int, default=5)
     comm.add_argument("--iters", type=int, default=20)
     comm.add_argument("--local-workers", type=int, metavar="N", help="mpirun N ranks on this host")
+    comm.add_argument("--algorithm", default="default",
+                      help="Open MPI's allreduce algorithm: default (Open MPI chooses), ring, recursive_doubling, "
+                           "rabenseifner, segmented_ring, nonoverlapping, basic_linear")
     comm.add_argument("--results", default=os.environ.get("DISTBENCH_RESULTS", "results"))
 
     jobs = sub.add_parser("jobs", help="scaling-study specs to sbatch scripts")
@@ -265,6 +272,17 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from bench import doctor
+    checks = doctor.run_checks(args.data_dir, args.results, args.gpus)
+    for check in checks:
+        print(check.line(), flush=True)
+    errors = sum(check.status == doctor.ERROR for check in checks)
+    if errors:
+        print(f"bench: error: {errors} check(s) failed", file=sys.stderr)
+    return 1 if errors else 0
+
+
 def cmd_env(args: argparse.Namespace) -> int:
     import json
     from bench import gpu, provenance
@@ -316,7 +334,8 @@ def cmd_comm(args: argparse.Namespace) -> int:
     if handed is not None:            # a rank started by `bench comm --local-workers N`
         return comm.main(from_json(comm.CommConfig, handed, comm.COMM_CONFIG_ENV))
     return comm.main(comm.CommConfig(min_bytes=args.min_bytes, max_bytes=args.max_bytes, warmup=args.warmup,
-                                     iters=args.iters, results=args.results, local_workers=args.local_workers))
+                                     iters=args.iters, results=args.results, local_workers=args.local_workers,
+                                     algorithm=args.algorithm))
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
@@ -434,7 +453,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 COMMANDS = {"run": cmd_run, "list": cmd_list, "env": cmd_env, "generate": cmd_generate,
             "data": cmd_data, "study": cmd_study, "summary": cmd_summary, "comm": cmd_comm,
             "jobs": cmd_jobs, "report": cmd_report, "tune": cmd_tune,
-            "compare": cmd_compare, "cluster": cmd_cluster}
+            "compare": cmd_compare, "cluster": cmd_cluster, "doctor": cmd_doctor}
 
 if __name__ == "__main__":
     sys.exit(main())

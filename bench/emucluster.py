@@ -52,7 +52,7 @@ def unavailable() -> str | None:
 
 class EmulatedCluster:
     def __init__(self, root: str | Path, nodes: int = 2, cores_per_node: int = 1, rate: str | None = None,
-                 delay: str | None = None, subnet: str = "10.213.7", name: str = "emu") -> None:
+                 delay: str | None = None, subnet: str | None = None, name: str = "emu") -> None:
         if not 1 <= nodes <= 8:
             raise UsageError(f"--nodes {nodes}: 1 to 8 nodes")
         if cores_per_node < 1 or nodes * cores_per_node > len(os.sched_getaffinity(0)):
@@ -60,13 +60,16 @@ class EmulatedCluster:
                              f"{len(os.sched_getaffinity(0))} cores")
         self.root = Path(root).resolve()
         self.nodes, self.cores_per_node, self.rate, self.delay = nodes, cores_per_node, rate, delay
-        self.subnet, self.name = subnet, name
+        # per process, so that two clusters on one machine (a test run beside a demo) do not
+        # share an address range; only ever on the cluster's own bridge
+        self.subnet = subnet or f"10.213.{20 + os.getpid() % 200}"
+        self.name = name
         tag = f"{os.getpid() % 10000}"
         self.bridge = f"dbb{tag}"
         self.netns = [f"db{tag}n{i}" for i in range(1, nodes + 1)]
         self.veths = [f"db{tag}v{i}" for i in range(1, nodes + 1)]
         self.hostnames = [f"{name}node{i}" for i in range(1, nodes + 1)]
-        self.addresses = [f"{subnet}.{10 + i}" for i in range(1, nodes + 1)]
+        self.addresses = [f"{self.subnet}.{10 + i}" for i in range(1, nodes + 1)]
         self.conf = self.root / "slurm.conf"
         self._daemons: list[subprocess.Popen] = []
         self._node_daemons: dict[int, subprocess.Popen] = {}
@@ -166,7 +169,10 @@ class EmulatedCluster:
     # --- start-up -------------------------------------------------------------------
 
     def _network(self) -> None:
-        run = lambda *args: subprocess.run(args, check=True, capture_output=True)  # noqa: E731
+        def run(*args: str) -> None:
+            done = subprocess.run(args, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise RuntimeError(f"{' '.join(args)}: {done.stderr.strip() or done.returncode}")
         self._made_links = True
         run("ip", "link", "add", self.bridge, "type", "bridge")
         run("ip", "addr", "add", f"{self.controller}/24", "dev", self.bridge)

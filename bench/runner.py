@@ -114,7 +114,8 @@ def _run(cfg, workload, backend, hp, topology, bound: binding.Binding) -> RunRes
         if topology.hosts:
             record.host["rank_hosts"] = topology.hosts
         if record.status == "failed" and topology.world_size > 1:
-            record.error = "; ".join(filter(None, [record.error, _lost_peers(record.error or "", topology.hosts)]))
+            lost = _lost_peers(record.error or "", topology.hosts)
+            record.error = _shorten("; ".join(filter(None, [lost, record.error])))
         if state.writer:
             _write_timeseries(state.out, state.timer, sampler)
 
@@ -123,6 +124,10 @@ def _run(cfg, workload, backend, hp, topology, bound: binding.Binding) -> RunRes
     with life, sampler:
         _train(state, record, life, resume_from)
     return RunResult(record, life.path, life.exit_code, written=state.writer)
+
+
+def _shorten(text: str, limit: int = 400) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _lost_peers(error: str, hosts: list[str]) -> str:

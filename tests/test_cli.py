@@ -92,3 +92,16 @@ def test_run_prints_record_path_last(bench, tmp_path):
     assert done.returncode == 0, done.stderr
     last = done.stdout.strip().splitlines()[-1]
     assert last.endswith("record.json") and read_json(last)["status"] == "ok"
+
+
+def test_doctor_says_there_is_no_gpu_and_fails_where_gpus_are_expected(bench, tmp_path):
+    done = bench("doctor", "--results", str(tmp_path / "r"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert all(line.split()[0] in ("ok", "warning", "error") for line in lines)
+    assert any(line.startswith("warning  tensorflow:") and "no GPU" in line for line in lines)
+    assert any(line.startswith("ok       horovod:") for line in lines)
+    expecting = bench("doctor", "--gpus", "2", "--results", str(tmp_path / "r"))
+    assert expecting.returncode == 1
+    assert any(line.startswith("error    tensorflow:") and "2 GPU(s) expected" in line for line in expecting.stdout.splitlines())
+    assert error_lines(expecting.stderr) == ["bench: error: 2 check(s) failed"]

@@ -152,3 +152,25 @@ def test_compare_flags_a_regression_beyond_tolerance_and_not_noise(bench, tmp_pa
     assert bench("compare", str(tmp_path / "base"), str(tmp_path / "slower"), "--tolerance", "15%").returncode == 0
     bad = bench("compare", str(tmp_path / "base"), str(tmp_path / "slower"), "--tolerance", "lots")
     assert bad.returncode == 2 and "--tolerance 'lots'" in bad.stderr
+
+
+def test_alpha_beta_fit_recovers_a_known_link():
+    """2 ranks, alpha 50 us, busbw 1 GB/s: time = 2 alpha + bytes / B."""
+    from analysis import predict
+    rows = [{"bytes": s, "time_us": (2 * 50e-6 + s / 1e9) * 1e6} for s in (1 << 10, 1 << 16, 1 << 20, 1 << 24)]
+    alpha, bandwidth = predict.fit_alpha_beta(rows, 2)
+    assert alpha == pytest.approx(50e-6) and bandwidth == pytest.approx(1e9)
+    four = [{"bytes": s, "time_us": (6 * 20e-6 + 1.5 * s / 2e9) * 1e6} for s in (1 << 12, 1 << 22)]
+    assert predict.fit_alpha_beta(four, 4) == pytest.approx((20e-6, 2e9))
+
+
+def test_compute_fit_and_step_model_known_answers():
+    from analysis import predict
+    t0, c = predict.fit_compute([(32, 0.010 + 32 * 0.001), (64, 0.010 + 64 * 0.001)])
+    assert (t0, c) == pytest.approx((0.010, 0.001))
+    comm = predict.allreduce_s(4e6, 2, alpha=1e-4, bandwidth=1e9, collectives=3)
+    assert comm == pytest.approx(3 * 2 * 1e-4 + 4e6 / 1e9)
+    assert predict.step_s(0.074, 0.005, comm, overlap=0.5) == pytest.approx(0.079 + comm / 2)
+    assert predict.allreduce_s(4e6, 1, 1e-4, 1e9) == 0.0
+    with pytest.raises(ValueError):
+        predict.fit_compute([(32, 0.1), (32, 0.2)])

@@ -14,6 +14,17 @@ LOADERS = {
 }
 
 
+def missing(data_dir: str | None) -> list[str]:
+    """The datasets not present (and valid) under data_dir or the cache; nothing is downloaded."""
+    absent = []
+    for name, load in LOADERS.items():
+        try:
+            load(data_dir, download=False)
+        except DataError:
+            absent.append(name)
+    return absent
+
+
 def run(action: str, names: list[str], data_dir: str | None) -> int:
     unknown = [n for n in names if n not in LOADERS]
     if unknown:
