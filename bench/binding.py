@@ -105,11 +105,17 @@ def apply(binding: Binding) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(binding.intra_op_threads))
 
 
-def apply_to_tensorflow(binding: Binding) -> None:
-    """The same thread counts through TensorFlow's API (after import, before it initialises)."""
+def apply_to_tensorflow(binding: Binding) -> bool:
+    """The same thread counts through TensorFlow's API (after import, before it initialises).
+    False where TensorFlow already runs in this process (a run inside a tuning study's
+    driver): its pools stay as they are."""
     import tensorflow as tf
-    tf.config.threading.set_intra_op_parallelism_threads(binding.intra_op_threads)
-    tf.config.threading.set_inter_op_parallelism_threads(binding.inter_op_threads)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(binding.intra_op_threads)
+        tf.config.threading.set_inter_op_parallelism_threads(binding.inter_op_threads)
+    except RuntimeError:
+        return False
+    return True
 
 
 def local_core_sets(workers: int, cpus_per_replica: int | None) -> list[list[int]] | None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +66,8 @@ def bind(cfg: RunConfig, backend) -> binding.Binding:
     replicas = (cfg.devices or 1) if backend.multi_device else 1
     bound = binding.resolve(replicas, cfg.cpus_per_replica)
     binding.apply(bound)
-    binding.apply_to_tensorflow(bound)
+    if not binding.apply_to_tensorflow(bound):
+        bound = dataclasses.replace(bound, source=f"{bound.source}; TensorFlow already running, pools unchanged")
     return bound
 
 
