@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from bench.errors import UsageError
+from bench.procs import free_ports
 
 DAEMONS = ("munged", "slurmctld", "slurmd")
 TOOLS = ("ip", "tc", "nsenter", "unshare", "taskset", "sinfo", "srun", "sbatch")
@@ -202,7 +203,7 @@ class EmulatedCluster:
         hosts = Path("/etc/hosts").read_text() + f"\n{self.controller} {socket.gethostname().split('.')[0]}-ctl\n"
         hosts += "".join(f"{a} {h}\n" for a, h in zip(self.addresses, self.hostnames))
         (self.root / "etc" / "hosts").write_text(hosts)
-        ctl_port, node_port = _free_ports(2)
+        ctl_port, node_port = free_ports(2)
         nodes = f"{self.name}node[1-{self.nodes}]" if self.nodes > 1 else self.hostnames[0]
         lines = [
             f"ClusterName=distbench-{self.name}", f"SlurmctldHost={socket.gethostname().split('.')[0]}({self.controller})",
@@ -292,16 +293,3 @@ def _kill_group(proc: subprocess.Popen, signum: int) -> None:
         os.killpg(proc.pid, signum)
     except (ProcessLookupError, PermissionError):
         pass
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import socket
 import subprocess
 from dataclasses import dataclass
 
@@ -69,20 +68,6 @@ def port_base() -> int:
         return int(os.environ["DISTBENCH_PORT_BASE"])
     job = int(os.environ.get("SLURM_JOB_ID", "0") or 0)
     return 20000 + (job % 2000) * 16
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct free TCP ports on 127.0.0.1."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def gather_floats(strategy, values: list[float], world_size: int) -> list[list[float]]:

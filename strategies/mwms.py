@@ -13,7 +13,7 @@ import os
 
 from bench.errors import UsageError
 from bench.config import RUN_CONFIG_ENV
-from bench.procs import bench_command
+from bench.procs import bench_command, free_ports
 from strategies.base import (Backend, BackendOptions, LocalProcess, Topology, build_compiled_state,
                              require_positive, timed_collective)
 from strategies import cluster, compat
@@ -87,7 +87,7 @@ class MultiWorkerMirroredBackend(Backend):
     @classmethod
     def local_processes(cls, workers: int, config_json: str, launcher: str) -> list[LocalProcess]:
         """One `bench run` per worker, each told the cluster by its TF_CONFIG."""
-        addresses = [f"127.0.0.1:{port}" for port in cluster.free_ports(workers)]
+        addresses = [f"127.0.0.1:{port}" for port in free_ports(workers)]
         return [LocalProcess(bench_command("run"), {
                     RUN_CONFIG_ENV: config_json, "DISTBENCH_LOCAL_RANK": str(rank),
                     "TF_CONFIG": json.dumps({"cluster": {"worker": addresses},

@@ -11,7 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from strategies.cluster import free_ports
+from bench.procs import free_ports
 
 DAEMONS = ("munged", "slurmctld", "slurmd")
 
