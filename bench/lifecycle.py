@@ -75,10 +75,18 @@ def exit_code(status: str, signum: int | None = None) -> int:
     return 1
 
 
-def error_line(exc: BaseException, limit: int = 400) -> str:
-    """`Type: message` in one line: TensorFlow's errors can hold whole tensors and traces."""
-    flat = " ".join(f"{type(exc).__name__}: {_reason(exc)}".split())
+ERROR_LIMIT = 400
+
+
+def one_line(text: str, limit: int = ERROR_LIMIT) -> str:
+    """A record's error line: whitespace folded, at most `limit` characters."""
+    flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def error_line(exc: BaseException, limit: int = ERROR_LIMIT) -> str:
+    """`Type: message` in one line: TensorFlow's errors can hold whole tensors and traces."""
+    return one_line(f"{type(exc).__name__}: {_reason(exc)}", limit)
 
 
 def _reason(exc: BaseException) -> str:

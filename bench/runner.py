@@ -13,7 +13,7 @@ from bench import binding, provenance, stats, workloads
 from bench.config import RunConfig
 from bench.errors import UsageError
 from bench.hparams import for_workload, resolve
-from bench.lifecycle import Lifecycle, Watchdog, error_line
+from bench.lifecycle import Lifecycle, Watchdog, error_line, one_line
 from bench.record import RunRecord, new_run_id, run_dir, write_csv
 import strategies
 from strategies.base import BackendOptions
@@ -117,7 +117,7 @@ def _run(cfg, workload, backend, hp, topology, bound: binding.Binding) -> RunRes
             record.host["rank_hosts"] = topology.hosts
         if record.status == "failed" and topology.world_size > 1:
             lost = _lost_peers(record.error or "", topology.hosts)
-            record.error = _shorten("; ".join(filter(None, [lost, record.error])))
+            record.error = one_line("; ".join(filter(None, [lost, record.error])))
         if state.writer:
             _write_timeseries(state.out, state.timer, sampler)
 
@@ -126,10 +126,6 @@ def _run(cfg, workload, backend, hp, topology, bound: binding.Binding) -> RunRes
     with life, sampler:
         _train(state, record, life, resume_from)
     return RunResult(record, life.path, life.exit_code, written=state.writer)
-
-
-def _shorten(text: str, limit: int = 400) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _lost_peers(error: str, hosts: list[str]) -> str:
