@@ -59,6 +59,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         help="cores each replica owns; local workers get disjoint sets (default: an even share; under Slurm its allocation)")
     add("--launcher", choices=("gloo", "mpi"), help="horovod --local-workers: horovodrun over Gloo, or mpirun (default: gloo)")
     add("--scale-lr", action="store_true", help="multi-worker: learning rate x number of workers")
+    add("--sparse-gradients", action="store_true",
+        help="keep embeddings' gradients sparse (for tables much larger than a step's lookups; default: dense)")
 
 
 def _add_tune_options(p: argparse.ArgumentParser, scheduler: str) -> None:

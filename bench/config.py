@@ -54,6 +54,7 @@ class RunConfig:
     resume: str | None = None               # checkpoint file or a run directory
     export: bool = False                    # char-RNNs: a SavedModel text generator
     scale_lr: bool = False                  # multi-worker: learning rate x number of workers
+    sparse_gradients: bool = False          # embeddings' gradients as IndexedSlices (see bench/gradients.py)
     merge_validation: bool = False          # train on training + validation data (retraining a best config)
     verbose: int | str = "auto"             # Keras progress output
     run_id: str | None = None

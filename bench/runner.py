@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import binding, provenance, stats, workloads
+from bench import binding, gradients, provenance, stats, workloads
 from bench.config import RunConfig
 from bench.errors import UsageError
 from bench.hparams import for_workload, resolve
@@ -54,7 +54,8 @@ def prepare(cfg: RunConfig):
 def run(cfg: RunConfig) -> RunResult:
     workload, backend, hp = prepare(cfg)
     bound = bind(cfg, backend)
-    topology = backend.setup(BackendOptions(devices=cfg.devices, seed=cfg.seed, scale_lr=cfg.scale_lr))
+    topology = backend.setup(BackendOptions(devices=cfg.devices, seed=cfg.seed, scale_lr=cfg.scale_lr,
+                                              dense_gradients=not cfg.sparse_gradients))
     try:
         return _run(cfg, workload, backend, hp, topology, bound)
     finally:
@@ -168,6 +169,8 @@ def _train(state: _Run, record: RunRecord, life: Lifecycle, resume_from: Path | 
     with backend.scope():
         model = workload.build(data, hp, state.per_replica, jit_compile=cfg.jit)
         initial_epoch = _restore(model, resume_from) if resume_from else 0
+        if not cfg.sparse_gradients:
+            gradients.apply_dense(model.optimizer)
     train, steps, validation = _datasets(state)
     state.timer = timer = cb.StepTimer(cfg.warmup_steps)
     agree = backend.any_rank if state.topology.world_size > 1 else None
@@ -198,7 +201,8 @@ def _train(state: _Run, record: RunRecord, life: Lifecycle, resume_from: Path | 
         record.artifacts["export"] = str(_export(workload, model, data, hp, state.out))
     _timing(state, record, model)
     record.extra.update({"jit_compile": bool(model.jit_compile), "parameters": int(model.count_params()),
-                         "initial_epoch": initial_epoch})
+                         "initial_epoch": initial_epoch,
+                         "embedding_gradients": "sparse" if cfg.sparse_gradients else "dense"})
     if backend.settings:
         record.extra["backend_settings"] = backend.settings
     if interrupted:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import provenance, stats, workloads
+from bench import gradients, provenance, stats, workloads
 from bench.config import from_dict
 from bench.errors import UsageError
 from bench.hparams import check_applies, for_workload, resolve
@@ -284,6 +284,7 @@ def _trial(config: dict, study: dict, data=None) -> None:
         data = workload.load(cfg.data, cfg.data_dir, hp, cfg.seed)
     batch = cfg.batch_size or workload.default_batch_size
     model = workload.build(data, hp, batch)
+    gradients.apply_dense(model.optimizer)
     start, restored = 0, {}
     with raytune.restored_checkpoint() as directory:
         if directory is not None:

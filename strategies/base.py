@@ -32,6 +32,7 @@ class BackendOptions:
     devices: int | None = None      # replicas requested on this host (None: all / 1)
     seed: int = 0
     scale_lr: bool = False          # multiply the learning rate by the number of workers
+    dense_gradients: bool = True    # embeddings' gradients summed to dense before any all-reduce
 
 
 @dataclass

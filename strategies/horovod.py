@@ -22,6 +22,7 @@ import types
 
 from bench.errors import UsageError
 from bench.config import RUN_CONFIG_ENV
+from bench.gradients import densify
 from bench.procs import MPIRUN_AS_ROOT_ENV, bench_command, mpirun
 from strategies.base import (Backend, BackendOptions, LocalProcess, Placement, Topology, require_positive,
                              timed_collective, unavailable)
@@ -63,6 +64,7 @@ class HorovodBackend(Backend):
         else:
             device = "/cpu:0"
         self.scale_lr = options.scale_lr
+        self.dense_gradients = options.dense_gradients
         self.topology = Topology(world_size=hvd.size(), rank=hvd.rank(), num_replicas=hvd.size(),
                                  local_devices=[device], ranks_per_node=hvd.local_size(),
                                  hosts=list(hvd.allgather_object(socket.gethostname())))
@@ -92,7 +94,7 @@ class HorovodBackend(Backend):
         model.optimizer.build(model.trainable_variables)
         hvd.broadcast_variables([v.value for v in model.variables], root_rank=0)
         hvd.broadcast_variables([v.value for v in model.optimizer.variables], root_rank=0)
-        model.train_step = types.MethodType(_allreduce_train_step(hvd), model)
+        model.train_step = types.MethodType(_allreduce_train_step(hvd, self.dense_gradients), model)
         return model.fit(dataset, **kwargs)
 
     def communication(self, model, step_seconds: list[float]) -> dict | None:
@@ -161,7 +163,7 @@ def _check_launched() -> None:
         raise UsageError("strategy 'horovod' under Slurm: launch the ranks with srun (SLURM_STEP_NUM_TASKS not set)")
 
 
-def _allreduce_train_step(hvd):
+def _allreduce_train_step(hvd, dense_gradients: bool):
     """Keras 3's TensorFlow train_step with the gradients, the reported loss and the training
     metrics' states averaged over all ranks in one grouped allreduce. The states are sums
     over equal slices updated in lockstep, so their average gives the global batch's metric
@@ -178,6 +180,8 @@ def _allreduce_train_step(hvd):
             scaled = self.optimizer.scale_loss(loss)
         weights = self.trainable_weights
         gradients = tape.gradient(scaled, weights)
+        if dense_gradients:
+            gradients = densify(gradients)
         self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
         tracker = compat.loss_tracker(self)
         states = [v for metric in self.metrics if metric is not tracker for v in metric.variables]
