@@ -9,9 +9,10 @@ from typing import Iterable
 import pandas as pd
 
 from bench.errors import UsageError
+from bench.precision import label
 from bench.record import RunRecord, iter_record_paths
 
-COLUMNS = ["run_id", "kind", "workload", "strategy", "status", "scaling", "data_source", "num_replicas",
+COLUMNS = ["run_id", "kind", "workload", "strategy", "backend", "numerics", "status", "scaling", "data_source", "num_replicas",
            "global_batch_size", "per_replica_batch_size", "samples_per_s", "samples_per_s_per_device",
            "tokens_per_s", "median_step_s", "p90_step_s", "timed_steps", "final_loss", "final_accuracy",
            "test_accuracy", "gpu_util_pct", "energy_j", "samples_trained", "parameters", "hostname",
@@ -25,8 +26,12 @@ def row(record: RunRecord, path: Path) -> dict:
     energies = [g["energy_j"] for g in per_gpu.values() if g.get("energy_j") is not None]
     steps = record.timing.get("steps")
     packages = record.provenance.get("packages") or {}
+    numerics = label(record.config.get("precision", "float32"), record.config.get("tf32", "on"))
     return {
-        "run_id": record.run_id, "kind": record.kind, "workload": record.workload, "strategy": record.strategy,
+        "run_id": record.run_id, "kind": record.kind, "workload": record.workload,
+        # runs of another precision are a series of their own beside the strategy's
+        "strategy": f"{record.strategy} {numerics}" if numerics else record.strategy,
+        "backend": record.strategy, "numerics": numerics or "fp32",
         "status": record.status, "data_source": record.data_source,
         # a fixed per-replica batch is weak scaling; a fixed global batch strong scaling
         "scaling": "weak" if record.config.get("per_replica_batch_size") else "strong",

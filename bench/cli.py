@@ -59,6 +59,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         help="cores each replica owns; local workers get disjoint sets (default: an even share; under Slurm its allocation)")
     add("--launcher", choices=("gloo", "mpi"), help="horovod --local-workers: horovodrun over Gloo, or mpirun (default: gloo)")
     add("--scale-lr", action="store_true", help="multi-worker: learning rate x number of workers")
+    add("--precision", choices=("float32", "mixed_float16", "mixed_bfloat16"),
+        help="Keras dtype policy (default: float32); mixed_float16 scales the loss")
+    add("--tf32", choices=("on", "off"), help="TensorFloat-32 matmuls on A100s (default: on, as TensorFlow)")
     add("--sparse-gradients", action="store_true",
         help="keep embeddings' gradients sparse (for tables much larger than a step's lookups; default: dense)")
 
@@ -88,6 +91,9 @@ def _add_tune_options(p: argparse.ArgumentParser, scheduler: str) -> None:
     p.add_argument("--results", default=os.environ.get("DISTBENCH_RESULTS", "results"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--warmup-steps", type=int, default=2)
+    p.add_argument("--precision", choices=("float32", "mixed_float16", "mixed_bfloat16"), default="float32",
+                   help="Keras dtype policy of every trial")
+    p.add_argument("--tf32", choices=("on", "off"), default="on", help="TensorFloat-32 matmuls on A100s")
     p.add_argument("--verbose", "-v", action="count", default=0, help="Ray's progress output")
     if pbt:
         p.add_argument("--perturbation-interval", type=int, default=2)
@@ -402,7 +408,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         space=parse_set_options(args.space), overrides=parse_set_options(args.sets),
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, num_cpus=args.num_cpus,
         ray=args.ray, data=args.data, data_dir=args.data_dir, results=args.results, seed=args.seed,
-        warmup_steps=args.warmup_steps, verbose=args.verbose)
+        warmup_steps=args.warmup_steps, precision=args.precision, tf32=args.tf32, verbose=args.verbose)
     if args.scheduler == "pbt":
         cfg.perturbation_interval, cfg.quantile_fraction = args.perturbation_interval, args.quantile_fraction
         cfg.synch = args.synch

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bench.errors import UsageError
+from bench.precision import PRECISIONS, TF32_CHOICES
 
 DATA_SOURCES = ("real", "generated", "synthetic")
 JIT_CHOICES = ("auto", "true", "false")
@@ -54,6 +55,8 @@ class RunConfig:
     resume: str | None = None               # checkpoint file or a run directory
     export: bool = False                    # char-RNNs: a SavedModel text generator
     scale_lr: bool = False                  # multi-worker: learning rate x number of workers
+    precision: str = "float32"              # Keras dtype policy: float32, mixed_float16, mixed_bfloat16
+    tf32: str = "on"                        # TensorFloat-32 matmuls on Ampere GPUs (TensorFlow's default: on)
     sparse_gradients: bool = False          # embeddings' gradients as IndexedSlices (see bench/gradients.py)
     merge_validation: bool = False          # train on training + validation data (retraining a best config)
     verbose: int | str = "auto"             # Keras progress output
@@ -84,6 +87,8 @@ class RunConfig:
         _choice("--data", self.data, DATA_SOURCES)
         _choice("--jit-compile", self.jit_compile, JIT_CHOICES)
         _choice("--launcher", self.launcher, LAUNCHERS)
+        _choice("--precision", self.precision, PRECISIONS)
+        _choice("--tf32", self.tf32, TF32_CHOICES)
         if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
             raise UsageError(f"--target-accuracy {self.target_accuracy}: must be in (0, 1]")
         if self.stop_at_target and self.target_accuracy is None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import binding, gradients, provenance, stats, workloads
+from bench import binding, gradients, precision, provenance, stats, workloads
 from bench.config import RunConfig
 from bench.errors import UsageError
 from bench.hparams import for_workload, resolve
@@ -166,11 +166,11 @@ def _train(state: _Run, record: RunRecord, life: Lifecycle, resume_from: Path | 
     collectives)."""
     from bench import callbacks as cb
     cfg, workload, backend, hp, data = state.cfg, state.workload, state.backend, state.hp, state.data
+    record.extra["numerics"] = precision.apply(cfg.precision, cfg.tf32)
     with backend.scope():
         model = workload.build(data, hp, state.per_replica, jit_compile=cfg.jit)
         initial_epoch = _restore(model, resume_from) if resume_from else 0
-        if not cfg.sparse_gradients:
-            gradients.apply_dense(model.optimizer)
+        gradients.prepare_apply(model.optimizer, dense=not cfg.sparse_gradients)
     train, steps, validation = _datasets(state)
     state.timer = timer = cb.StepTimer(cfg.warmup_steps)
     agree = backend.any_rank if state.topology.world_size > 1 else None

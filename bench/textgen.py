@@ -66,6 +66,7 @@ class TextGenerator(tf.Module):
         out = tf.TensorArray(tf.int32, size=length)
         for i in tf.range(length):
             logits, *states = self.model([ids, *states], training=False)
+            states = [tf.cast(state, tf.float32) for state in states]    # mixed precision: computed in 16 bits
             last = logits[:, -1, :] / temperature + self.mask
             ids = tf.cast(tf.random.stateless_categorical(last, 1, seed=tf.stack([seed, i])), tf.int32)
             out = out.write(i, ids[:, 0])

@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import gradients, provenance, stats, workloads
+from bench import gradients, precision, provenance, stats, workloads
 from bench.config import from_dict
 from bench.errors import UsageError
+from bench.precision import PRECISIONS, TF32_CHOICES
 from bench.hparams import check_applies, for_workload, resolve
 from bench.lifecycle import Lifecycle, error_line, finish
 from bench.record import STATUS_FAILED, STATUS_INTERRUPTED, STATUS_OK, RunRecord, new_run_id
@@ -61,6 +62,8 @@ class StudyConfig:
     results: str = "results"
     seed: int = 0
     warmup_steps: int = 2
+    precision: str = "float32"              # as RunConfig's: every trial and the retrain
+    tf32: str = "on"
     verbose: int = 0
     study_id: str | None = None
 
@@ -91,6 +94,9 @@ def plan(cfg: StudyConfig):
     if cfg.ray == "slurm":
         from strategies import ray_slurm
         ray_slurm.allocation()      # inside an allocation, with readable Slurm variables
+    if cfg.precision not in PRECISIONS or cfg.tf32 not in TF32_CHOICES:
+        raise UsageError(f"--precision {cfg.precision!r} / --tf32 {cfg.tf32!r}: must be one of "
+                         f"{', '.join(PRECISIONS)} / {', '.join(TF32_CHOICES)}")
     if not 0 < cfg.quantile_fraction <= 0.5:
         raise UsageError(f"--quantile-fraction {cfg.quantile_fraction}: must be in (0, 0.5]")
     workload = workloads.get(cfg.workload)
@@ -283,8 +289,9 @@ def _trial(config: dict, study: dict, data=None) -> None:
     if data is None:        # the study searches a hyperparameter the data depends on
         data = workload.load(cfg.data, cfg.data_dir, hp, cfg.seed)
     batch = cfg.batch_size or workload.default_batch_size
+    precision.apply(cfg.precision, cfg.tf32)      # per trial: a reused worker process keeps the last policy
     model = workload.build(data, hp, batch)
-    gradients.apply_dense(model.optimizer)
+    gradients.prepare_apply(model.optimizer)
     start, restored = 0, {}
     with raytune.restored_checkpoint() as directory:
         if directory is not None:
@@ -493,7 +500,7 @@ def _retrain(cfg: StudyConfig, hyperparameters: dict, study_id: str) -> RunRecor
         workload=cfg.workload, epochs=cfg.iterations, steps_per_epoch=cfg.steps_per_iteration,
         batch_size=cfg.batch_size, data=cfg.data, data_dir=cfg.data_dir, results=cfg.results,
         overrides=dict(hyperparameters), seed=cfg.seed, warmup_steps=cfg.warmup_steps,
-        merge_validation=True, verbose=0, run_id=f"{study_id}-retrain"))
+        merge_validation=True, precision=cfg.precision, tf32=cfg.tf32, verbose=0, run_id=f"{study_id}-retrain"))
     result.record.extra["study_id"] = study_id
     finish(cfg.results, result.record)
     return result.record

@@ -1,7 +1,7 @@
 """Weak-scaling efficiency 1 -> 2 replicas, each replica on its own core, in one run:
 
     efficiency = samples/s (2 replicas) / (2 x samples/s (1 replica)), same strategy, same
-                 per-replica batch, same steps
+                 per-replica batch, same steps; medians of --repeat alternated runs
 
 on the emulated 2-node cluster (one replica per node, `--where nodes`, the default) or on
 this host with bound local workers (`--where local`). The goal (issue 13) is >= 0.90 for
@@ -15,8 +15,10 @@ charrnn-gru (GRU 256, batch 64 per replica) under mwms and horovod on an unshape
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -72,6 +74,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=30, help="steps per epoch (2 epochs; 5 warm-up)")
     parser.add_argument("--batch", type=int, default=64, help="per replica")
     parser.add_argument("--rate", help="nodes: the links' rate (tc tbf), e.g. 300mbit")
+    parser.add_argument("--repeat", type=int, default=2,
+                        help="1- and 2-replica runs alternated this many times; the ratio of their medians")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
         cluster = EmulatedCluster(Path(work) / "cluster", nodes=2, rate=args.rate) if args.where == "nodes" else None
@@ -82,9 +86,14 @@ def main() -> int:
             for workload in args.workloads.split(","):
                 for strategy in args.strategies.split(","):
                     cfg = config(workload, strategy, str(Path(work) / "results"), args)
-                    one, two = ((on_nodes(cluster, cfg, 1), on_nodes(cluster, cfg, 2)) if cluster
-                                else (local(cfg, 1), local(cfg, 2)))
-                    print(f"{workload} {strategy} {one:.1f} {two:.1f} ratio={two / (2 * one):.3f}", flush=True)
+                    measure = functools.partial(on_nodes, cluster) if cluster else local
+                    ones, twos = [], []
+                    for _ in range(args.repeat):        # alternated: a slow spell of the machine hits both
+                        ones.append(measure(cfg, 1))
+                        twos.append(measure(cfg, 2))
+                    one, two = statistics.median(ones), statistics.median(twos)
+                    print(f"{workload} {strategy} {one:.1f} {two:.1f} ratio={two / (2 * one):.3f} "
+                          f"(each ratio: {' '.join(f'{b / (2 * a):.3f}' for a, b in zip(ones, twos))})", flush=True)
         finally:
             if cluster:
                 cluster.stop()

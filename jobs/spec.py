@@ -12,11 +12,14 @@
     batch_size = 256
     tune = "search"                 # strategy "ray": one trial per GPU; "search" varies only the
                                     # learning rate (same step time), "pbt" the workload's mutations
+    jit_compile = "auto"            # XLA: auto (Keras: on GPUs only), true or false
 
     [matrix]
     strategies = ["default", "mirrored", "mwms", "horovod"]
     gpus = [1, 2, 4, 8]
     nodes = [1, 2, 4]               # optional: default is the fewest nodes holding the GPUs
+    precision = ["float32", "mixed_float16"]   # optional (default float32): Keras dtype policies
+    tf32 = ["on", "off"]            # optional (default on): TensorFloat-32 matmuls on A100s
 
     [[workloads]]
     name = "charrnn-gru"
@@ -26,6 +29,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import math
 import re
 import tomllib
@@ -33,15 +38,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import strategies as backends
+from bench.config import JIT_CHOICES
 from bench.errors import UsageError
+from bench.precision import PRECISIONS, TF32_CHOICES, label
 
 PROFILES = Path(__file__).resolve().parent / "profiles"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 TIME = re.compile(r"^(\d+-)?\d{1,2}:\d{2}:\d{2}$")
 STUDY_KEYS = {"name", "profile", "results", "repeats", "epochs", "steps_per_epoch", "time_limit",
-              "scaling", "batch_size", "tune"}
+              "scaling", "batch_size", "tune", "jit_compile"}
 TUNE_SCHEDULERS = ("search", "pbt")
-MATRIX_KEYS = {"strategies", "gpus", "nodes"}
+MATRIX_KEYS = {"strategies", "gpus", "nodes", "precision", "tf32"}
 WORKLOAD_KEYS = {"name", "data", "set"}
 PROFILE_KEYS = {"name", "gpus_per_node", "gres", "cpus_per_task", "mem", "partition", "qos", "account",
                 "setup", "mpi", "cpu_bind"}
@@ -77,10 +84,14 @@ class Job:
     gpus: int
     nodes: int
     repeat: int
+    precision: str = "float32"
+    tf32: str = "on"
 
     @property
     def name(self) -> str:
-        return f"{self.study}-{self.workload.name}-{self.strategy}-g{self.gpus}-n{self.nodes}-r{self.repeat}"
+        numerics = "".join(f"-{part}" for part in label(self.precision, self.tf32).replace("tf32 off", "notf32").split())
+        return (f"{self.study}-{self.workload.name}-{self.strategy}{numerics}"
+                f"-g{self.gpus}-n{self.nodes}-r{self.repeat}")
 
     @property
     def gpus_per_node(self) -> int:
@@ -104,23 +115,25 @@ class Study:
     nodes: list[int] | None
     workloads: list[WorkloadSpec]
     tune: str = "search"
+    jit_compile: str = "auto"
+    precisions: list[str] = field(default_factory=lambda: ["float32"])
+    tf32: list[str] = field(default_factory=lambda: ["on"])
     skipped: list[tuple[str, str]] = field(default_factory=list)   # (combination, why)
 
     def jobs(self) -> list[Job]:
         from jobs import sbatch
         jobs, self.skipped = [], []
-        for workload in self.workloads:
-            for strategy in self.strategies:
-                for gpus in self.gpus:
-                    for nodes in self.nodes or [math.ceil(gpus / self.profile.gpus_per_node)]:
-                        job = Job(self.name, workload, strategy, gpus, nodes, 0)
-                        why = _unplaceable(gpus, nodes, self.profile.gpus_per_node) or \
-                            backends.get_class(strategy).launch_problem(sbatch.placement(job, self),
-                                                                        sbatch.run_config(job, self))
-                        if why:
-                            self.skipped.append((f"{workload.name} {strategy} gpus={gpus} nodes={nodes}", why))
-                            continue
-                        jobs += [Job(self.name, workload, strategy, gpus, nodes, r) for r in range(self.repeats)]
+        for workload, strategy, numerics, gpus in itertools.product(
+                self.workloads, self.strategies, itertools.product(self.precisions, self.tf32), self.gpus):
+            for nodes in self.nodes or [math.ceil(gpus / self.profile.gpus_per_node)]:
+                job = Job(self.name, workload, strategy, gpus, nodes, 0, *numerics)
+                why = _unplaceable(gpus, nodes, self.profile.gpus_per_node) or \
+                    backends.get_class(strategy).launch_problem(sbatch.placement(job, self),
+                                                                sbatch.run_config(job, self))
+                if why:
+                    self.skipped.append((f"{workload.name} {strategy} gpus={gpus} nodes={nodes}", why))
+                    continue
+                jobs += [dataclasses.replace(job, repeat=r) for r in range(self.repeats)]
         return jobs
 
 
@@ -177,6 +190,9 @@ def load(path: str | Path) -> Study:
     if not TIME.match(time_limit):
         raise where.error("study.time_limit", f"{time_limit!r} is not [D-]HH:MM:SS")
     tune = study.get("tune", "search")
+    jit = study.get("jit_compile", "auto")
+    if jit not in JIT_CHOICES:
+        raise where.error("study.jit_compile", f"{jit!r} is not {', '.join(JIT_CHOICES)}")
     if tune not in TUNE_SCHEDULERS:
         raise where.error("study.tune", f"{tune!r} is not {' or '.join(TUNE_SCHEDULERS)}")
     results = str(study.get("results", f"results/{name}"))
@@ -192,7 +208,20 @@ def load(path: str | Path) -> Study:
         gpus=[where.positive({"g": g}, f"matrix.gpus[{i}]", None, "g") for i, g in enumerate(where.list_of(matrix, "matrix.gpus", int))],
         nodes=[where.positive({"n": n}, f"matrix.nodes[{i}]", None, "n") for i, n in enumerate(where.list_of(matrix, "matrix.nodes", int))]
         if "nodes" in matrix else None,
-        workloads=specs, tune=tune)
+        workloads=specs, tune=tune, jit_compile=jit,
+        precisions=_choices(where, matrix, "precision", PRECISIONS), tf32=_choices(where, matrix, "tf32", TF32_CHOICES))
+
+
+def _choices(where: "_Where", matrix: dict, key: str, valid: tuple[str, ...]) -> list[str]:
+    if key not in matrix:
+        return [valid[0]]
+    values = where.list_of(matrix, f"matrix.{key}", str)
+    for i, value in enumerate(values):
+        if value not in valid:
+            raise where.error(f"matrix.{key}[{i}]", f"{value!r} is not one of {', '.join(valid)}")
+    if len(set(values)) < len(values):
+        raise where.error(f"matrix.{key}", "lists a value twice")
+    return values
 
 
 def load_profile(ref: str, spec_path: Path) -> Profile:

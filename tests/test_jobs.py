@@ -47,6 +47,20 @@ def test_plan_counts_jobs_and_gpu_hours_and_writes_nothing(bench, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_precision_and_tf32_are_matrix_axes(tmp_path):
+    text = BASE.format(profile="ft3", results="r", scaling="weak").replace(
+        "gpus = [1, 2, 4]", 'gpus = [1, 2, 4]\nprecision = ["float32", "mixed_bfloat16"]\ntf32 = ["off"]')
+    study = spec.load(write_spec(tmp_path, text))
+    jobs = study.jobs()
+    assert len(jobs) == 2 * (1 + 2 + 3 + 3 + 3)
+    names = {j.name for j in jobs}
+    assert "s-mlp-horovod-bf16-notf32-g4-n2-r0" in names and "s-mlp-horovod-notf32-g4-n2-r0" in names
+    script = sbatch.render(next(j for j in jobs if j.name == "s-mlp-mwms-bf16-notf32-g2-n1-r0"), study)
+    assert '"precision":"mixed_bfloat16"' in script and '"tf32":"off"' in script
+    example = spec.load(EXAMPLE)
+    assert {j.precision for j in example.jobs()} == {"mixed_float16"} and example.jit_compile == "auto"
+
+
 @pytest.mark.parametrize("profile", ["ft3", "local"])
 @pytest.mark.parametrize("scaling", ["strong", "weak"])
 def test_scripts_match_golden_files(tmp_path, profile, scaling):
@@ -69,6 +83,10 @@ def test_write_makes_one_script_per_job_and_a_report(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
+    ('[study]\nname = "s"\n[matrix]\nstrategies=["default"]\ngpus=[1]\nprecision=["fp8"]\n[[workloads]]\nname="mlp"\n',
+     "matrix.precision[0]: 'fp8' is not one of float32, mixed_float16, mixed_bfloat16"),
+    ('[study]\nname = "s"\njit_compile = "yes"\n[matrix]\nstrategies=["default"]\ngpus=[1]\n[[workloads]]\nname="mlp"\n',
+     "study.jit_compile: 'yes' is not auto, true, false"),
     ('[study]\nname = "s"\nfoo = 1\n[matrix]\nstrategies=["default"]\ngpus=[1]\n[[workloads]]\nname="mlp"\n',
      "study.foo: unknown key"),
     ('[study]\nname = "$(touch pwned)"\n[matrix]\nstrategies=["default"]\ngpus=[1]\n[[workloads]]\nname="mlp"\n',

@@ -78,7 +78,7 @@ class _CharRNN(Workload):
         x = keras.layers.Embedding(vocab, hp["embedding_dim"], name="embedding")(inputs)
         for i, layer in enumerate(self._rnn_layers(hp)):
             x = layer(x)
-        logits = keras.layers.Dense(vocab, name="logits")(x)
+        logits = keras.layers.Dense(vocab, name="logits", dtype="float32")(x)     # float32 under mixed precision
         model = keras.Model(inputs, logits, name=self.name.replace("-", "_"))
         model.compile(optimizer=keras.optimizers.Adam(hp["learning_rate"]),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),

@@ -221,7 +221,7 @@ def _course(story, question, info, hp):
     answer = layers.Concatenate()([response, encoded_q])
     answer = layers.LSTM(hp["lstm_units"])(answer)
     answer = layers.Dropout(dropout)(answer)
-    return layers.Dense(vocab, activation="softmax")(answer)
+    return layers.Dense(vocab, activation="softmax", dtype="float32")(answer)
 
 
 def _memn2n(story, question, info, hp):
@@ -231,4 +231,4 @@ def _memn2n(story, question, info, hp):
     read_memories = layers.Dropout(dropout)(BagOfWords(vocab, dim, memories, name="memory_c")(story))
     query = BagOfWords(vocab, dim, name="question_b")(question)
     state = MemoryHops(hp["hops"], name="hops")([match_memories, read_memories, query])
-    return layers.Dense(vocab, activation="softmax")(state)
+    return layers.Dense(vocab, activation="softmax", dtype="float32")(state)

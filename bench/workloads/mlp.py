@@ -64,7 +64,7 @@ class MLP(Workload):
     def build(self, data, hp, per_replica_batch, jit_compile=False):
         layers = [keras.Input(SHAPE), keras.layers.Flatten()]
         layers += [keras.layers.Dense(hp["n_neurons"], activation="relu") for _ in range(hp["n_hidden"])]
-        layers.append(keras.layers.Dense(10, activation="softmax"))
+        layers.append(keras.layers.Dense(10, activation="softmax", dtype="float32"))   # float32 under mixed precision
         model = keras.Sequential(layers, name="mlp")
         optimizer_cls = keras.optimizers.SGD if hp["optimizer"] == "sgd" else keras.optimizers.Adam
         model.compile(optimizer=optimizer_cls(learning_rate=hp["learning_rate"]),
