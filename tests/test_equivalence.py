@@ -1,6 +1,6 @@
 """Data-parallel training is the same computation: with the same seed and global batch, the
 loss and the training accuracy after K steps agree across default, mirrored x2, mwms x2 and
-horovod x2."""
+horovod x2, in float32 and in mixed_bfloat16."""
 
 import math
 
@@ -10,7 +10,10 @@ from bench.record import read_record
 
 pytestmark = pytest.mark.stack
 
-TOLERANCE = 1e-5      # relative; measured: 0 (mlp) and 1.1e-7 (charrnn-gru) after 8 steps
+# relative; measured after 8 steps: float32 0 (mlp), 1.1e-7 (charrnn-gru, memnn); mixed_bfloat16
+# 1.1e-4 (mlp), 6.9e-5 (memnn), 1.1e-7 (charrnn-gru): bfloat16 keeps 8 bits of mantissa (epsilon
+# 7.8e-3), and a replica's half batch is computed in other blocks than the whole batch
+TOLERANCE = {"float32": 1e-5, "mixed_bfloat16": 1e-3}
 CASES = {
     "mlp": ["--data", "generated", "--batch-size", "32", "--set", "n_neurons=32"],
     "charrnn-gru": ["--data", "real", "--batch-size", "16", "--set", "rnn_units=32", "--set", "embedding_dim=16"],
@@ -26,13 +29,14 @@ STRATEGIES = {
 }
 
 
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
 @pytest.mark.parametrize("workload", list(CASES))
-def test_loss_after_k_steps_agrees_across_strategies(bench, tmp_path, workload):
+def test_loss_after_k_steps_agrees_across_strategies(bench, tmp_path, workload, precision):
     losses, accuracies = {}, {}
     for name, strategy in STRATEGIES.items():
         results = tmp_path / name
         done = bench("run", "-w", workload, *strategy, "--epochs", "1", "--steps-per-epoch", "8", "--seed", "3",
-                     "-q", "--results", str(results), *CASES[workload])
+                     "-q", "--results", str(results), "--precision", precision, *CASES[workload])
         assert done.returncode == 0, (name, done.stderr[-2000:])
         record = read_record(next(results.rglob("record.json")))
         assert record.global_batch_size == int(CASES[workload][3])
@@ -41,8 +45,11 @@ def test_loss_after_k_steps_agrees_across_strategies(bench, tmp_path, workload):
     reference = losses["default"]
     assert reference < math.log({"charrnn-gru": 66, "memnn": 22}.get(workload, 10)) + 0.5
     deviations = {name: abs(loss - reference) / reference for name, loss in losses.items()}
-    print(f"{workload}: losses {losses}, relative deviations {deviations}")
-    assert max(deviations.values()) <= TOLERANCE, deviations
+    print(f"{workload} {precision}: losses {losses}, relative deviations {deviations}")
+    assert max(deviations.values()) <= TOLERANCE[precision], deviations
     # the training accuracy is of the whole global batch under every strategy (Horovod
     # reported rank 0's slice: 0.117 against 0.098 for mlp)
-    assert max(accuracies.values()) - min(accuracies.values()) <= 1e-3, accuracies
+    # bfloat16 logits may tie-break one sample's argmax the other way: 1 of the 8 x 32 samples
+    samples = 8 * int(CASES[workload][3])
+    assert max(accuracies.values()) - min(accuracies.values()) <= (1e-3 if precision == "float32" else 1.01 / samples), \
+        accuracies
