@@ -167,7 +167,14 @@ def _allreduce_train_step(hvd, dense_gradients: bool):
     """Keras 3's TensorFlow train_step with the gradients, the reported loss and the training
     metrics' states averaged over all ranks in one grouped allreduce. The states are sums
     over equal slices updated in lockstep, so their average gives the global batch's metric
-    (Keras reports epoch metrics from these states, not from what the step returns)."""
+    (Keras reports epoch metrics from these states, not from what the step returns).
+
+    Under mixed_float16 the loss is scaled before differentiation and the gradients are
+    unscaled after the allreduce, by the LossScaleOptimizer's apply: every rank then checks
+    the same averaged gradients for inf/NaN, so all ranks skip an overflowed step and change
+    the loss scale together (unscaling before the allreduce would let ranks disagree, and a
+    rank that skips would leave the others waiting in the next collective). The gradients
+    are float32 (the variables' dtype), so the allreduce is float32 either way."""
     import keras
     import tensorflow as tf
     from strategies import compat
