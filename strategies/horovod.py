@@ -212,6 +212,8 @@ def _grouped_average(hvd, tensors: list) -> list:
     which fails when a dense tensor comes first (the memory network's temporal encoding)
     and would give the wrong shape when sparse and dense gradients interleave."""
     import tensorflow as tf
+    if hvd.size() == 1:
+        return tensors      # nothing to average: skip Horovod's background cycle (up to 5 ms a step)
     order = sorted(range(len(tensors)), key=lambda i: not isinstance(tensors[i], tf.IndexedSlices))
     reduced = hvd.grouped_allreduce([tensors[i] for i in order], op=hvd.Average)
     in_place = [None] * len(tensors)
