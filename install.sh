@@ -5,6 +5,7 @@
 #   EXTRAS=cuda,mpi,ray ./install.sh  CUDA build (GPU nodes)
 #   WITH_HOROVOD=0 ./install.sh   skip the Horovod build
 #   WITH_SLURM=0 ./install.sh     skip Debian's Slurm (installed as root for the tests)
+#   WITH_BROWSER=0 ./install.sh   skip Debian's Chromium (the report's browser test)
 # Re-running only installs what changed. Downloads are cached by pip, the Horovod wheel in
 # ~/.cache/distbench/wheels, all outside the clone.
 set -euo pipefail
@@ -37,6 +38,13 @@ if [ "${WITH_SLURM:-1}" = 1 ] && { ! command -v slurmd >/dev/null || ! command -
         && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "install: Slurm, munge and iproute2 from Debian packages (for the tests and the demo)"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge iproute2 >/dev/null
+fi
+
+# A headless Chromium for the report's browser test (what a reader sees of report.html).
+if [ "${WITH_BROWSER:-1}" = 1 ] && ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] \
+        && command -v apt-get >/dev/null; then
+    echo "install: Chromium from Debian packages (the report's browser test)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 
 stamp="$VENV/.distbench-installed"

@@ -18,9 +18,14 @@ def _pyplot():
     return plt
 
 
+def _legend(axis) -> None:
+    """Beside the axes, never over the data."""
+    axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
+
+
 def _save(figure, path: Path) -> Path:
     figure.tight_layout()
-    figure.savefig(path, dpi=90)
+    figure.savefig(path, dpi=100)
     _pyplot().close(figure)
     return path
 
@@ -30,7 +35,7 @@ def throughput(table: pd.DataFrame, prediction: pd.DataFrame, out: Path) -> list
     prediction exists, the ring-allreduce model without overlap (dashed)."""
     plt, paths = _pyplot(), []
     for (workload, scaling), group in table.groupby(["workload", "scaling"]):
-        figure, axis = plt.subplots(figsize=(6, 4))
+        figure, axis = plt.subplots(figsize=(6.4, 3.6))
         for strategy, rows in group.groupby("strategy"):
             rows = rows.sort_values("num_replicas")
             line = axis.errorbar(rows["num_replicas"], rows["samples_per_s"],
@@ -47,9 +52,9 @@ def throughput(table: pd.DataFrame, prediction: pd.DataFrame, out: Path) -> list
                     axis.plot(model["num_replicas"], model["samples_per_s"], linestyle="--",
                               color=line[0].get_color(), alpha=0.6)
         axis.set_xticks(sorted(group["num_replicas"].unique()))
-        axis.set(xlabel="GPUs (replicas)", ylabel="samples/s",
-                 title=f"{workload} ({scaling}): throughput (dotted: ideal, dashed: model)")
-        axis.legend()
+        axis.set(xlabel="replicas", ylabel="samples/s (total)",
+                 title=f"{workload} ({scaling}): throughput\n(dotted: ideal, dashed: model)")
+        _legend(axis)
         paths.append(_save(figure, out / f"throughput-{workload}-{scaling}.png"))
     return paths
 
@@ -57,15 +62,15 @@ def throughput(table: pd.DataFrame, prediction: pd.DataFrame, out: Path) -> list
 def efficiency(table: pd.DataFrame, out: Path) -> list[Path]:
     plt, paths = _pyplot(), []
     for (workload, scaling), group in table.groupby(["workload", "scaling"]):
-        figure, axis = plt.subplots(figsize=(6, 3.5))
+        figure, axis = plt.subplots(figsize=(6.4, 3.6))
         for strategy, rows in group.groupby("strategy"):
             rows = rows.sort_values("num_replicas")
             axis.plot(rows["num_replicas"], rows["efficiency"], marker="o", label=strategy)
         axis.axhline(1.0, color="grey", linestyle=":")
         axis.set_xticks(sorted(group["num_replicas"].unique()))
-        axis.set(xlabel="GPUs (replicas)", ylabel="efficiency", ylim=(0, None),
-                 title=f"{workload} ({scaling}): scaling efficiency vs own smallest count")
-        axis.legend()
+        axis.set(xlabel="replicas", ylabel="efficiency", ylim=(0, None),
+                 title=f"{workload} ({scaling}): scaling efficiency\n(vs the strategy's smallest count)")
+        _legend(axis)
         paths.append(_save(figure, out / f"efficiency-{workload}-{scaling}.png"))
     return paths
 
@@ -73,7 +78,7 @@ def efficiency(table: pd.DataFrame, out: Path) -> list[Path]:
 def prediction(prediction: pd.DataFrame, table: pd.DataFrame, out: Path) -> list[Path]:
     plt, paths = _pyplot(), []
     for (workload, scaling), group in prediction.groupby(["workload", "scaling"]):
-        figure, axis = plt.subplots(figsize=(6, 4))
+        figure, axis = plt.subplots(figsize=(7.5, 3.6))
         for strategy, rows in group.groupby("strategy"):
             none = rows[rows.overlap == "none"].sort_values("num_replicas")
             full = rows[rows.overlap == "full"].sort_values("num_replicas")
@@ -87,9 +92,9 @@ def prediction(prediction: pd.DataFrame, table: pd.DataFrame, out: Path) -> list
         axis.set_xscale("log", base=2)
         counts = sorted(group["num_replicas"].unique())
         axis.set_xticks(counts, [str(int(c)) for c in counts])
-        axis.set(xlabel="GPUs", ylabel="efficiency", ylim=(0, 1.05),
+        axis.set(xlabel="replicas", ylabel="efficiency", ylim=(0, 1.05),
                  title=f"{workload} ({scaling}): ring-allreduce model vs measured")
-        axis.legend(fontsize="small")
+        _legend(axis)
         paths.append(_save(figure, out / f"prediction-{workload}-{scaling}.png"))
     return paths
 
@@ -108,7 +113,7 @@ def step_times(runs: pd.DataFrame, out: Path) -> list[Path]:
                 data.append([1e3 * t for t in times])
         if not data:
             continue
-        figure, axis = plt.subplots(figsize=(max(5, 0.9 * len(data)), 4))
+        figure, axis = plt.subplots(figsize=(min(12, max(6.4, 0.8 * len(data))), 3.6))
         axis.boxplot(data, showfliers=True)
         axis.set_yscale("log")          # one slow step (a retrace, a GC pause) must not flatten the boxes
         axis.set_xticks(range(1, len(labels) + 1), labels, fontsize="small")
@@ -140,7 +145,7 @@ def gpu_utilisation(runs: pd.DataFrame, out: Path) -> list[Path]:
         for gpu, rows in frame.groupby("gpu"):
             axis.plot(rows["t_s"] - frame["t_s"].min(), rows["util_pct"], label=f"{label} GPU {gpu}")
     axis.set(xlabel="time (s)", ylabel="GPU utilisation (%)", ylim=(0, 100), title="GPU utilisation over time")
-    axis.legend(fontsize="small")
+    _legend(axis)
     return [_save(figure, out / "gpu-utilisation.png")]
 
 
@@ -162,6 +167,6 @@ def pbt_trials(studies: list, trials: dict, out: Path) -> list[Path]:
                               markersize=9)
         axis.set(xlabel="training iteration", ylabel=metric,
                  title=f"{study.workload} PBT: trials (x: exploit of another trial)")
-        axis.legend(fontsize="small")
+        _legend(axis)
         paths.append(_save(figure, out / f"pbt-{study.run_id}.png"))
     return paths

@@ -47,8 +47,9 @@ def ring_allreduce_s(nbytes: float, gpus: int, bandwidth: float) -> float:
 
 def predict(table: pd.DataFrame, intra_bw: float, inter_bw: float | None = None,
             gpus_per_node: int = 2, counts: list[int] | None = None) -> pd.DataFrame:
-    """Predicted step time, throughput and efficiency per (workload, scaling, strategy) and
-    GPU count, from `scaling.aggregate`'s table (needs parameters and throughput)."""
+    """Predicted step time, throughput and efficiency per (workload, scaling, strategy) at its
+    measured GPU counts and `counts` (those a study asked for), from `scaling.aggregate`'s
+    table (needs parameters and throughput)."""
     inter_bw = inter_bw or intra_bw
     rows = []
     for (workload, scaling, strategy), group in table.groupby(["workload", "scaling", "strategy"]):
@@ -58,9 +59,7 @@ def predict(table: pd.DataFrame, intra_bw: float, inter_bw: float | None = None,
         step_1 = base["global_batch_size"] / base["samples_per_s"]
         base_throughput = base["samples_per_s"]
         nbytes = 4.0 * base["parameters"]
-        measured = sorted(int(g) for g in group["num_replicas"])
-        top = max(measured + [32])
-        wanted = sorted(set(measured) | {2 ** k for k in range(int(math.log2(top)) + 1)} | set(counts or []))
+        wanted = sorted({int(g) for g in group["num_replicas"]} | set(counts or []))
         base_gpus = int(base["num_replicas"])
         for gpus in (g for g in wanted if g >= base_gpus):
             per_gpu = (base["global_batch_size"] / gpus if scaling == "strong" else base["per_replica_batch_size"])

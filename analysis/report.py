@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import plots, predict, scaling, summary
+from analysis import plots, predict, scaling, summary, verdict
 from bench.errors import UsageError
 
 COLUMNS = ["workload", "scaling", "strategy", "num_replicas", "runs", "samples_per_s", "ci_low", "ci_high",
@@ -24,18 +24,20 @@ class Options:
     bandwidth_GBps: float | None = None        # intra-node bus bandwidth; default: `bench comm` records
     inter_node_GBps: float | None = None
     gpus_per_node: int = 2
+    compare: list[str] | None = None           # results of another study: A/B columns against these
+    tolerance: float = 0.05                    # --compare: a change beyond it with disjoint intervals is flagged
 
 
 @dataclass
 class Report:
     markdown: Path
     html: Path
-    summary: str        # the report's opening (explanation and scaling table), as Markdown
+    summary: str        # the report's first screen (verdicts and pivot tables), as Markdown
 
 
 @dataclass
 class Block:
-    kind: str           # h2 | p | table | list | image
+    kind: str           # h2 | h3 | p | table | list | image | pivot | details | group | grid
     content: object
 
 
@@ -51,17 +53,15 @@ def build(results: list[str], out: str | Path, options: Options | None = None) -
     table = scaling.speedup(scaling.aggregate(runs))
     table.reindex(columns=COLUMNS).to_csv(out / "scaling.csv", index=False)
 
-    blocks = [Block("p", "Throughput is the median over repeats with a 95% bootstrap interval. Speedup and "
-                         "efficiency are relative to the same strategy's smallest GPU count (column `baseline`) "
-                         "and to the best run of any strategy at the workload's smallest GPU count (`_vs_best`). "
-                         "Strong scaling keeps the global batch, weak scaling the per-GPU batch. Energy per "
-                         "sample is the GPUs' energy (NVML power samples) over the samples trained.")]
-    blocks += [Block("table", _fmt(table)) if not table.empty else Block("p", "(no successful runs)")]
+    blocks = _answer_blocks(table, frame)
     summary_text = _markdown(blocks)
-    prediction = _prediction_blocks(table, [r for r, _ in records], options, out, blocks)
-    images = plots.throughput(table, prediction, out) + plots.efficiency(table, out) if not table.empty else []
-    blocks += [Block("image", p) for p in images]
-    blocks += _distribution_blocks(runs[runs["status"] == "ok"], out)
+    if options.compare:
+        blocks += _comparison_blocks(results, options)
+    prediction_blocks: list[Block] = []
+    prediction = _prediction_blocks(table, [r for r, _ in records], runs, options, out, prediction_blocks)
+    blocks += _plot_blocks(table, prediction, runs[runs["status"] == "ok"], out)
+    blocks += [Block("details", ("All measurements", _measurement_blocks(table))),
+               Block("details", ("Scaling prediction (ring allreduce)", prediction_blocks))]
     blocks += _tuning_blocks([r for r, _ in records], out)
     blocks += _problem_blocks(frame)
     blocks += _provenance_blocks(frame)
@@ -70,22 +70,85 @@ def build(results: list[str], out: str | Path, options: Options | None = None) -
     return Report(out / "report.md", out / "report.html", summary_text)
 
 
+def _answer_blocks(table: pd.DataFrame, frame: pd.DataFrame) -> list[Block]:
+    """The first screen: per workload and scaling mode, a verdict per count and the pivot."""
+    if table.empty:
+        return [Block("p", "No successful timed runs: see the problems below.")]
+    answers = []
+    for (workload, mode), group in table.groupby(["workload", "scaling"], sort=True):
+        unit = verdict.unit_of(frame, workload)
+        made = verdict.pivot(group, workload, mode, unit)
+        answers.append(Block("group", [Block("h2", made.title), Block("list", verdict.sentences(group, unit)),
+                                       Block("pivot", made)]))
+    return [Block("grid", answers)]
+
+
+def _measurement_blocks(table: pd.DataFrame) -> list[Block]:
+    explanation = Block("p", "Throughput is the median over repeats with a 95% bootstrap interval. Speedup and "
+                             "efficiency are relative to the same strategy's smallest count (`scaling.csv` names "
+                             "it in `baseline`); `eff vs best` to the fastest strategy at the workload's smallest "
+                             "count. Strong scaling keeps the global batch, weak scaling the per-replica batch. "
+                             "Energy per sample is the GPUs' energy (NVML power samples) over the samples trained.")
+    return [explanation, Block("table", _fmt(table)) if not table.empty else Block("p", "(no successful runs)")]
+
+
+def _plot_blocks(table: pd.DataFrame, prediction: pd.DataFrame, ok_runs: pd.DataFrame, out: Path) -> list[Block]:
+    """Per workload: throughput (ideal and model), efficiency, step-time distribution."""
+    if table.empty:
+        return []
+    images = plots.throughput(table, prediction, out) + plots.efficiency(table, out) + plots.step_times(ok_runs, out)
+    blocks = [Block("h2", "Plots")]
+    for workload in sorted(table["workload"].unique()):
+        modes = sorted(table[table["workload"] == workload]["scaling"].unique())
+        names = [f"{kind}-{workload}-{mode}" for kind in ("throughput", "efficiency") for mode in modes]
+        mine = [path for name in names + [f"steps-{workload}"] for path in images if path.stem == name]
+        blocks += [Block("h3", workload)] + [Block("image", path) for path in mine]
+    gpu = plots.gpu_utilisation(ok_runs, out)
+    if gpu:
+        return blocks + [Block("h3", "GPU utilisation")] + [Block("image", path) for path in gpu]
+    return blocks + [Block("p", "No GPU utilisation samples in these runs (no NVML GPU where they ran; "
+                                "each record says why under `gpu.reason`).")]
+
+
+def _comparison_blocks(results: list[str], options: Options) -> list[Block]:
+    from analysis import compare
+    table = compare.compare(results, options.compare, options.tolerance)
+    shown = pd.DataFrame({
+        "workload": table["workload"], "scaling": table["scaling"], "strategy": table["strategy"],
+        "count": table["num_replicas"].map(int),
+        "A samples/s": [_interval(r, "base") for _, r in table.iterrows()],
+        "B samples/s": [_interval(r, "cur") for _, r in table.iterrows()],
+        "B/A": table["change"].map(lambda v: "-" if pd.isna(v) else f"{v:+.1%}"),
+        "intervals overlap": ["-" if pd.isna(r["change"]) else "yes" if r["overlap"] else "no"
+                              for _, r in table.iterrows()],
+        "verdict": table["verdict"]})
+    text = (f"A: {', '.join(map(str, results))}; B: {', '.join(map(str, options.compare))}. A change beyond "
+            f"{options.tolerance:.0%} whose 95% intervals do not overlap is flagged (REGRESSION or faster).")
+    return [Block("h2", "Comparison: A (this report) and B"), Block("p", text), Block("table", shown)]
+
+
+def _interval(row, side: str) -> str:
+    median = row[f"samples_per_s_{side}"]
+    return "-" if pd.isna(median) else f"{median:,.0f} [{row[f'ci_low_{side}']:,.0f}, {row[f'ci_high_{side}']:,.0f}]"
+
+
 def _fmt(table: pd.DataFrame) -> pd.DataFrame:
-    shown = table.reindex(columns=COLUMNS).copy()
-    shown["samples_per_s"] = [f"{m:,.1f} [{lo:,.1f}, {hi:,.1f}]" for m, lo, hi in
-                              zip(table["samples_per_s"], table["ci_low"], table["ci_high"])]
-    shown["samples_per_s_per_gpu"] = table["samples_per_s_per_gpu"].map(lambda v: f"{v:,.1f}")
-    for column in ("speedup", "efficiency", "speedup_vs_best", "efficiency_vs_best"):
-        shown[column] = table[column].map(lambda v: f"{v:.2f}")
-    shown["gpu_util_pct"] = table["gpu_util_pct"].map(lambda v: "-" if pd.isna(v) else f"{v:.0f}%")
-    shown["energy_per_sample_j"] = table["energy_per_sample_j"].map(lambda v: "-" if pd.isna(v) else f"{v:.3g}")
-    return shown.drop(columns=["ci_low", "ci_high"]).rename(columns={
-        "num_replicas": "GPUs", "samples_per_s": "samples/s median [95% CI]", "samples_per_s_per_gpu": "per GPU",
-        "gpu_util_pct": "GPU util", "energy_per_sample_j": "J/sample"})
+    shown = pd.DataFrame({
+        "workload": table["workload"], "scaling": table["scaling"], "strategy": table["strategy"],
+        "count": table["num_replicas"].map(int), "runs": table["runs"],
+        "samples/s (total)": table["samples_per_s"].map(lambda v: f"{v:,.1f}"),
+        "95% CI": [f"{lo:,.1f}-{hi:,.1f}" for lo, hi in zip(table["ci_low"], table["ci_high"])],
+        "per replica": table["samples_per_s_per_gpu"].map(lambda v: f"{v:,.1f}"),
+        "speedup": table["speedup"].map(lambda v: f"{v:.2f}"),
+        "efficiency": table["efficiency"].map(lambda v: f"{v:.2f}"),
+        "eff vs best": table["efficiency_vs_best"].map(lambda v: f"{v:.2f}"),
+        "GPU util": table["gpu_util_pct"].map(lambda v: "-" if pd.isna(v) else f"{v:.0f}%"),
+        "J/sample": table["energy_per_sample_j"].map(lambda v: "-" if pd.isna(v) else f"{v:.3g}")})
+    return shown
 
 
-def _prediction_blocks(table, records, options: Options, out: Path, blocks: list[Block]) -> pd.DataFrame:
-    blocks.append(Block("h2", "Scaling prediction (ring allreduce)"))
+def _prediction_blocks(table, records, runs: pd.DataFrame, options: Options, out: Path,
+                       blocks: list[Block]) -> pd.DataFrame:
     if options.bandwidth_GBps:
         bandwidth, source = options.bandwidth_GBps * 1e9, f"given: {options.bandwidth_GBps:g} GB/s"
     else:
@@ -95,7 +158,9 @@ def _prediction_blocks(table, records, options: Options, out: Path, blocks: list
                                  "(a `bench comm` record in the results, or `--bandwidth GBps`)."))
         return pd.DataFrame()
     inter = options.inter_node_GBps * 1e9 if options.inter_node_GBps else None
-    model = predict.predict(table, bandwidth, inter, options.gpus_per_node)
+    # at the measured counts and every count the study ran or tried (failed runs included)
+    requested = sorted({int(n) for n in runs["num_replicas"].dropna()})
+    model = predict.predict(table, bandwidth, inter, options.gpus_per_node, counts=requested)
     if model.empty:
         blocks.append(Block("p", "No prediction: the records carry no parameter counts."))
         return model
@@ -103,7 +168,7 @@ def _prediction_blocks(table, records, options: Options, out: Path, blocks: list
     joined.to_csv(out / "prediction.csv", index=False)
     inter_text = f"{options.inter_node_GBps:g} GB/s" if inter else "the same"
     blocks.append(Block("p", f"Bus bandwidth inside a node: {source}; between nodes: {inter_text}; "
-                             f"{options.gpus_per_node} GPUs per node. "
+                             f"{options.gpus_per_node} GPUs per node; predicted at the counts the study ran. "
                              "Step time at N GPUs = compute + 2(N-1)/N x gradient bytes / bandwidth (no overlap), "
                              "or the larger of the two (full overlap). Assumptions:"))
     blocks.append(Block("list", predict.ASSUMPTIONS))
@@ -123,16 +188,6 @@ def _prediction_blocks(table, records, options: Options, out: Path, blocks: list
     return model
 
 
-def _distribution_blocks(ok_runs: pd.DataFrame, out: Path) -> list[Block]:
-    blocks = [Block("h2", "Step times and GPU utilisation")]
-    images = plots.step_times(ok_runs, out)
-    gpu = plots.gpu_utilisation(ok_runs, out)
-    if not gpu:
-        blocks.append(Block("p", "No GPU utilisation samples in these runs (no NVML GPU where they ran; "
-                                 "each record says why under `gpu.reason`)."))
-    return blocks + [Block("image", p) for p in images + gpu]
-
-
 def _tuning_blocks(records, out: Path) -> list[Block]:
     studies = [r for r in records if r.kind == "study"]
     if not studies:
@@ -145,8 +200,8 @@ def _tuning_blocks(records, out: Path) -> list[Block]:
              "best config": _config_text(s.hyperparameters, s.extra.get("space")),
              "wall s": round(s.timing.get("wall_s", 0), 1)} for s in studies]
     images = plots.pbt_trials([s for s in studies if s.extra.get("scheduler") == "pbt"], trials, out)
-    return [Block("h2", "Tuning studies (Ray Tune)"), Block("table", pd.DataFrame(rows))] + \
-        [Block("image", p) for p in images]
+    return [Block("details", ("Tuning studies (Ray Tune)",
+                              [Block("table", pd.DataFrame(rows))] + [Block("image", p) for p in images]))]
 
 
 def _config_text(hyperparameters: dict, tuned: dict | None) -> str:
@@ -161,7 +216,8 @@ def _problem_blocks(frame: pd.DataFrame) -> list[Block]:
     untimed = frame[(frame["status"] == "ok") & (frame["kind"] == "run") & frame["samples_per_s"].isna()]
     items = [f"{r['status']}: `{r['path']}`: {r['error']}" for _, r in bad.iterrows()]
     items += [f"ok, no timed steps (fewer steps than --warmup-steps): `{r['path']}`" for _, r in untimed.iterrows()]
-    return [Block("h2", "Runs that did not succeed or were not timed"), Block("list", items)] if items else []
+    return [Block("details", (f"Runs that did not succeed or were not timed ({len(items)})",
+                              [Block("list", items)]))] if items else []
 
 
 def _provenance_blocks(frame: pd.DataFrame) -> list[Block]:
@@ -175,14 +231,14 @@ def _provenance_blocks(frame: pd.DataFrame) -> list[Block]:
              f"TensorFlow versions: {distinct('tensorflow')}", f"hosts: {distinct('hostname')}",
              f"GPU models: {distinct('gpu_models')}", f"Slurm jobs: {distinct('slurm_job_id')}",
              f"git commits: {distinct('git_sha')}"]
-    return [Block("h2", "Provenance"), Block("list", items)]
+    return [Block("details", ("Provenance", [Block("list", items)]))]
 
 
-def _markdown(blocks: list[Block]) -> str:
-    lines = ["# Performance report", ""]
+def _markdown(blocks: list[Block], level: int = 2, top: bool = True) -> str:
+    lines = ["# Performance report", ""] if top else []
     for block in blocks:
-        if block.kind == "h2":
-            lines += [f"## {block.content}", ""]
+        if block.kind in ("h2", "h3"):
+            lines += [f"{'#' * (level if block.kind == 'h2' else level + 1)} {block.content}", ""]
         elif block.kind == "p":
             lines += [str(block.content), ""]
         elif block.kind == "table":
@@ -191,24 +247,90 @@ def _markdown(blocks: list[Block]) -> str:
             lines += [f"- {item}" for item in block.content] + [""]
         elif block.kind == "image":
             lines += [f"![{block.content.stem}]({block.content.name})", ""]
+        elif block.kind == "pivot":
+            lines += [_pivot_markdown(block.content), ""]
+        elif block.kind == "details":
+            title, inner = block.content
+            lines += [f"{'#' * level} {title}", "", _markdown(inner, level + 1, top=False)]
+        elif block.kind in ("group", "grid"):
+            lines += [_markdown(block.content, level, top=False)]
     return "\n".join(lines)
 
 
-def _html(blocks: list[Block]) -> str:
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>Performance report</title>"
-             "<style>body{font-family:sans-serif;max-width:80em;margin:auto}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}</style></head><body>",
-             "<h1>Performance report</h1>"]
+def _pivot_markdown(pivot: "verdict.Pivot") -> str:
+    header = ["strategy", *(pivot.unit.count(c) for c in pivot.counts)]
+    rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for strategy, cells in pivot.rows:
+        shown = ["-" if c is None else f"{'**' if c.best else ''}{c.samples_per_s:,.0f}{'** (best)' if c.best else ''}"
+                 f"<br>eff {c.efficiency:.2f}" for c in cells]
+        rows.append("| " + " | ".join([strategy, *shown]) + " |")
+    return "\n".join(rows) + "\n\n" + pivot.note
+
+
+STYLE = """
+body{font:15px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;color:#1d2433;max-width:1180px;
+ margin:0 auto;padding:0 16px 48px}
+h1{font-size:1.5em;margin:.6em 0 .2em}h2{font-size:1.2em;margin:1.1em 0 .3em}h3{font-size:1.05em}
+ul{margin:.2em 0 .5em;padding-left:1.2em}li,p{overflow-wrap:anywhere}
+table{border-collapse:collapse;margin:.4em 0 .8em;font-variant-numeric:tabular-nums}
+td,th{border-bottom:1px solid #dde2ea;padding:3px 10px;text-align:right;white-space:nowrap}
+th{background:#f3f5f9;font-weight:600}td:first-child,th:first-child{text-align:left}
+.answers{display:grid;grid-template-columns:repeat(auto-fit,minmax(540px,1fr));gap:0 28px}
+.answer h2{margin-top:.7em}.answer ul{font-size:.93em}
+.pivot td{padding:2px 12px;line-height:1.25}.pivot .v{display:block;font-weight:600}.pivot .e{display:block;color:#5b6475;font-size:.85em}
+.pivot td.best{background:#e6f4ea}.pivot td.best .v:after{content:" \\2605";color:#1e7b34}
+.note{color:#5b6475;font-size:.85em;margin-top:-.4em}
+.scroll{overflow-x:auto;max-width:100%}
+details{border-top:1px solid #dde2ea;padding:.3em 0}summary{cursor:pointer;font-weight:600;font-size:1.1em}
+img{max-width:100%;height:auto;display:block;margin:.3em 0}
+.plots{display:flex;flex-wrap:wrap;gap:8px}.plots img{width:570px}
+"""
+
+
+def _html(blocks: list[Block], top: bool = True) -> str:
+    parts = ["<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+             "<meta name='viewport' content='width=device-width,initial-scale=1'><title>Performance report</title>"
+             f"<style>{STYLE}</style></head><body><h1>Performance report</h1>"] if top else []
+    images: list[str] = []
+
+    def flush() -> None:
+        if images:
+            parts.append("<div class='plots'>" + "".join(images) + "</div>")
+            images.clear()
     for block in blocks:
-        if block.kind == "h2":
-            parts.append(f"<h2>{html.escape(str(block.content))}</h2>")
+        if block.kind != "image":
+            flush()
+        if block.kind in ("h2", "h3"):
+            parts.append(f"<{block.kind}>{html.escape(str(block.content))}</{block.kind}>")
         elif block.kind == "p":
             parts.append(f"<p>{html.escape(str(block.content))}</p>")
         elif block.kind == "table":
-            parts.append(block.content.to_html(index=False, escape=True))
+            parts.append("<div class='scroll'>" + block.content.to_html(index=False, escape=True, border=0) + "</div>")
         elif block.kind == "list":
             parts.append("<ul>" + "".join(f"<li>{html.escape(str(i))}</li>" for i in block.content) + "</ul>")
         elif block.kind == "image":
             data = base64.b64encode(block.content.read_bytes()).decode()
-            parts.append(f'<img alt="{html.escape(block.content.stem)}" src="data:image/png;base64,{data}">')
-    return "".join(parts) + "</body></html>"
+            images.append(f'<img alt="{html.escape(block.content.stem)}" src="data:image/png;base64,{data}">')
+        elif block.kind == "pivot":
+            parts.append(_pivot_html(block.content))
+        elif block.kind == "details":
+            title, inner = block.content
+            parts.append(f"<details><summary>{html.escape(title)}</summary>{_html(inner, top=False)}</details>")
+        elif block.kind == "group":
+            parts.append(f"<section class='answer'>{_html(block.content, top=False)}</section>")
+        elif block.kind == "grid":
+            parts.append(f"<div class='answers'>{_html(block.content, top=False)}</div>")
+    flush()
+    return "".join(parts) + ("</body></html>" if top else "")
+
+
+def _pivot_html(pivot: "verdict.Pivot") -> str:
+    head = "".join(f"<th>{html.escape(pivot.unit.count(c))}</th>" for c in pivot.counts)
+    rows = []
+    for strategy, cells in pivot.rows:
+        shown = "".join("<td>-</td>" if c is None else
+                        f"<td{' class=best' if c.best else ''}><span class=v>{c.samples_per_s:,.0f}</span>"
+                        f"<span class=e>eff {c.efficiency:.2f}</span></td>" for c in cells)
+        rows.append(f"<tr><td>{html.escape(strategy)}</td>{shown}</tr>")
+    return (f"<div class='scroll'><table class='pivot'><tr><th>strategy</th>{head}</tr>{''.join(rows)}</table></div>"
+            f"<p class='note'>{html.escape(pivot.note)}</p>")

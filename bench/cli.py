@@ -185,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="intra-node bus bandwidth for the scaling prediction (default: `bench comm` records)")
     report.add_argument("--inter-node-bandwidth", type=float, metavar="GBPS", help="default: the same")
     report.add_argument("--gpus-per-node", type=int, default=2)
+    report.add_argument("--compare", nargs="+", metavar="RESULTS",
+                        help="B: another study's results; the report adds A/B columns (change, intervals overlap)")
+    report.add_argument("--tolerance", default="5%", help="--compare: the change flagged when intervals are disjoint")
 
     tune = sub.add_parser("tune", help="Ray Tune studies: population based training, hyperparameter search")
     tune_sub = tune.add_subparsers(dest="scheduler", required=True, parser_class=_Parser)
@@ -391,8 +394,10 @@ def cmd_report(args: argparse.Namespace) -> int:
             raise UsageError("--bandwidth and --inter-node-bandwidth must be > 0 (GB/s)")
     if args.gpus_per_node < 1:
         raise UsageError(f"--gpus-per-node {args.gpus_per_node}: must be >= 1")
-    built = report.build(args.results, args.out, report.Options(args.bandwidth, args.inter_node_bandwidth,
-                                                                 args.gpus_per_node))
+    from analysis.compare import parse_tolerance
+    built = report.build(args.results, args.out, report.Options(
+        args.bandwidth, args.inter_node_bandwidth, args.gpus_per_node, compare=args.compare,
+        tolerance=parse_tolerance(args.tolerance)))
     print(built.summary.strip())
     print(f"\nreport: {built.markdown} and {built.html}")
     return 0

@@ -32,5 +32,5 @@ bench cluster run --dir "$results-jobs/cluster" --nodes 2 --cores-per-node 1 -- 
     bench jobs wait $results-jobs --timeout 2400
     bench jobs collect $results-jobs --results $results || true"
 test -f "$results/report/report.md" || { echo "demo: the report job wrote no report" >&2; exit 1; }
-sed -n '1,/^## /p' "$results/report/report.md" | head -n -1
+sed -n '1,/^## Plots/p' "$results/report/report.md" | head -n -1
 echo "demo: report in $results/report/report.md and report.html"

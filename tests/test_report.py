@@ -45,7 +45,14 @@ def test_known_speedups_and_efficiencies(results):
 def test_report_lists_failed_and_torn_records_and_embeds_plots(results, tmp_path):
     path = report.build([str(results)], tmp_path / "report").markdown
     markdown = path.read_text()
-    assert "| mlp" in markdown and "mwms x1" in markdown
+    first_screen = markdown.split("## Plots")[0]
+    assert "## mlp, strong scaling (global batch fixed)" in first_screen
+    assert "- At 1 replica (CPU): default fastest, 100 samples/s; mwms 0.80x of it." in first_screen
+    assert "- At 2 replicas (CPU): horovod fastest, 190 samples/s; mwms 0.79x of it." in first_screen
+    assert "- At 4 replicas (CPU): mwms fastest, 240 samples/s, efficiency 0.75 of its 1-replica run." in first_screen
+    assert "| strategy | 1 replica (CPU) | 2 replicas (CPU) | 4 replicas (CPU) |" in first_screen
+    assert "| mwms | 80<br>eff 1.00 | 150<br>eff 0.94 | **240** (best)<br>eff 0.75 |" in first_screen
+    assert "| mlp " in markdown and "## All measurements" in markdown        # the details follow
     assert "![throughput-mlp-strong](throughput-mlp-strong.png)" in markdown
     assert "![efficiency-mlp-strong](efficiency-mlp-strong.png)" in markdown
     assert "failed:" in markdown and "boom" in markdown and "corrupt:" in markdown
@@ -67,7 +74,7 @@ def test_ring_allreduce_prediction_known_answer():
     table = pd.DataFrame([{"workload": "w", "scaling": "strong", "strategy": "s", "num_replicas": 1,
                            "global_batch_size": 64, "per_replica_batch_size": 64, "median_step_s": 0.1,
                            "parameters": 1e6, "samples_per_s": 640.0}])
-    model = predict.predict(table, intra_bw=10e9, inter_bw=1e9, gpus_per_node=2)
+    model = predict.predict(table, intra_bw=10e9, inter_bw=1e9, gpus_per_node=2, counts=[2, 4, 8, 32])
     row = lambda n, overlap: model[(model.num_replicas == n) & (model.overlap == overlap)].iloc[0]
     assert row(2, "none")["compute_s"] == pytest.approx(0.05)
     assert row(2, "none")["allreduce_s"] == pytest.approx(2 * 1 / 2 * 4e6 / 10e9)          # 0.4 ms in the node
@@ -77,7 +84,7 @@ def test_ring_allreduce_prediction_known_answer():
     assert row(4, "none")["efficiency"] == pytest.approx(0.025 / 0.031)
     assert row(1, "none")["efficiency"] == pytest.approx(1.0)
     assert model["num_replicas"].max() == 32
-    weak = predict.predict(table.assign(scaling="weak"), intra_bw=10e9)
+    weak = predict.predict(table.assign(scaling="weak"), intra_bw=10e9, counts=[8])
     assert weak[(weak.num_replicas == 8) & (weak.overlap == "none")].iloc[0]["compute_s"] == pytest.approx(0.1)
 
 
@@ -133,7 +140,7 @@ def test_report_with_prediction_tuning_study_and_odd_records(tmp_path):
     assert two["energy_per_sample_j"] == pytest.approx(1.0) and two["gpu_util_pct"] == pytest.approx(50.0)
     assert "| 50% " in markdown
     page = (tmp_path / "out" / "report.html").read_text()
-    assert page.count("<table") == 3 and page.count("data:image/png;base64,") == markdown.count("![")
+    assert page.count("<table") == 4 and page.count("data:image/png;base64,") == markdown.count("![")
 
 
 def test_compare_flags_a_regression_beyond_tolerance_and_not_noise(bench, tmp_path):
@@ -174,3 +181,31 @@ def test_compute_fit_and_step_model_known_answers():
     assert predict.allreduce_s(4e6, 1, 1e-4, 1e9) == 0.0
     with pytest.raises(ValueError):
         predict.fit_compute([(32, 0.1), (32, 0.2)])
+
+
+def test_report_compares_two_studies_in_a_b_columns(bench, results, tmp_path):
+    newer = tmp_path.with_name(tmp_path.name + "-newer")       # results is tmp_path: B beside it, not in it
+    for run_id, strategy, gpus, tput in (("n1", "default", 1, 101.0), ("n2", "mwms", 4, 120.0)):
+        write_record(newer, record(run_id, "mlp", strategy, gpus, tput))
+    done = bench("report", str(results), "-o", str(tmp_path / "out"), "--compare", str(newer))
+    assert done.returncode == 0, done.stderr
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    comparison = markdown.split("## Comparison: A (this report) and B")[1].split("## Plots")[0]
+    assert "| mlp        | strong    | mwms       |       4 | 240 [240, 240]" in comparison
+    assert "| 120 [120, 120] | -50.0% | no                  | REGRESSION |" in comparison
+    default = next(line for line in comparison.splitlines() if "| default" in line)
+    assert "+1.0%" in default and "| yes" in default and "| same" in default   # 101 within 100 [90, 110]
+    horovod = next(line for line in comparison.splitlines() if "| horovod" in line)
+    assert "| missing" in horovod and "| no " not in horovod
+    bad = bench("report", str(results), "-o", str(tmp_path / "out2"), "--compare", str(tmp_path / "none"))
+    assert bad.returncode == 2 and "no such results directory" in bad.stderr
+
+
+def test_runs_with_gpus_are_counted_in_gpus(tmp_path):
+    for run_id, gpus, tput in (("g1", 1, 1000.0), ("g2", 2, 1900.0)):
+        rec = record(run_id, "charrnn-gru", "horovod", gpus, tput)
+        rec.provenance = {"gpu_models": ["NVIDIA A100-SXM4-40GB"]}
+        write_record(tmp_path / "r", rec)
+    built = report.build([str(tmp_path / "r")], tmp_path / "out")
+    assert "| strategy | 1 GPU | 2 GPUs |" in built.summary
+    assert "At 2 GPUs: horovod fastest, 1,900 samples/s, efficiency 0.95 of its 1-GPU run." in built.summary
