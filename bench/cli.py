@@ -156,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     comm.add_argument("--algorithm", default="default",
                       help="Open MPI's allreduce algorithm: default (Open MPI chooses), ring, recursive_doubling, "
                            "rabenseifner, segmented_ring, nonoverlapping, basic_linear")
+    comm.add_argument("--strategy", default="mpi", choices=("mpi", "mwms", "horovod"),
+                      help="whose allreduce: mpi4py's (default), or the train step's of mwms (gRPC) or horovod")
     comm.add_argument("--results", default=os.environ.get("DISTBENCH_RESULTS", "results"))
 
     jobs = sub.add_parser("jobs", help="scaling-study specs to sbatch scripts")
@@ -346,7 +348,7 @@ def cmd_comm(args: argparse.Namespace) -> int:
         return comm.main(from_json(comm.CommConfig, handed, comm.COMM_CONFIG_ENV))
     return comm.main(comm.CommConfig(min_bytes=args.min_bytes, max_bytes=args.max_bytes, warmup=args.warmup,
                                      iters=args.iters, results=args.results, local_workers=args.local_workers,
-                                     algorithm=args.algorithm))
+                                     algorithm=args.algorithm, strategy=args.strategy))
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:

@@ -1,4 +1,6 @@
-"""`bench comm`: allreduce bandwidth over MPI (mpi4py), as nccl-tests reports it.
+"""`bench comm`: allreduce bandwidth over MPI (mpi4py), or with the collective a backend's
+train step uses (`--strategy mwms`: TensorFlow's collective ops over gRPC; `--strategy
+horovod`: Horovod's allreduce), as nccl-tests reports it.
 
 For each message size (powers of two), `warmup` allreduces are run and discarded, then
 `iters` are timed between barriers; the slowest rank's time counts. Algorithm bandwidth
@@ -18,6 +20,7 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -35,6 +38,7 @@ KIB = 1024
 ALGORITHMS = {"default": 0, "basic_linear": 1, "nonoverlapping": 2, "recursive_doubling": 3, "ring": 4,
               "segmented_ring": 5, "rabenseifner": 6}
 COMM_CONFIG_ENV = "DISTBENCH_COMM_CONFIG"
+STRATEGIES = ("mpi", "mwms", "horovod")
 
 
 def sizes(min_bytes: int, max_bytes: int) -> list[int]:
@@ -73,26 +77,69 @@ def select_algorithm(name: str) -> None:
         os.environ["OMPI_MCA_coll_tuned_allreduce_algorithm"] = str(ALGORITHMS[name])
 
 
-def run(min_bytes: int = KIB, max_bytes: int = 256 * KIB * KIB, warmup: int = 5, iters: int = 20,
-        results: str = "results", run_id: str | None = None,
-        algorithm: str = "default") -> tuple[RunRecord | None, int, Path]:
+@dataclass
+class Collective:
+    """The allreduce being measured, and who takes part."""
+    ranks: int
+    rank: int
+    hosts: list[str]
+    seconds: Callable[[int], float]         # nbytes -> seconds per allreduce, the slowest rank's
+    library: str
+    close: Callable[[], None] = lambda: None
+
+
+def mpi_collective(algorithm: str, warmup: int, iters: int) -> Collective:
     select_algorithm(algorithm)
     from mpi4py import MPI
     comm = MPI.COMM_WORLD
-    ranks, rank = comm.Get_size(), comm.Get_rank()
+    return Collective(comm.Get_size(), comm.Get_rank(), comm.allgather(socket.gethostname()),
+                      lambda nbytes: measure(comm, nbytes, warmup, iters), MPI.Get_library_version().splitlines()[0])
+
+
+def backend_collective(name: str, warmup: int, iters: int) -> Collective:
+    """The collective a training backend's step uses (MultiWorkerMirrored's TensorFlow
+    collective ops over gRPC, Horovod's allreduce), started as a run of it would be."""
+    import strategies
+    from bench import binding
+    from strategies.base import BackendOptions
+    backend = strategies.get(name)
+    bound = binding.resolve(1, None)
+    binding.apply(bound)
+    binding.apply_to_tensorflow(bound)
+    topology = backend.setup(BackendOptions())
+    return Collective(topology.world_size, topology.rank, list(topology.hosts),
+                      lambda nbytes: backend.allreduce_seconds(nbytes, warmup, iters),
+                      f"{name} ({', '.join(f'{k}={v}' for k, v in backend.settings.items()) or 'defaults'})",
+                      backend.teardown)
+
+
+def run(min_bytes: int = KIB, max_bytes: int = 256 * KIB * KIB, warmup: int = 5, iters: int = 20,
+        results: str = "results", run_id: str | None = None,
+        algorithm: str = "default", strategy: str = "mpi") -> tuple[RunRecord | None, int, Path]:
+    collective = (mpi_collective(algorithm, warmup, iters) if strategy == "mpi"
+                  else backend_collective(strategy, warmup, iters))
+    try:
+        return _measure_sizes(collective, min_bytes, max_bytes, warmup, iters, results, run_id, algorithm, strategy)
+    finally:
+        collective.close()
+
+
+def _measure_sizes(collective: Collective, min_bytes, max_bytes, warmup, iters, results, run_id, algorithm,
+                   strategy) -> tuple[RunRecord | None, int, Path]:
+    ranks, rank, hosts = collective.ranks, collective.rank, collective.hosts
     if ranks < 2:
         raise UsageError("bench comm needs 2 or more ranks: mpirun -np N, srun -n N, or --local-workers N")
-    hosts = comm.allgather(socket.gethostname())
-    record = RunRecord(run_id=run_id or comm.bcast(new_run_id("comm") if rank == 0 else None),
-                       workload="allreduce", strategy="mpi", kind="comm", world_size=ranks,
+    record = RunRecord(run_id=run_id or new_run_id("comm"),
+                       workload="allreduce", strategy=strategy, kind="comm", world_size=ranks,
                        num_replicas=ranks, ranks_per_node=hosts.count(hosts[0]),
                        config={"min_bytes": min_bytes, "max_bytes": max_bytes, "warmup": warmup, "iters": iters,
-                               "dtype": "float32", "op": "sum", "hosts": hosts, "algorithm": algorithm})
+                               "dtype": "float32", "op": "sum", "hosts": hosts, "algorithm": algorithm,
+                               "strategy": strategy})
     record.provenance = provenance.collect()
     with Lifecycle(results, record, writer=rank == 0) as life:
         rows = []
         for nbytes in sizes(min_bytes, max_bytes):
-            seconds = measure(comm, nbytes, warmup, iters)
+            seconds = collective.seconds(nbytes)
             algbw = nbytes / seconds / 1e9
             rows.append({"bytes": nbytes, "time_us": seconds * 1e6, "algbw_GBps": algbw,
                          "busbw_GBps": algbw * bus_factor(ranks)})
@@ -100,7 +147,7 @@ def run(min_bytes: int = KIB, max_bytes: int = 256 * KIB * KIB, warmup: int = 5,
                 print(f"{nbytes:>12} B  {seconds * 1e6:>12.1f} us  algbw {algbw:8.3f} GB/s  "
                       f"busbw {algbw * bus_factor(ranks):8.3f} GB/s", flush=True)
         record.metrics = {"allreduce": rows, "peak_busbw_GBps": max(r["busbw_GBps"] for r in rows),
-                          "mpi_library": MPI.Get_library_version().splitlines()[0]}
+                          "mpi_library" if strategy == "mpi" else "collective": collective.library}
         if rank == 0:
             write_csv(run_dir(results, record.run_id) / "allreduce.csv", list(rows[0]),
                       ([r[k] for k in rows[0]] for r in rows))
@@ -118,6 +165,7 @@ class CommConfig:
     local_workers: int | None = None     # mpirun this many ranks on this host
     run_id: str | None = None
     algorithm: str = "default"           # Open MPI's allreduce algorithm (ALGORITHMS)
+    strategy: str = "mpi"                # mpi (mpi4py), or the collective of a backend: mwms, horovod
 
     def validate(self) -> None:
         if self.warmup < 0 or self.iters < 1:
@@ -125,6 +173,12 @@ class CommConfig:
         sizes(self.min_bytes, self.max_bytes)
         if self.algorithm not in ALGORITHMS:
             raise UsageError(f"--algorithm {self.algorithm!r}: must be one of {', '.join(ALGORITHMS)}")
+        if self.strategy not in STRATEGIES:
+            raise UsageError(f"--strategy {self.strategy!r}: must be one of {', '.join(STRATEGIES)}")
+        if self.strategy != "mpi" and self.algorithm != "default":
+            raise UsageError("--algorithm chooses Open MPI's allreduce: only with --strategy mpi")
+        if self.local_workers and self.strategy == "mwms":
+            raise UsageError("bench comm --strategy mwms runs under srun (or with TF_CONFIG): not with --local-workers")
         if self.local_workers is not None and self.local_workers < 2:
             raise UsageError(f"--local-workers {self.local_workers}: bench comm needs 2 or more")
 
@@ -136,7 +190,7 @@ def main(cfg: CommConfig) -> int:
         return _local(cfg)
     try:
         record, code, path = run(cfg.min_bytes, cfg.max_bytes, cfg.warmup, cfg.iters, cfg.results, cfg.run_id,
-                                 cfg.algorithm)
+                                 cfg.algorithm, cfg.strategy)
     except ImportError as exc:
         raise UsageError(f"bench comm needs mpi4py and an MPI library ({exc})") from None
     if record is not None and not os.environ.get("DISTBENCH_LAUNCHED"):

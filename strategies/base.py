@@ -126,6 +126,12 @@ class Backend:
         share of the median step (a collective: every rank calls it)."""
         return None
 
+    def allreduce_seconds(self, nbytes: int, warmup: int, iters: int) -> float:
+        """Seconds per allreduce (sum) of `nbytes` of float32 over all ranks with the collective
+        this backend's train step uses, the slowest rank's (`bench comm --strategy`)."""
+        raise UsageError(f"strategy {self.name!r} has no collective of its own between processes: "
+                         f"bench comm --strategy takes mwms or horovod")
+
     # --- launch -----------------------------------------------------------------------
 
     @classmethod
@@ -215,8 +221,19 @@ def timed_collective(reduce, shapes: list, step_seconds: list[float], what: str,
     return {"allreduce_s": seconds, "allreduce_share": seconds / step, "bytes": sum(
                 math.prod(shape) * tf.as_dtype(dtype).size for shape, dtype in shapes),
             "method": f"{what} of zeros shaped like the trainable variables, after training, "
-                      f"mean of {repeats}; not overlapped with compute; embedding gradients, sparse in "
-                      "training, are reduced dense here"}
+                      f"mean of {repeats}; not overlapped with compute; embedding gradients dense, as "
+                      "in training unless --sparse-gradients"}
+
+
+def time_calls(call, warmup: int, iters: int) -> float:
+    """Mean seconds per `call()` after `warmup` untimed calls (call returns once it is done)."""
+    import time
+    for _ in range(warmup):
+        call()
+    start = time.perf_counter()
+    for _ in range(iters):
+        call()
+    return (time.perf_counter() - start) / iters
 
 
 def require_positive(devices: int | None, flag: str = "--devices") -> None:

@@ -25,7 +25,7 @@ from bench.config import RUN_CONFIG_ENV
 from bench.gradients import densify
 from bench.procs import MPIRUN_AS_ROOT_ENV, bench_command, mpirun
 from strategies.base import (Backend, BackendOptions, LocalProcess, Placement, Topology, require_positive,
-                             timed_collective, unavailable)
+                             time_calls, timed_collective, unavailable)
 
 
 class HorovodBackend(Backend):
@@ -109,6 +109,14 @@ class HorovodBackend(Backend):
         grouped = tf.function(lambda tensors: hvd.grouped_allreduce(tensors, op=hvd.Average))
         return timed_collective(lambda: grouped(zeros), shapes, step_seconds,
                                 "hvd.grouped_allreduce (the train step's)")
+
+    def allreduce_seconds(self, nbytes: int, warmup: int, iters: int) -> float:
+        import tensorflow as tf
+        hvd = self.hvd
+        tensor = tf.ones([nbytes // 4], tf.float32)
+        reduce = tf.function(lambda t: hvd.allreduce(t, op=hvd.Sum))
+        seconds = time_calls(lambda: reduce(tensor).numpy(), warmup, iters)
+        return max(v[0] for v in self.gather([seconds]))
 
     def gather(self, values: list[float]) -> list[list[float]]:
         if os.environ.get("OMPI_COMM_WORLD_SIZE") and self.hvd.mpi_enabled():

@@ -15,7 +15,7 @@ from bench.errors import UsageError
 from bench.config import RUN_CONFIG_ENV
 from bench.procs import bench_command, free_ports
 from strategies.base import (Backend, BackendOptions, LocalProcess, Topology, build_compiled_state,
-                             require_positive, timed_collective)
+                             require_positive, time_calls, timed_collective)
 from strategies import cluster, compat
 
 COLLECTIVE_TIMEOUT_ENV = "DISTBENCH_COLLECTIVE_TIMEOUT"
@@ -74,6 +74,16 @@ class MultiWorkerMirroredBackend(Backend):
             return self.strategy.run(lambda: tf.distribute.get_replica_context().all_reduce(
                 "MEAN", [tf.zeros(s, d) for s, d in shapes]))
         return timed_collective(reduce, shapes, step_seconds, "replica_context.all_reduce (batched)")
+
+    def allreduce_seconds(self, nbytes: int, warmup: int, iters: int) -> float:
+        import tensorflow as tf
+        tensor = tf.ones([nbytes // 4], tf.float32)
+
+        @tf.function
+        def reduce():
+            return self.strategy.run(lambda: tf.distribute.get_replica_context().all_reduce("SUM", tensor))
+        seconds = time_calls(lambda: self.strategy.experimental_local_results(reduce())[0].numpy(), warmup, iters)
+        return max(v[0] for v in self.gather([seconds]))
 
     def gather(self, values: list[float]) -> list[list[float]]:
         return cluster.gather_floats(self.strategy, values, self.topology.world_size)
