@@ -19,13 +19,13 @@ import pandas as pd
 
 ASSUMPTIONS = [
     "Compute time per step is linear in the per-GPU batch (measured at the smallest GPU count).",
-    "Gradients are float32 (4 bytes per parameter) and reduced by one ring allreduce per step.",
-    "The ring runs at the bus bandwidth of its slowest link: inside a node while the GPUs fit in one, "
-    "the inter-node bandwidth beyond.",
-    "No input-pipeline stalls, stragglers or framework overhead beyond the 1-GPU step; latency terms "
-    "(2(N-1) x alpha) are left out, so small models are predicted too well.",
-    "On this CPU-only machine the 'GPUs' of the local study share two cores: the measured points "
-    "fall below any prediction; on a GPU cluster they are the check of the model.",
+    "Gradients are float32 (4 bytes per parameter, embeddings dense) and reduced by one ring allreduce "
+    "per step (MultiWorkerMirrored packs them into one, Horovod fuses them).",
+    "The allreduce costs 2(N-1) x alpha + 2(N-1)/N x bytes / B, alpha and B fitted (relative errors) to "
+    "every message size of the `bench comm --strategy S` record of the strategy's own collective "
+    "(else of MPI's; else B alone from --bandwidth or the peak busbw).",
+    "No framework overhead beyond the 1-GPU step is calibrated here (benchmarks/predict_check.py "
+    "calibrates one from a 2-node run): points off by more than 10% are flagged.",
 ]
 
 
@@ -41,12 +41,26 @@ def bandwidth_from_comm(records) -> tuple[float | None, str]:
     return (best[0] * 1e9, best[1]) if best else (None, "no `bench comm` record")
 
 
+def links_from_comm(records) -> dict[str, tuple[float, float, str]]:
+    """Per collective (mpi, mwms, horovod): (alpha s, B bytes/s, source) fitted to the newest
+    successful `bench comm` record of 2 or more ranks."""
+    links: dict[str, tuple[float, float, str]] = {}
+    newest = sorted((r for r in records if r.kind == "comm" and r.status == "ok" and r.world_size >= 2
+                     and len(r.metrics.get("allreduce") or []) >= 2), key=lambda r: r.run_id)
+    for record in newest:
+        alpha, bandwidth = fit_alpha_beta(record.metrics["allreduce"], record.world_size)
+        links[record.strategy] = (alpha, bandwidth, f"`bench comm` {record.run_id} ({record.strategy}, "
+                                                    f"{record.world_size} ranks)")
+    return links
+
+
 def ring_allreduce_s(nbytes: float, gpus: int, bandwidth: float) -> float:
     return 0.0 if gpus < 2 else 2 * (gpus - 1) / gpus * nbytes / bandwidth
 
 
 def predict(table: pd.DataFrame, intra_bw: float, inter_bw: float | None = None,
-            gpus_per_node: int = 2, counts: list[int] | None = None) -> pd.DataFrame:
+            gpus_per_node: int = 2, counts: list[int] | None = None,
+            links: dict[str, tuple[float, float, str]] | None = None) -> pd.DataFrame:
     """Predicted step time, throughput and efficiency per (workload, scaling, strategy) at its
     measured GPU counts and `counts` (those a study asked for), from `scaling.aggregate`'s
     table (needs parameters and throughput)."""
@@ -61,11 +75,13 @@ def predict(table: pd.DataFrame, intra_bw: float, inter_bw: float | None = None,
         nbytes = 4.0 * base["parameters"]
         wanted = sorted({int(g) for g in group["num_replicas"]} | set(counts or []))
         base_gpus = int(base["num_replicas"])
+        backend = str(strategy).split()[0]         # "mwms bf16": the series of mwms in bfloat16
+        alpha, link_bw, link = (links or {}).get(backend) or (links or {}).get("mpi") or (0.0, None, "bandwidth")
         for gpus in (g for g in wanted if g >= base_gpus):
             per_gpu = (base["global_batch_size"] / gpus if scaling == "strong" else base["per_replica_batch_size"])
             compute = step_1 * per_gpu / base["per_replica_batch_size"]
-            bandwidth = intra_bw if gpus <= gpus_per_node else min(intra_bw, inter_bw)
-            comm = ring_allreduce_s(nbytes, gpus, bandwidth)
+            bandwidth = link_bw or (intra_bw if gpus <= gpus_per_node else min(intra_bw, inter_bw))
+            comm = allreduce_s(nbytes, gpus, alpha, bandwidth)
             global_batch = per_gpu * gpus
             for overlap, step in (("none", compute + comm), ("full", max(compute, comm))):
                 throughput = global_batch / step
@@ -73,7 +89,8 @@ def predict(table: pd.DataFrame, intra_bw: float, inter_bw: float | None = None,
                              "overlap": overlap, "compute_s": compute, "allreduce_s": comm, "step_s": step,
                              "samples_per_s": throughput,
                              "efficiency": throughput / base_throughput / (gpus / base_gpus),
-                             "gradient_bytes": nbytes, "bandwidth_Bps": bandwidth})
+                             "gradient_bytes": nbytes, "bandwidth_Bps": bandwidth, "alpha_s": alpha,
+                             "link": link})
     return pd.DataFrame(rows)
 
 

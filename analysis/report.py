@@ -149,8 +149,13 @@ def _fmt(table: pd.DataFrame) -> pd.DataFrame:
 
 def _prediction_blocks(table, records, runs: pd.DataFrame, options: Options, out: Path,
                        blocks: list[Block]) -> pd.DataFrame:
+    links = {} if options.bandwidth_GBps else predict.links_from_comm(records)
     if options.bandwidth_GBps:
         bandwidth, source = options.bandwidth_GBps * 1e9, f"given: {options.bandwidth_GBps:g} GB/s"
+    elif links:
+        bandwidth, source = max(b for _, b, _ in links.values()), "; ".join(
+            f"{name}: alpha {alpha * 1e6:,.0f} us, B {b / 1e9:.3f} GB/s from {where}"
+            for name, (alpha, b, where) in sorted(links.items()))
     else:
         bandwidth, source = predict.bandwidth_from_comm(records)
     if table.empty or bandwidth is None:
@@ -160,30 +165,34 @@ def _prediction_blocks(table, records, runs: pd.DataFrame, options: Options, out
     inter = options.inter_node_GBps * 1e9 if options.inter_node_GBps else None
     # at the measured counts and every count the study ran or tried (failed runs included)
     requested = sorted({int(n) for n in runs["num_replicas"].dropna()})
-    model = predict.predict(table, bandwidth, inter, options.gpus_per_node, counts=requested)
+    model = predict.predict(table, bandwidth, inter, options.gpus_per_node, counts=requested, links=links)
     if model.empty:
         blocks.append(Block("p", "No prediction: the records carry no parameter counts."))
         return model
     joined = predict.with_measured(model, table)
     joined.to_csv(out / "prediction.csv", index=False)
     inter_text = f"{options.inter_node_GBps:g} GB/s" if inter else "the same"
-    blocks.append(Block("p", f"Bus bandwidth inside a node: {source}; between nodes: {inter_text}; "
-                             f"{options.gpus_per_node} GPUs per node; predicted at the counts the study ran. "
-                             "Step time at N GPUs = compute + 2(N-1)/N x gradient bytes / bandwidth (no overlap), "
-                             "or the larger of the two (full overlap). Assumptions:"))
+    blocks.append(Block("p", f"Inputs: {source}; between nodes: {inter_text}; {options.gpus_per_node} GPUs per "
+                             "node; overhead per step: none calibrated; overlap: none (and full, in the plots). "
+                             "Compute is fitted on each strategy's smallest count (`fitted`); the other "
+                             "measured points test the model (`tested`), flagged where measured and predicted "
+                             "differ by more than 10%. Assumptions:"))
     blocks.append(Block("list", predict.ASSUMPTIONS))
-    shown = joined[joined["overlap"] == "none"][["workload", "scaling", "strategy", "num_replicas", "compute_s",
-                                                 "allreduce_s", "samples_per_s", "efficiency",
-                                                 "measured_samples_per_s", "measured_over_predicted"]].copy()
-    for column in ("compute_s", "allreduce_s"):
-        shown[column] = shown[column].map(lambda v: f"{1e3 * v:.2f} ms")
-    for column in ("samples_per_s", "measured_samples_per_s"):
-        shown[column] = shown[column].map(lambda v: "-" if pd.isna(v) else f"{v:,.0f}")
-    for column in ("efficiency", "measured_over_predicted"):
-        shown[column] = shown[column].map(lambda v: "-" if pd.isna(v) else f"{v:.2f}")
-    blocks.append(Block("table", shown.rename(columns={"num_replicas": "GPUs", "samples_per_s": "predicted samples/s",
-                                                       "measured_samples_per_s": "measured samples/s",
-                                                       "measured_over_predicted": "measured/predicted"})))
+    none = joined[joined["overlap"] == "none"]
+    smallest = none.groupby(["workload", "scaling", "strategy"])["num_replicas"].transform("min")
+    ratio = none["measured_over_predicted"]
+    shown = pd.DataFrame({
+        "workload": none["workload"], "scaling": none["scaling"], "strategy": none["strategy"],
+        "count": none["num_replicas"].map(int),
+        "compute": none["compute_s"].map(lambda v: f"{1e3 * v:.1f} ms"),
+        "allreduce": none["allreduce_s"].map(lambda v: f"{1e3 * v:.2f} ms"),
+        "predicted samples/s": none["samples_per_s"].map(lambda v: f"{v:,.0f}"),
+        "measured samples/s": none["measured_samples_per_s"].map(lambda v: "-" if pd.isna(v) else f"{v:,.0f}"),
+        "measured/predicted": ratio.map(lambda v: "-" if pd.isna(v) else f"{v:.2f}"),
+        "point": ["fitted" if n == low else ("tested" if not pd.isna(r) else "predicted")
+                  for n, low, r in zip(none["num_replicas"], smallest, ratio)],
+        "off >10%": ["yes" if not pd.isna(r) and abs(r - 1) > 0.10 else "" for r in ratio]})
+    blocks.append(Block("table", shown))
     blocks += [Block("image", p) for p in plots.prediction(model, table, out)]
     return model
 

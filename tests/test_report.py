@@ -126,7 +126,7 @@ def test_report_with_prediction_tuning_study_and_odd_records(tmp_path):
                       extra={"scheduler": "pbt", "metric": "mean_accuracy", "trial_records": trials})
     write_record(results, study)
     markdown = report.build([str(results)], tmp_path / "out").markdown.read_text()
-    assert "Bus bandwidth inside a node: `bench comm` comm-1 (2 ranks, peak busbw 12.50 GB/s)" in markdown
+    assert "Inputs: `bench comm` comm-1 (2 ranks, peak busbw 12.50 GB/s)" in markdown
     assert "![prediction-mlp-strong](prediction-mlp-strong.png)" in markdown
     assert "![steps-mlp](steps-mlp.png)" in markdown and "![gpu-utilisation](gpu-utilisation.png)" in markdown
     assert "No GPU utilisation samples" not in markdown
@@ -209,3 +209,24 @@ def test_runs_with_gpus_are_counted_in_gpus(tmp_path):
     built = report.build([str(tmp_path / "r")], tmp_path / "out")
     assert "| strategy | 1 GPU | 2 GPUs |" in built.summary
     assert "At 2 GPUs: horovod fastest, 1,900 samples/s, efficiency 0.95 of its 1-GPU run." in built.summary
+
+
+def test_prediction_uses_the_strategys_own_link_and_flags_misses(tmp_path):
+    """A 2-rank mwms link of alpha 50 us and B 0.1 GB/s; 1e6 parameters (4 MB): the 2-replica
+    allreduce costs 2 x 50 us + 4 MB / 0.1 GB/s = 40.1 ms on a 100 ms step (weak scaling:
+    predicted 128 / 0.1401 = 914 samples/s); measured 700 is 0.77 of it: flagged."""
+    results = tmp_path / "results"
+    for run_id, gpus, tput in (("a", 1, 640.0), ("b", 2, 700.0)):
+        rec = record(run_id, "mlp", "mwms", gpus, tput, global_batch=64 * gpus)
+        rec.per_replica_batch_size, rec.config = 64, {"per_replica_batch_size": 64}
+        rec.extra["parameters"] = 1_000_000
+        write_record(results, rec)
+    rows = [{"bytes": n, "time_us": 1e6 * (2 * 50e-6 + n / 0.1e9)} for n in (4096, 65536, 1 << 20, 1 << 24)]
+    write_record(results, RunRecord(run_id="comm-mwms", workload="allreduce", strategy="mwms", kind="comm",
+                                    status="ok", world_size=2, metrics={"peak_busbw_GBps": 0.1, "allreduce": rows}))
+    markdown = report.build([str(results)], tmp_path / "out").markdown.read_text()
+    assert "mwms: alpha 50 us, B 0.100 GB/s from `bench comm` comm-mwms (mwms, 2 ranks)" in markdown
+    line = next(l for l in markdown.splitlines() if l.startswith("| mlp") and "| tested" in l)
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[4:] == ["100.0 ms", "40.10 ms", "914", "700", "0.77", "tested", "yes"], cells
+    assert line.rstrip(" |").endswith("yes")
