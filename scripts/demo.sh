@@ -27,7 +27,9 @@ bench tune pbt memnn --data generated --set train_questions=2000 --smoke-test \
     --steps-per-iteration 50 --synch --num-cpus 2 --results "$results"
 bench jobs write examples/emulated-demo.toml -o "$results-jobs"
 bench cluster run --dir "$results-jobs/cluster" --nodes 2 --cores-per-node 1 -- bash -euo pipefail -c "
-    srun -N2 -n2 -c1 --mpi=pmix bench comm --max-bytes 16777216 --results $results
+    for collective in mpi mwms horovod; do     # each strategy's prediction uses its own collective
+        srun -N2 -n2 -c1 --mpi=pmix bench comm --strategy \$collective --max-bytes 16777216 --iters 10 --results $results
+    done
     bench jobs submit $results-jobs
     bench jobs wait $results-jobs --timeout 2400
     bench jobs collect $results-jobs --results $results || true"
