@@ -102,3 +102,28 @@ def test_rnn_layers_keep_the_cudnn_kernel_arguments(workload):
                 assert config["reset_after"] is True
             checked += 1
     assert checked > 0, f"{workload}: no RNN layer found"
+
+
+AGREEMENT = """
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from bench.gradients import _agreed_finite
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+def step():
+    replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+    gradient = tf.where(replica == 1, float("inf"), 1.0) * tf.ones([3])    # only replica 1 overflowed
+    return _agreed_finite([gradient, None])[0]
+
+results = strategy.experimental_local_results(strategy.run(tf.function(step)))
+print([bool(tf.reduce_all(tf.math.is_finite(r))) for r in results])
+"""
+
+
+def test_an_overflow_on_one_replica_makes_every_replica_skip():
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-c", AGREEMENT], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[False, False]"
