@@ -74,7 +74,7 @@ class HorovodBackend(Backend):
         """Every rank builds the same pipeline (same shuffle seed) and keeps its slice of each
         global batch, so the ranks together compute exactly the global batch. Evaluation
         data is not split: every rank evaluates all of it."""
-        if not training:
+        if not training or self.topology.world_size == 1:
             return dataset
         import tensorflow as tf
         rank, size = self.topology.rank, self.topology.world_size
