@@ -13,6 +13,7 @@ Without overlap the step is compute + allreduce; with perfect overlap, the large
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -41,16 +42,26 @@ def bandwidth_from_comm(records) -> tuple[float | None, str]:
     return (best[0] * 1e9, best[1]) if best else (None, "no `bench comm` record")
 
 
-def links_from_comm(records) -> dict[str, tuple[float, float, str]]:
-    """Per collective (mpi, mwms, horovod): (alpha s, B bytes/s, source) fitted to the newest
-    successful `bench comm` record of 2 or more ranks."""
-    links: dict[str, tuple[float, float, str]] = {}
+@dataclass(frozen=True)
+class Link:
+    """A collective's measured cost per message size (a `bench comm` record)."""
+    rows: tuple
+    ranks: int
+    source: str
+
+    def fit(self, around: float | None = None) -> tuple[float, float]:
+        return fit_alpha_beta(list(self.rows), self.ranks, around)
+
+
+def links_from_comm(records) -> dict[str, Link]:
+    """Per collective (mpi, mwms, horovod): the newest successful `bench comm` record of 2 or
+    more ranks."""
+    links: dict[str, Link] = {}
     newest = sorted((r for r in records if r.kind == "comm" and r.status == "ok" and r.world_size >= 2
                      and len(r.metrics.get("allreduce") or []) >= 2), key=lambda r: r.run_id)
     for record in newest:
-        alpha, bandwidth = fit_alpha_beta(record.metrics["allreduce"], record.world_size)
-        links[record.strategy] = (alpha, bandwidth, f"`bench comm` {record.run_id} ({record.strategy}, "
-                                                    f"{record.world_size} ranks)")
+        links[record.strategy] = Link(tuple(record.metrics["allreduce"]), record.world_size,
+                                      f"`bench comm` {record.run_id} ({record.strategy}, {record.world_size} ranks)")
     return links
 
 
@@ -60,7 +71,7 @@ def ring_allreduce_s(nbytes: float, gpus: int, bandwidth: float) -> float:
 
 def predict(table: pd.DataFrame, intra_bw: float, inter_bw: float | None = None,
             gpus_per_node: int = 2, counts: list[int] | None = None,
-            links: dict[str, tuple[float, float, str]] | None = None) -> pd.DataFrame:
+            links: dict[str, Link] | None = None) -> pd.DataFrame:
     """Predicted step time, throughput and efficiency per (workload, scaling, strategy) at its
     measured GPU counts and `counts` (those a study asked for), from `scaling.aggregate`'s
     table (needs parameters and throughput)."""
@@ -76,7 +87,9 @@ def predict(table: pd.DataFrame, intra_bw: float, inter_bw: float | None = None,
         wanted = sorted({int(g) for g in group["num_replicas"]} | set(counts or []))
         base_gpus = int(base["num_replicas"])
         backend = str(strategy).split()[0]         # "mwms bf16": the series of mwms in bfloat16
-        alpha, link_bw, link = (links or {}).get(backend) or (links or {}).get("mpi") or (0.0, None, "bandwidth")
+        measured_link = (links or {}).get(backend) or (links or {}).get("mpi")
+        alpha, link_bw = measured_link.fit(around=nbytes) if measured_link else (0.0, None)
+        link = measured_link.source if measured_link else "bandwidth"
         for gpus in (g for g in wanted if g >= base_gpus):
             per_gpu = (base["global_batch_size"] / gpus if scaling == "strong" else base["per_replica_batch_size"])
             compute = step_1 * per_gpu / base["per_replica_batch_size"]
@@ -105,20 +118,24 @@ def with_measured(prediction: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame
 
 # --- the alpha-beta model, fitted from measurements ------------------------------------
 
-def fit_alpha_beta(rows: list[dict], ranks: int) -> tuple[float, float]:
+def fit_alpha_beta(rows: list[dict], ranks: int, around: float | None = None) -> tuple[float, float]:
     """(alpha seconds per message, bus bandwidth bytes/s) of a ring allreduce over `ranks`,
-    fitted to every message size of a `bench comm` run:
         time = 2(n-1) alpha + 2(n-1)/n x bytes / B
-    by least squares on relative errors: with absolute errors the largest messages (100 ms)
-    decide alone, and a gradient of 0.5 MB (2 ms) was predicted at half its measured speed.
+    fitted by least squares to every message size of a `bench comm` run, or, with `around`
+    (a gradient's bytes), through the two measured sizes on either side of it: the curve is
+    not one line (a shaped link's token bucket sends 64 KiB at twice its rate; Open MPI
+    switches algorithms with size), and the step pays the cost at its own size.
     `rows` are its `allreduce` rows (bytes, time_us)."""
-    sizes = np.array([row["bytes"] for row in rows], dtype=float)
-    times = np.array([row["time_us"] for row in rows], dtype=float) * 1e-6
-    if len(sizes) < 2 or ranks < 2:
+    points = sorted((float(row["bytes"]), float(row["time_us"]) * 1e-6) for row in rows)
+    if len(points) < 2 or ranks < 2:
         raise ValueError("need 2 or more message sizes and 2 or more ranks")
-    slope, intercept = np.polyfit(sizes, times, 1, w=1 / times)
-    alpha = max(float(intercept), 0.0) / (2 * (ranks - 1))
-    return alpha, 2 * (ranks - 1) / ranks / float(slope)
+    if around is not None:
+        above = next((i for i, (size, _) in enumerate(points) if size >= around), len(points) - 1)
+        points = points[max(above - 1, 0):max(above - 1, 0) + 2]
+    sizes, times = (np.array(column) for column in zip(*points))
+    slope, intercept = np.polyfit(sizes, times, 1)
+    alpha = float(intercept) / (2 * (ranks - 1))
+    return (alpha if around is not None else max(alpha, 0.0)), 2 * (ranks - 1) / ranks / float(slope)
 
 
 def fit_compute(points: list[tuple[float, float]]) -> tuple[float, float]:

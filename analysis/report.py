@@ -153,9 +153,11 @@ def _prediction_blocks(table, records, runs: pd.DataFrame, options: Options, out
     if options.bandwidth_GBps:
         bandwidth, source = options.bandwidth_GBps * 1e9, f"given: {options.bandwidth_GBps:g} GB/s"
     elif links:
-        bandwidth, source = max(b for _, b, _ in links.values()), "; ".join(
-            f"{name}: alpha {alpha * 1e6:,.0f} us, B {b / 1e9:.3f} GB/s from {where}"
-            for name, (alpha, b, where) in sorted(links.items()))
+        fits = {name: link.fit() for name, link in sorted(links.items())}
+        bandwidth, source = max(b for _, b in fits.values()), "; ".join(
+            f"{name}: alpha {alpha * 1e6:,.0f} us, B {b / 1e9:.3f} GB/s over all sizes of {links[name].source}"
+            for name, (alpha, b) in fits.items()) + (" (each prediction fits alpha and B through the two "
+                                                     "sizes around its gradient's bytes)")
     else:
         bandwidth, source = predict.bandwidth_from_comm(records)
     if table.empty or bandwidth is None:

@@ -3,9 +3,10 @@
 On the emulated 2-node cluster (one core per node), for each workload and strategy:
 
   fitted on   one node: t(b) = t0 + c x b from runs at two per-replica batches;
-              each link rate and strategy: alpha and B of a ring allreduce, from every message
-              size of a `bench comm --strategy S` between the nodes (the collective the
-              strategy's train step runs: TensorFlow's over gRPC for mwms, Horovod's for horovod);
+              each link rate and strategy: alpha and B of a ring allreduce through the two
+              message sizes around the gradient's bytes of a `bench comm --strategy S` between
+              the nodes (the collective the strategy's train step runs: TensorFlow's over gRPC
+              for mwms, Horovod's for horovod);
               the fastest rate: one 2-node run, whose step time minus compute and modelled
               communication is the strategy's fixed overhead per step;
   tested on   the 2-node runs at the other rates:
@@ -80,10 +81,11 @@ def main() -> int:
                 for strategy in sorted({s for _, s in cases}):
                     comm = srun(cluster, 2, ["comm", "--strategy", strategy, "--min-bytes", "4096", "--max-bytes",
                                              str(16 << 20), "--warmup", "2", "--iters", "5", "--results", results])
-                    link[rate, strategy] = predict.fit_alpha_beta(comm["metrics"]["allreduce"], 2)
-                    alpha, bandwidth = link[rate, strategy]
+                    link[rate, strategy] = comm["metrics"]["allreduce"]
+                    alpha, bandwidth = predict.fit_alpha_beta(link[rate, strategy], 2)
                     print(f"# link {rate}, {strategy}'s allreduce: alpha {alpha * 1e6:.0f} us, "
-                          f"B {bandwidth / 1e9:.4f} GB/s (bench comm --strategy {strategy})", flush=True)
+                          f"B {bandwidth / 1e9:.4f} GB/s over all sizes (bench comm --strategy {strategy})",
+                          flush=True)
                 for case in cases:
                     two_node[case, rate] = run(cluster, *case, 2, args.batch, args, results)[0]
     print("case measured predicted ratio")
@@ -91,10 +93,10 @@ def main() -> int:
     for case in cases:
         t0, c = compute[case]
         t_compute = t0 + c * args.batch
-        alpha, bandwidth = link[rates[0], case[1]]
+        alpha, bandwidth = predict.fit_alpha_beta(link[rates[0], case[1]], 2, around=gradient[case])
         overhead = two_node[case, rates[0]] - t_compute - predict.allreduce_s(gradient[case], 2, alpha, bandwidth)
         for rate in rates:
-            alpha, bandwidth = link[rate, case[1]]
+            alpha, bandwidth = predict.fit_alpha_beta(link[rate, case[1]], 2, around=gradient[case])
             predicted_step = predict.step_s(t_compute, overhead, predict.allreduce_s(gradient[case], 2, alpha, bandwidth))
             measured = one_node[case] / two_node[case, rate]
             predicted = one_node[case] / predicted_step

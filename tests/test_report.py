@@ -171,6 +171,20 @@ def test_alpha_beta_fit_recovers_a_known_link():
     assert predict.fit_alpha_beta(four, 4) == pytest.approx((20e-6, 2e9))
 
 
+def test_alpha_beta_around_a_size_follows_a_bent_curve():
+    """A token-bucket link: 64 KiB goes at 10 MB/s (the burst), 128 KiB and up at 6 MB/s. The
+    line through all sizes is pulled by the burst; the one around 1.5 MB meets the curve."""
+    from analysis import predict
+    rate = lambda s: 10e6 if s <= 1 << 16 else 6e6
+    rows = [{"bytes": s, "time_us": 1e6 * s / rate(s)} for s in (1 << 14, 1 << 15, 1 << 16, 1 << 20, 1 << 21)]
+    gradient = 1.5 * (1 << 20)
+    alpha, bandwidth = predict.fit_alpha_beta(rows, 2, around=gradient)
+    assert predict.allreduce_s(gradient, 2, alpha, bandwidth) == pytest.approx(gradient / 6e6)
+    assert bandwidth == pytest.approx(6e6)
+    edge = predict.fit_alpha_beta(rows, 2, around=64 << 20)           # beyond the largest: the last two
+    assert edge[1] == pytest.approx(6e6)
+
+
 def test_compute_fit_and_step_model_known_answers():
     from analysis import predict
     t0, c = predict.fit_compute([(32, 0.010 + 32 * 0.001), (64, 0.010 + 64 * 0.001)])
@@ -225,7 +239,7 @@ def test_prediction_uses_the_strategys_own_link_and_flags_misses(tmp_path):
     write_record(results, RunRecord(run_id="comm-mwms", workload="allreduce", strategy="mwms", kind="comm",
                                     status="ok", world_size=2, metrics={"peak_busbw_GBps": 0.1, "allreduce": rows}))
     markdown = report.build([str(results)], tmp_path / "out").markdown.read_text()
-    assert "mwms: alpha 50 us, B 0.100 GB/s from `bench comm` comm-mwms (mwms, 2 ranks)" in markdown
+    assert "mwms: alpha 50 us, B 0.100 GB/s over all sizes of `bench comm` comm-mwms (mwms, 2 ranks)" in markdown
     line = next(l for l in markdown.splitlines() if l.startswith("| mlp") and "| tested" in l)
     cells = [c.strip() for c in line.strip("|").split("|")]
     assert cells[4:] == ["100.0 ms", "40.10 ms", "914", "700", "0.77", "tested", "yes"], cells
