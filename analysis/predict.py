@@ -22,9 +22,9 @@ ASSUMPTIONS = [
     "Compute time per step is linear in the per-GPU batch (measured at the smallest GPU count).",
     "Gradients are float32 (4 bytes per parameter, embeddings dense) and reduced by one ring allreduce "
     "per step (MultiWorkerMirrored packs them into one, Horovod fuses them).",
-    "The allreduce costs 2(N-1) x alpha + 2(N-1)/N x bytes / B, alpha and B fitted (relative errors) to "
-    "every message size of the `bench comm --strategy S` record of the strategy's own collective "
-    "(else of MPI's; else B alone from --bandwidth or the peak busbw).",
+    "The allreduce costs 2(N-1) x alpha + 2(N-1)/N x bytes / B, alpha and B fitted through the two "
+    "message sizes around the gradient's bytes of the `bench comm --strategy S` record of the "
+    "strategy's own collective (else of MPI's; else B alone from --bandwidth or the peak busbw).",
     "No framework overhead beyond the 1-GPU step is calibrated here (benchmarks/predict_check.py "
     "calibrates one from a 2-node run): points off by more than 10% are flagged.",
 ]
