@@ -168,6 +168,9 @@ def _prediction_blocks(table, records, runs: pd.DataFrame, options: Options, out
     # at the measured counts and every count the study ran or tried (failed runs included)
     requested = sorted({int(n) for n in runs["num_replicas"].dropna()})
     model = predict.predict(table, bandwidth, inter, options.gpus_per_node, counts=requested, links=links)
+    if not model.empty:     # each strategy at the counts it ran or tried, not at every other's
+        tried = set(zip(runs["workload"], runs["strategy"], runs["num_replicas"].fillna(0).astype(int)))
+        model = model[[key in tried for key in zip(model["workload"], model["strategy"], model["num_replicas"])]]
     if model.empty:
         blocks.append(Block("p", "No prediction: the records carry no parameter counts."))
         return model
