@@ -60,6 +60,8 @@ def run(cfg: RunConfig) -> RunResult:
         return _run(cfg, workload, backend, hp, topology, bound)
     finally:
         backend.teardown()
+        if cfg.precision != "float32":
+            precision.reset()       # a caller in this process (a study's retrain) keeps float32
 
 
 def bind(cfg: RunConfig, backend) -> binding.Binding:

@@ -68,7 +68,8 @@ def test_search_smoke_study_retrains_the_best_config_and_survives_a_failing_tria
     monkeypatch.setenv(FAULT_ENV, "2@1")       # trial 2 raises in its first iteration
     result = run_study(StudyConfig(
         "mlp", scheduler="search", samples=3, iterations=2, steps_per_iteration=20, asha=True,
-        data="generated", overrides={"n_neurons": 32}, num_cpus=2, results=str(tmp_path)))
+        data="generated", overrides={"n_neurons": 32}, num_cpus=2, results=str(tmp_path),
+        precision="mixed_bfloat16"))
     assert result.exit_code == 0, result.record.error
     study = result.record
     assert study.metrics["trials"] == 3 and study.metrics["trials_failed"] == 1
@@ -81,6 +82,9 @@ def test_search_smoke_study_retrains_the_best_config_and_survives_a_failing_tria
                for t in ok)
     retrain = read_record(tmp_path / study.artifacts["retrain_record"] / "record.json")
     assert retrain.status == "ok" and retrain.config["merge_validation"] is True
+    assert study.config["precision"] == "mixed_bfloat16" and retrain.extra["numerics"]["compute_dtype"] == "bfloat16"
+    import keras
+    assert keras.mixed_precision.dtype_policy().name == "float32"      # the retrain left this process as it was
     assert retrain.hyperparameters["learning_rate"] == study.hyperparameters["learning_rate"]
     assert 0 <= study.metrics["retrain_test_accuracy"] == retrain.metrics["test_accuracy"] <= 1
 
