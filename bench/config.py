@@ -84,11 +84,11 @@ class RunConfig:
             raise UsageError(f"--checkpoint-every {self.checkpoint_every}: must be >= 0")
         if self.sample_interval_s <= 0:
             raise UsageError(f"--sample-interval {self.sample_interval_s}: must be > 0")
-        _choice("--data", self.data, DATA_SOURCES)
-        _choice("--jit-compile", self.jit_compile, JIT_CHOICES)
-        _choice("--launcher", self.launcher, LAUNCHERS)
-        _choice("--precision", self.precision, PRECISIONS)
-        _choice("--tf32", self.tf32, TF32_CHOICES)
+        check_choice("--data", self.data, DATA_SOURCES)
+        check_choice("--jit-compile", self.jit_compile, JIT_CHOICES)
+        check_choice("--launcher", self.launcher, LAUNCHERS)
+        check_choice("--precision", self.precision, PRECISIONS)
+        check_choice("--tf32", self.tf32, TF32_CHOICES)
         if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
             raise UsageError(f"--target-accuracy {self.target_accuracy}: must be in (0, 1]")
         if self.stop_at_target and self.target_accuracy is None:
@@ -108,7 +108,7 @@ class RunConfig:
         return {"auto": "auto", "true": True, "false": False}[self.jit_compile]
 
 
-def _choice(flag: str, value: str, valid: tuple[str, ...]) -> None:
+def check_choice(flag: str, value: str, valid: tuple[str, ...]) -> None:
     if value not in valid:
         raise UsageError(f"{flag} {value!r}: must be one of {', '.join(valid)}")
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import gradients, precision, provenance, stats, workloads
-from bench.config import from_dict
+from bench.config import check_choice, from_dict
 from bench.errors import UsageError
 from bench.precision import PRECISIONS, TF32_CHOICES
 from bench.hparams import check_applies, for_workload, resolve
@@ -94,9 +94,8 @@ def plan(cfg: StudyConfig):
     if cfg.ray == "slurm":
         from strategies import ray_slurm
         ray_slurm.allocation()      # inside an allocation, with readable Slurm variables
-    if cfg.precision not in PRECISIONS or cfg.tf32 not in TF32_CHOICES:
-        raise UsageError(f"--precision {cfg.precision!r} / --tf32 {cfg.tf32!r}: must be one of "
-                         f"{', '.join(PRECISIONS)} / {', '.join(TF32_CHOICES)}")
+    check_choice("--precision", cfg.precision, PRECISIONS)
+    check_choice("--tf32", cfg.tf32, TF32_CHOICES)
     if not 0 < cfg.quantile_fraction <= 0.5:
         raise UsageError(f"--quantile-fraction {cfg.quantile_fraction}: must be in (0, 0.5]")
     workload = workloads.get(cfg.workload)

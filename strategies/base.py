@@ -209,14 +209,8 @@ def timed_collective(reduce, shapes: list, step_seconds: list[float], what: str,
     `shapes` are the (shape, dtype) of what it reduces."""
     import math
     import statistics
-    import time
     import tensorflow as tf
-    for _ in range(2):
-        reduce()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        reduce()
-    seconds = (time.perf_counter() - start) / repeats
+    seconds = time_calls(reduce, 2, repeats)
     step = statistics.median(step_seconds) if step_seconds else float("nan")
     return {"allreduce_s": seconds, "allreduce_share": seconds / step, "bytes": sum(
                 math.prod(shape) * tf.as_dtype(dtype).size for shape, dtype in shapes),
