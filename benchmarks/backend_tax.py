@@ -14,12 +14,11 @@ beyond that is its own machinery (callbacks, collectives of metrics, dataset dis
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
 import sys
 import tempfile
-from pathlib import Path
+
+from benchrun import samples_per_s
 
 BACKENDS = {"default": {}, "mirrored": {"devices": 1}, "mwms": {"local_workers": 1},
             "horovod": {"local_workers": 1}}
@@ -30,13 +29,7 @@ def run(strategy: str, args: argparse.Namespace, results: str) -> float:
               "steps_per_epoch": args.steps, "per_replica_batch_size": args.batch, "cpus_per_replica": args.cpus,
               "overrides": {"rnn_units": str(args.units)}, "results": results, "verbose": 0,
               **BACKENDS[strategy]}
-    path = Path(results) / f"{strategy}.json"
-    path.write_text(json.dumps(config))
-    done = subprocess.run([sys.executable, "-m", "bench", "run", "--config", str(path)], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"{strategy}: {done.stderr.strip().splitlines()[-3:]}")
-    record = json.loads(Path(done.stdout.strip().splitlines()[-1]).read_text())
-    return record["throughput"]["samples_per_s"]
+    return samples_per_s(config, strategy)
 
 
 def main() -> int:

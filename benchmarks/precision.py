@@ -13,13 +13,11 @@ bfloat16 matmuls converts); on an A100 run the same script (or a study with
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
-from pathlib import Path
+
+from benchrun import samples_per_s
 
 WORKLOADS = {
     "charrnn-gru": {"data": "synthetic", "overrides": {"rnn_units": "256"}},
@@ -33,12 +31,7 @@ def throughput(workload: str, precision: str, results: str, args) -> float:
     cfg = {"workload": workload, "precision": precision, "epochs": 1, "steps_per_epoch": args.steps,
            "warmup_steps": 5, "cpus_per_replica": args.cores, "results": results, "verbose": 0,
            **WORKLOADS[workload]}
-    done = subprocess.run([sys.executable, "-m", "bench", "run"], capture_output=True, text=True,
-                          env={**os.environ, "DISTBENCH_RUN_CONFIG": json.dumps(cfg)})
-    if done.returncode != 0:
-        raise SystemExit(f"{workload} {precision}: {done.stderr.strip().splitlines()[-1:]}")
-    record = json.loads(Path(done.stdout.strip().splitlines()[-1]).read_text())
-    return record["throughput"]["samples_per_s"]
+    return samples_per_s(cfg, f"{workload} {precision}")
 
 
 def main() -> int:

@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.emucluster import EmulatedCluster  # noqa: E402
+from benchrun import samples_per_s  # noqa: E402
 
 WORKLOADS = {
     "charrnn-gru": {"data": "synthetic", "overrides": {"rnn_units": "256"}},
@@ -40,30 +38,14 @@ def config(workload: str, strategy: str, results: str, args) -> dict:
             **WORKLOADS[workload]}
 
 
-def throughput(stdout: str) -> float:
-    record = json.loads(Path(stdout.strip().splitlines()[-1]).read_text())
-    if record["status"] != "ok":
-        raise SystemExit(f"{record['run_id']}: {record['status']}: {record['error']}")
-    return record["throughput"]["samples_per_s"]
-
-
 def on_nodes(cluster: EmulatedCluster, cfg: dict, replicas: int) -> float:
     mpi = ["--mpi=pmix"] if cfg["strategy"] == "horovod" else []
-    env = {**os.environ, **cluster.env, "DISTBENCH_RUN_CONFIG": json.dumps(cfg)}
-    done = subprocess.run(["srun", f"-N{replicas}", f"-n{replicas}", "-c1", *mpi, sys.executable, "-m", "bench",
-                           "run"], capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        raise SystemExit(f"srun {cfg['strategy']} x{replicas}: {done.stderr.strip().splitlines()[-3:]}")
-    return throughput(done.stdout)
+    return samples_per_s(cfg, f"srun {cfg['strategy']} x{replicas}",
+                         ["srun", f"-N{replicas}", f"-n{replicas}", "-c1", *mpi], cluster.env)
 
 
 def local(cfg: dict, replicas: int) -> float:
-    cfg = {**cfg, "local_workers": replicas}
-    env = {**os.environ, "DISTBENCH_RUN_CONFIG": json.dumps(cfg)}
-    done = subprocess.run([sys.executable, "-m", "bench", "run"], capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        raise SystemExit(f"{cfg['strategy']} x{replicas}: {done.stderr.strip().splitlines()[-3:]}")
-    return throughput(done.stdout)
+    return samples_per_s({**cfg, "local_workers": replicas}, f"{cfg['strategy']} x{replicas}")
 
 
 def main() -> int:
