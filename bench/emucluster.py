@@ -36,6 +36,18 @@ def _sbin(name: str) -> str:
     return shutil.which(name) or f"/usr/sbin/{name}"
 
 
+def rate_bits(rate: str) -> float:
+    """Bits per second of a tc rate ("300mbit", "1gbit", "500kbit")."""
+    units = {"tbit": 1e12, "gbit": 1e9, "mbit": 1e6, "kbit": 1e3, "bit": 1.0}
+    for unit, scale in units.items():
+        if rate.lower().endswith(unit):
+            try:
+                return float(rate[:-len(unit)]) * scale
+            except ValueError:
+                break
+    raise UsageError(f"link rate {rate!r}: a number and one of {', '.join(units)} (e.g. 300mbit)")
+
+
 def unavailable() -> str | None:
     """Why an emulated cluster cannot start here (None: it can)."""
     if os.geteuid() != 0:
@@ -59,6 +71,8 @@ class EmulatedCluster:
         if cores_per_node < 1 or nodes * cores_per_node > len(os.sched_getaffinity(0)):
             raise UsageError(f"{nodes} nodes x {cores_per_node} cores do not fit this machine's "
                              f"{len(os.sched_getaffinity(0))} cores")
+        if rate:
+            rate_bits(rate)
         self.root = Path(root).resolve()
         self.nodes, self.cores_per_node, self.rate, self.delay = nodes, cores_per_node, rate, delay
         # per process, so that two clusters on one machine (a test run beside a demo) do not
@@ -139,7 +153,13 @@ class EmulatedCluster:
         return subprocess.run(["nsenter", f"--net=/run/netns/{self.netns[index]}", *command], **kwargs)
 
     def shape(self, index: int, rate: str | None = None, delay: str | None = None) -> None:
-        """Shape node `index`'s link: a token bucket at `rate`, `delay` added (netem)."""
+        """Shape node `index`'s link: a token bucket at `rate`, `delay` added (netem).
+
+        The bucket holds 2 ms of the rate (at least 16 KiB): what passes above the rate after
+        an idle spell, so a step's communication costs what the link's speed says. With a fixed
+        256 KiB bucket, which refills while a replica computes, a 50 Mbit/s link sent the first
+        256 KiB of every step's allreduce at once (up to 42 ms of line time), and `bench comm`, whose
+        collectives follow each other without a pause, never saw that."""
         dev = ["dev", "eth0"]
         self.in_node(index, ["tc", "qdisc", "del", *dev, "root"], capture_output=True)
         if delay:
@@ -147,7 +167,8 @@ class EmulatedCluster:
                          check=True, capture_output=True)
         if rate:
             parent = ["parent", "1:1", "handle", "10:"] if delay else ["root"]
-            self.in_node(index, ["tc", "qdisc", "add", *dev, *parent, "tbf", "rate", rate, "burst", "256kb",
+            self.in_node(index, ["tc", "qdisc", "add", *dev, *parent, "tbf", "rate", rate, "burst",
+                                 str(max(16384, int(rate_bits(rate) / 8 * 0.002))),
                                  "latency", "50ms"], check=True, capture_output=True)
 
     def set_link(self, index: int, up: bool) -> None:

@@ -90,3 +90,17 @@ def test_sampler_records_host_rows():
     assert sampler.host_summary()["rss_mib_max"] > 0
     assert sampler.gpu_summary()["available"] in (True, False)
     assert not math.isnan(sampler.host_summary()["cpu_pct_mean"])
+
+
+@pytest.mark.parametrize("rate, bits", [("300mbit", 3e8), ("1gbit", 1e9), ("500kbit", 5e5), ("2.5Gbit", 2.5e9)])
+def test_link_rates_are_read_as_tc_writes_them(rate, bits):
+    from bench.emucluster import rate_bits
+    assert rate_bits(rate) == bits
+
+
+@pytest.mark.parametrize("rate", ["300", "fast", "mbit", "300mbps"])
+def test_a_malformed_link_rate_is_one_usage_error_before_anything_starts(rate, tmp_path):
+    from bench.emucluster import EmulatedCluster
+    with pytest.raises(UsageError, match="link rate"):
+        EmulatedCluster(tmp_path, nodes=1, rate=rate)
+    assert not any(tmp_path.iterdir())
