@@ -7,16 +7,22 @@ On the emulated 2-node cluster (one core per node), for each workload and strate
               message sizes around the gradient's bytes of a `bench comm --strategy S` between
               the nodes (the collective the strategy's train step runs: TensorFlow's over gRPC
               for mwms, Horovod's for horovod);
-              the fastest rate: one 2-node run, whose step time minus compute and modelled
-              communication is the strategy's fixed overhead per step;
+              the fastest link (the first of --rates; `none`, the unshaped link, by default):
+              one 2-node run, whose step time minus compute and modelled communication is
+              the strategy's fixed overhead per step (what taking part in a collective costs
+              beyond its bytes: gRPC or Horovod's cycle, waiting for the slower replica);
   tested on   the 2-node runs at the other rates:
               step = t(b) + overhead + 2(N-1) alpha + 2(N-1)/N x gradient bytes / B
 
-and prints `case measured predicted ratio` lines of weak-scaling efficiency (2-node
-throughput / 2 x 1-node throughput), then the worst |ratio - 1| over the tested cases.
+and prints `case measured predicted ratio` lines of weak-scaling efficiency (median step on
+1 node / median step on 2 nodes, same per-replica batch), then the worst |ratio - 1| over the
+tested cases. Every run and `bench comm` is repeated --repeat times, the whole sequence
+alternated (a slow spell of the machine hits every case once), and medians are used: the
+step times' per case and rate, the collective's times per message size.
 
     .venv/bin/python benchmarks/predict_check.py
-    .venv/bin/python benchmarks/predict_check.py --rates 1gbit,200mbit,50mbit --steps 30
+    .venv/bin/python benchmarks/predict_check.py --rates none,1gbit,200mbit,50mbit --repeat 3 --save m.json
+    .venv/bin/python benchmarks/predict_check.py --load m.json       # the model again, no runs
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,63 +56,107 @@ def srun(cluster, nodes: int, command: list[str], env: dict | None = None) -> di
 
 
 def run(cluster, workload: str, strategy: str, nodes: int, batch: int, args, results: str) -> tuple[float, float]:
-    """(step seconds from the mean throughput, gradient bytes)."""
+    """(median step seconds, gradient bytes)."""
     config = {"workload": workload, "strategy": strategy, "epochs": 2, "steps_per_epoch": args.steps,
               "per_replica_batch_size": batch, "results": results, "verbose": 0, **WORKLOADS[workload]}
     record = srun(cluster, nodes, ["run"], {"DISTBENCH_RUN_CONFIG": json.dumps(config)})
-    return record["global_batch_size"] / record["throughput"]["samples_per_s"], 4.0 * record["extra"]["parameters"]
+    return record["timing"]["step_time"]["median_s"], 4.0 * record["extra"]["parameters"]
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rates", default="1gbit,200mbit,50mbit", help="link rates, the fastest first (fitted)")
-    parser.add_argument("--workloads", default="charrnn-gru,mlp")
-    parser.add_argument("--strategies", default="mwms,horovod")
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--batch", type=int, default=64, help="per replica (and half of it for the compute fit)")
-    args = parser.parse_args()
+def median_rows(runs: list[list[dict]]) -> list[dict]:
+    """One `allreduce` row per message size: the median time over repeated `bench comm` runs."""
+    times: dict[float, list[float]] = {}
+    for rows in runs:
+        for row in rows:
+            times.setdefault(float(row["bytes"]), []).append(float(row["time_us"]))
+    return [{"bytes": size, "time_us": statistics.median(values)} for size, values in sorted(times.items())]
+
+
+def medians(samples: dict) -> dict:
+    return {key: statistics.median(values) for key, values in samples.items()}
+
+
+def measure(args) -> dict:
+    """Every run's median step and every `bench comm`'s rows, keyed "workload/strategy"
+    (1 node) and "workload/strategy@rate" (2 nodes)."""
     rates = args.rates.split(",")
     cases = [(w, s) for w in args.workloads.split(",") for s in args.strategies.split(",")]
+    data = {"batch": args.batch, "rates": rates, "cases": ["/".join(c) for c in cases],
+            "halves": {}, "ones": {}, "twos": {}, "comms": {}, "gradient": {}}
     with tempfile.TemporaryDirectory() as work:
         results = str(Path(work) / "results")
         with EmulatedCluster(Path(work) / "cluster", nodes=2) as cluster:
-            compute, one_node, gradient = {}, {}, {}
-            for case in cases:
-                half, _ = run(cluster, *case, 1, args.batch // 2, args, results)
-                one_node[case], gradient[case] = run(cluster, *case, 1, args.batch, args, results)
-                compute[case] = predict.fit_compute([(args.batch // 2, half), (args.batch, one_node[case])])
-            link, two_node = {}, {}
-            for rate in rates:
-                for index in range(2):
-                    cluster.shape(index, rate=rate)
-                for strategy in sorted({s for _, s in cases}):
-                    comm = srun(cluster, 2, ["comm", "--strategy", strategy, "--min-bytes", "4096", "--max-bytes",
-                                             str(16 << 20), "--warmup", "2", "--iters", "5", "--results", results])
-                    link[rate, strategy] = comm["metrics"]["allreduce"]
-                    alpha, bandwidth = predict.fit_alpha_beta(link[rate, strategy], 2)
-                    print(f"# link {rate}, {strategy}'s allreduce: alpha {alpha * 1e6:.0f} us, "
-                          f"B {bandwidth / 1e9:.4f} GB/s over all sizes (bench comm --strategy {strategy})",
-                          flush=True)
+            for repeat in range(args.repeat):
                 for case in cases:
-                    two_node[case, rate] = run(cluster, *case, 2, args.batch, args, results)[0]
+                    key = "/".join(case)
+                    for index in range(2):
+                        cluster.shape(index)
+                    data["halves"].setdefault(key, []).append(run(cluster, *case, 1, args.batch // 2, args, results)[0])
+                    step, data["gradient"][key] = run(cluster, *case, 1, args.batch, args, results)
+                    data["ones"].setdefault(key, []).append(step)
+                for rate in rates:
+                    for index in range(2):
+                        cluster.shape(index, rate=None if rate == "none" else rate)
+                    for strategy in sorted({s for _, s in cases}):
+                        comm = srun(cluster, 2, ["comm", "--strategy", strategy, "--min-bytes", "4096", "--max-bytes",
+                                                 str(16 << 20), "--warmup", "2", "--iters", "5", "--results", results])
+                        data["comms"].setdefault(f"{strategy}@{rate}", []).append(comm["metrics"]["allreduce"])
+                    for case in cases:
+                        key = "/".join(case)
+                        step = run(cluster, *case, 2, args.batch, args, results)[0]
+                        data["twos"].setdefault(f"{key}@{rate}", []).append(step)
+                        print(f"# round {repeat + 1}, {key}@{rate}: 1 node {data['ones'][key][-1] * 1e3:.1f} ms, "
+                              f"2 nodes {step * 1e3:.1f} ms", flush=True)
+    return data
+
+
+def evaluate(data: dict) -> float:
+    """Prints the table; returns the worst |ratio - 1| over the tested cases."""
+    batch, rates = data["batch"], data["rates"]
+    one_node, two_node = medians(data["ones"]), medians(data["twos"])
+    link = {key: median_rows(runs) for key, runs in data["comms"].items()}
     print("case measured predicted ratio")
     worst = 0.0
-    for case in cases:
-        t0, c = compute[case]
-        t_compute = t0 + c * args.batch
-        alpha, bandwidth = predict.fit_alpha_beta(link[rates[0], case[1]], 2, around=gradient[case])
-        overhead = two_node[case, rates[0]] - t_compute - predict.allreduce_s(gradient[case], 2, alpha, bandwidth)
+    for case in data["cases"]:
+        strategy, gradient = case.split("/")[1], data["gradient"][case]
+        t0, c = predict.fit_compute([(batch // 2, statistics.median(data["halves"][case])), (batch, one_node[case])])
+        t_compute = t0 + c * batch
+
+        def communication(rate: str) -> float:
+            alpha, bandwidth = predict.fit_alpha_beta(link[f"{strategy}@{rate}"], 2, around=gradient)
+            return predict.allreduce_s(gradient, 2, alpha, bandwidth)
+
+        overhead = two_node[f"{case}@{rates[0]}"] - t_compute - communication(rates[0])
         for rate in rates:
-            alpha, bandwidth = predict.fit_alpha_beta(link[rate, case[1]], 2, around=gradient[case])
-            predicted_step = predict.step_s(t_compute, overhead, predict.allreduce_s(gradient[case], 2, alpha, bandwidth))
-            measured = one_node[case] / two_node[case, rate]
+            predicted_step = predict.step_s(t_compute, overhead, communication(rate))
+            measured = one_node[case] / two_node[f"{case}@{rate}"]
             predicted = one_node[case] / predicted_step
             role = "fitted" if rate == rates[0] else "tested"
             if role == "tested":
                 worst = max(worst, abs(predicted / measured - 1))
-            print(f"{case[0]}/{case[1]}@{rate} {measured:.3f} {predicted:.3f} ratio={predicted / measured:.3f} "
-                  f"({role}; overhead {overhead * 1e3:.1f} ms)")
+            print(f"{case}@{rate} {measured:.3f} {predicted:.3f} ratio={predicted / measured:.3f} "
+                  f"({role}; compute {t_compute * 1e3:.1f} ms, overhead {overhead * 1e3:.1f} ms, "
+                  f"communication {communication(rate) * 1e3:.1f} ms)")
     print(f"worst |ratio - 1| over tested cases = {worst:.3f} (goal <= 0.10)")
+    return worst
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rates", default="none,1gbit,200mbit,50mbit",
+                        help="link rates, the fitted one first (none: unshaped)")
+    parser.add_argument("--workloads", default="charrnn-gru,mlp")
+    parser.add_argument("--strategies", default="mwms,horovod")
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--batch", type=int, default=64, help="per replica (and half of it for the compute fit)")
+    parser.add_argument("--repeat", type=int, default=2, help="the whole sequence of runs, alternated; medians")
+    parser.add_argument("--save", help="write every measurement to this JSON file")
+    parser.add_argument("--load", help="evaluate the model on a --save file instead of measuring")
+    args = parser.parse_args()
+    data = json.loads(Path(args.load).read_text()) if args.load else measure(args)
+    if args.save:
+        Path(args.save).write_text(json.dumps(data, indent=1))
+    evaluate(data)
     return 0
 
 
