@@ -7,7 +7,9 @@ per step is t1 x bN / b1 (bN: the per-GPU batch at N: global/N for strong scalin
 weak), and one ring allreduce of the gradients takes 2(N-1)/N x bytes / B, where B is the
 bus bandwidth (nccl-tests' busbw, which `bench comm` measures): the node's (NVLink) inside a
 node, the inter-node link's (InfiniBand) across nodes, the slower link bounding the ring.
-Without overlap the step is compute + allreduce; with perfect overlap, the larger of the two.
+Every count above the smallest also pays a fixed overhead per step, calibrated on the
+second-smallest measured count. Without overlap the step is compute + overhead + allreduce;
+with perfect overlap, the larger of compute and allreduce, plus the overhead.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ ASSUMPTIONS = [
     "The allreduce costs 2(N-1) x alpha + 2(N-1)/N x bytes / B, alpha and B fitted through the two "
     "message sizes around the gradient's bytes of the `bench comm --strategy S` record of the "
     "strategy's own collective (else of MPI's; else B alone from --bandwidth or the peak busbw).",
-    "No framework overhead beyond the 1-GPU step is calibrated here (benchmarks/predict_check.py "
-    "calibrates one from a 2-node run): points off by more than 10% are flagged.",
+    "A fixed overhead per step (what taking part in a collective costs beyond its bytes) is "
+    "calibrated on each strategy's second-smallest measured count and paid at every larger count; "
+    "benchmarks/predict_check.py checks this on links of known speed. Points off by more than 10% are flagged.",
 ]
 
 
@@ -74,7 +77,10 @@ def predict(table: pd.DataFrame, intra_bw: float, inter_bw: float | None = None,
             links: dict[str, Link] | None = None) -> pd.DataFrame:
     """Predicted step time, throughput and efficiency per (workload, scaling, strategy) at its
     measured GPU counts and `counts` (those a study asked for), from `scaling.aggregate`'s
-    table (needs parameters and throughput)."""
+    table (needs parameters and throughput). Compute comes from the smallest count; where a
+    larger count was measured, the smallest of those calibrates the fixed overhead per step
+    (its measured step minus modelled compute and allreduce), which every count above the
+    smallest then pays: `overhead_from` names that count (0: none measured)."""
     inter_bw = inter_bw or intra_bw
     rows = []
     for (workload, scaling, strategy), group in table.groupby(["workload", "scaling", "strategy"]):
@@ -90,20 +96,34 @@ def predict(table: pd.DataFrame, intra_bw: float, inter_bw: float | None = None,
         measured_link = (links or {}).get(backend) or (links or {}).get("mpi")
         alpha, link_bw = measured_link.fit(around=nbytes) if measured_link else (0.0, None)
         link = measured_link.source if measured_link else "bandwidth"
-        for gpus in (g for g in wanted if g >= base_gpus):
-            per_gpu = (base["global_batch_size"] / gpus if scaling == "strong" else base["per_replica_batch_size"])
-            compute = step_1 * per_gpu / base["per_replica_batch_size"]
+
+        def per_gpu_batch(gpus: int) -> float:
+            return base["global_batch_size"] / gpus if scaling == "strong" else base["per_replica_batch_size"]
+
+        def compute_and_comm(gpus: int) -> tuple[float, float, float]:
             bandwidth = link_bw or (intra_bw if gpus <= gpus_per_node else min(intra_bw, inter_bw))
-            comm = allreduce_s(nbytes, gpus, alpha, bandwidth)
-            global_batch = per_gpu * gpus
-            for overlap, step in (("none", compute + comm), ("full", max(compute, comm))):
+            compute = step_1 * per_gpu_batch(gpus) / base["per_replica_batch_size"]
+            return compute, allreduce_s(nbytes, gpus, alpha, bandwidth), bandwidth
+
+        overhead, overhead_from = 0.0, 0
+        larger = group[(group["num_replicas"] > base_gpus) & (group["samples_per_s"] > 0)]
+        if not larger.empty:
+            point = larger.sort_values("num_replicas").iloc[0]
+            overhead_from = int(point["num_replicas"])
+            compute, comm, _ = compute_and_comm(overhead_from)
+            overhead = point["global_batch_size"] / point["samples_per_s"] - compute - comm
+        for gpus in (g for g in wanted if g >= base_gpus):
+            compute, comm, bandwidth = compute_and_comm(gpus)
+            fixed = overhead if gpus > base_gpus else 0.0
+            global_batch = per_gpu_batch(gpus) * gpus
+            for overlap, step in (("none", compute + fixed + comm), ("full", max(compute, comm) + fixed)):
                 throughput = global_batch / step
                 rows.append({"workload": workload, "scaling": scaling, "strategy": strategy, "num_replicas": gpus,
-                             "overlap": overlap, "compute_s": compute, "allreduce_s": comm, "step_s": step,
-                             "samples_per_s": throughput,
+                             "overlap": overlap, "compute_s": compute, "overhead_s": fixed, "allreduce_s": comm,
+                             "step_s": step, "samples_per_s": throughput,
                              "efficiency": throughput / base_throughput / (gpus / base_gpus),
                              "gradient_bytes": nbytes, "bandwidth_Bps": bandwidth, "alpha_s": alpha,
-                             "link": link})
+                             "link": link, "overhead_from": overhead_from})
     return pd.DataFrame(rows)
 
 

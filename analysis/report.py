@@ -178,10 +178,10 @@ def _prediction_blocks(table, records, runs: pd.DataFrame, options: Options, out
     joined.to_csv(out / "prediction.csv", index=False)
     inter_text = f"{options.inter_node_GBps:g} GB/s" if inter else "the same"
     blocks.append(Block("p", f"Inputs: {source}; between nodes: {inter_text}; {options.gpus_per_node} GPUs per "
-                             "node; overhead per step: none calibrated; overlap: none (and full, in the plots). "
-                             "Compute is fitted on each strategy's smallest count (`fitted`); the other "
-                             "measured points test the model (`tested`), flagged where measured and predicted "
-                             "differ by more than 10%. Assumptions:"))
+                             "node; overlap: none (and full, in the plots). Compute is fitted on each strategy's "
+                             "smallest count (`fitted`), the fixed overhead per step on its second-smallest "
+                             "(`fitted overhead`); the other measured points test the model (`tested`), flagged "
+                             "where measured and predicted differ by more than 10%. Assumptions:"))
     blocks.append(Block("list", predict.ASSUMPTIONS))
     none = joined[joined["overlap"] == "none"]
     smallest = none.groupby(["workload", "scaling", "strategy"])["num_replicas"].transform("min")
@@ -190,16 +190,26 @@ def _prediction_blocks(table, records, runs: pd.DataFrame, options: Options, out
         "workload": none["workload"], "scaling": none["scaling"], "strategy": none["strategy"],
         "count": none["num_replicas"].map(int),
         "compute": none["compute_s"].map(lambda v: f"{1e3 * v:.1f} ms"),
+        "overhead": none["overhead_s"].map(lambda v: f"{1e3 * v:.1f} ms"),
         "allreduce": none["allreduce_s"].map(lambda v: f"{1e3 * v:.2f} ms"),
         "predicted samples/s": none["samples_per_s"].map(lambda v: f"{v:,.0f}"),
         "measured samples/s": none["measured_samples_per_s"].map(lambda v: "-" if pd.isna(v) else f"{v:,.0f}"),
         "measured/predicted": ratio.map(lambda v: "-" if pd.isna(v) else f"{v:.2f}"),
-        "point": ["fitted" if n == low else ("tested" if not pd.isna(r) else "predicted")
-                  for n, low, r in zip(none["num_replicas"], smallest, ratio)],
-        "off >10%": ["yes" if not pd.isna(r) and abs(r - 1) > 0.10 else "" for r in ratio]})
+        "point": [_point_role(n, low, calibrated, r)
+                  for n, low, calibrated, r in zip(none["num_replicas"], smallest, none["overhead_from"], ratio)],
+        "off >10%": ["yes" if not pd.isna(r) and abs(r - 1) > 0.10 and n not in (low, calibrated) else ""
+                     for n, low, calibrated, r in zip(none["num_replicas"], smallest, none["overhead_from"], ratio)]})
     blocks.append(Block("table", shown))
     blocks += [Block("image", p) for p in plots.prediction(model, table, out)]
     return model
+
+
+def _point_role(count: int, smallest: int, calibrated: int, ratio: float) -> str:
+    if count == smallest:
+        return "fitted"
+    if count == calibrated:
+        return "fitted overhead"
+    return "tested" if not pd.isna(ratio) else "predicted"
 
 
 def _tuning_blocks(records, out: Path) -> list[Block]:

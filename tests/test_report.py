@@ -225,12 +225,14 @@ def test_runs_with_gpus_are_counted_in_gpus(tmp_path):
     assert "At 2 GPUs: horovod fastest, 1,900 samples/s, efficiency 0.95 of its 1-GPU run." in built.summary
 
 
-def test_prediction_uses_the_strategys_own_link_and_flags_misses(tmp_path):
-    """A 2-rank mwms link of alpha 50 us and B 0.1 GB/s; 1e6 parameters (4 MB): the 2-replica
-    allreduce costs 2 x 50 us + 4 MB / 0.1 GB/s = 40.1 ms on a 100 ms step (weak scaling:
-    predicted 128 / 0.1401 = 914 samples/s); measured 700 is 0.77 of it: flagged."""
+def test_prediction_uses_the_strategys_own_link_calibrates_overhead_and_flags_misses(tmp_path):
+    """A 2-rank mwms link of alpha 50 us and B 0.1 GB/s; 1e6 parameters (4 MB), weak scaling
+    from a 100 ms step at batch 64. 2 replicas: allreduce 2 x 50 us + 4 MB / 0.1 GB/s = 40.1
+    ms; measured 700 samples/s (182.86 ms a step) calibrates the overhead: 42.76 ms.
+    4 replicas: allreduce 6 x 50 us + 1.5 x 4 MB / 0.1 GB/s = 60.3 ms, predicted step 203.06
+    ms, 256 / 0.20306 = 1,261 samples/s; measured 1,000 is 0.79 of it: flagged."""
     results = tmp_path / "results"
-    for run_id, gpus, tput in (("a", 1, 640.0), ("b", 2, 700.0)):
+    for run_id, gpus, tput in (("a", 1, 640.0), ("b", 2, 700.0), ("c", 4, 1000.0)):
         rec = record(run_id, "mlp", "mwms", gpus, tput, global_batch=64 * gpus)
         rec.per_replica_batch_size, rec.config = 64, {"per_replica_batch_size": 64}
         rec.extra["parameters"] = 1_000_000
@@ -240,7 +242,11 @@ def test_prediction_uses_the_strategys_own_link_and_flags_misses(tmp_path):
                                     status="ok", world_size=2, metrics={"peak_busbw_GBps": 0.1, "allreduce": rows}))
     markdown = report.build([str(results)], tmp_path / "out").markdown.read_text()
     assert "mwms: alpha 50 us, B 0.100 GB/s over all sizes of `bench comm` comm-mwms (mwms, 2 ranks)" in markdown
-    line = next(l for l in markdown.splitlines() if l.startswith("| mlp") and "| tested" in l)
-    cells = [c.strip() for c in line.strip("|").split("|")]
-    assert cells[4:] == ["100.0 ms", "40.10 ms", "914", "700", "0.77", "tested", "yes"], cells
-    assert line.rstrip(" |").endswith("yes")
+    cells = {}
+    for line in markdown.splitlines():
+        if line.startswith("| mlp") and " ms " in line:
+            row = [c.strip() for c in line.strip().strip("|").split("|")]
+            cells[row[3]] = row[4:]
+    assert cells["2"] == ["100.0 ms", "42.8 ms", "40.10 ms", "700", "700", "1", "fitted overhead", ""], cells
+    assert cells["4"] == ["100.0 ms", "42.8 ms", "60.30 ms", "1,261", "1,000", "0.79", "tested", "yes"], cells
+    assert cells["1"][1:3] == ["0.0 ms", "0.00 ms"] and cells["1"][-2:] == ["fitted", ""]
