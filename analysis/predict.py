@@ -51,21 +51,38 @@ class Link:
     rows: tuple
     ranks: int
     source: str
+    spans_nodes: bool = True        # its ranks were on more than one node
 
     def fit(self, around: float | None = None) -> tuple[float, float]:
         return fit_alpha_beta(list(self.rows), self.ranks, around)
 
+    @property
+    def where(self) -> str:
+        return "between nodes" if self.spans_nodes else "inside a node"
 
-def links_from_comm(records) -> dict[str, Link]:
-    """Per collective (mpi, mwms, horovod): the newest successful `bench comm` record of 2 or
-    more ranks."""
-    links: dict[str, Link] = {}
+
+def links_from_comm(records) -> dict[tuple[str, bool], Link]:
+    """Per collective (mpi, mwms, horovod) and link (inside a node, between nodes): the newest
+    successful `bench comm` record of 2 or more ranks."""
+    links: dict[tuple[str, bool], Link] = {}
     newest = sorted((r for r in records if r.kind == "comm" and r.status == "ok" and r.world_size >= 2
                      and len(r.metrics.get("allreduce") or []) >= 2), key=lambda r: r.run_id)
     for record in newest:
-        links[record.strategy] = Link(tuple(record.metrics["allreduce"]), record.world_size,
-                                      f"`bench comm` {record.run_id} ({record.strategy}, {record.world_size} ranks)")
+        spans = not 0 < (record.ranks_per_node or 0) >= record.world_size
+        links[record.strategy, spans] = Link(
+            tuple(record.metrics["allreduce"]), record.world_size,
+            f"`bench comm` {record.run_id} ({record.strategy}, {record.world_size} ranks, "
+            f"{'between nodes' if spans else 'inside a node'})", spans)
     return links
+
+
+def choose_link(links: dict[tuple[str, bool], Link] | None, backend: str, spans_nodes: bool) -> Link | None:
+    """The backend's own collective on the kind of link the count crosses, else its own on the
+    other kind, else MPI's likewise."""
+    for key in ((backend, spans_nodes), (backend, not spans_nodes), ("mpi", spans_nodes), ("mpi", not spans_nodes)):
+        if key in (links or {}):
+            return links[key]
+    return None
 
 
 def ring_allreduce_s(nbytes: float, gpus: int, bandwidth: float) -> float:
@@ -93,27 +110,29 @@ def predict(table: pd.DataFrame, intra_bw: float, inter_bw: float | None = None,
         wanted = sorted({int(g) for g in group["num_replicas"]} | set(counts or []))
         base_gpus = int(base["num_replicas"])
         backend = str(strategy).split()[0]         # "mwms bf16": the series of mwms in bfloat16
-        measured_link = (links or {}).get(backend) or (links or {}).get("mpi")
-        alpha, link_bw = measured_link.fit(around=nbytes) if measured_link else (0.0, None)
-        link = measured_link.source if measured_link else "bandwidth"
 
         def per_gpu_batch(gpus: int) -> float:
             return base["global_batch_size"] / gpus if scaling == "strong" else base["per_replica_batch_size"]
 
-        def compute_and_comm(gpus: int) -> tuple[float, float, float]:
-            bandwidth = link_bw or (intra_bw if gpus <= gpus_per_node else min(intra_bw, inter_bw))
+        def compute_and_comm(gpus: int) -> tuple[float, float, float, float, str]:
+            measured_link = choose_link(links, backend, spans_nodes=gpus > gpus_per_node)
+            if measured_link:
+                alpha, bandwidth = measured_link.fit(around=nbytes)
+            else:
+                alpha, bandwidth = 0.0, (intra_bw if gpus <= gpus_per_node else min(intra_bw, inter_bw))
             compute = step_1 * per_gpu_batch(gpus) / base["per_replica_batch_size"]
-            return compute, allreduce_s(nbytes, gpus, alpha, bandwidth), bandwidth
+            return (compute, allreduce_s(nbytes, gpus, alpha, bandwidth), bandwidth, alpha,
+                    measured_link.source if measured_link else "bandwidth")
 
         overhead, overhead_from = 0.0, 0
         larger = group[(group["num_replicas"] > base_gpus) & (group["samples_per_s"] > 0)]
         if not larger.empty:
             point = larger.sort_values("num_replicas").iloc[0]
             overhead_from = int(point["num_replicas"])
-            compute, comm, _ = compute_and_comm(overhead_from)
+            compute, comm, *_ = compute_and_comm(overhead_from)
             overhead = point["global_batch_size"] / point["samples_per_s"] - compute - comm
         for gpus in (g for g in wanted if g >= base_gpus):
-            compute, comm, bandwidth = compute_and_comm(gpus)
+            compute, comm, bandwidth, alpha, link = compute_and_comm(gpus)
             fixed = overhead if gpus > base_gpus else 0.0
             global_batch = per_gpu_batch(gpus) * gpus
             for overlap, step in (("none", compute + fixed + comm), ("full", max(compute, comm) + fixed)):

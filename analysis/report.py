@@ -23,7 +23,7 @@ COLUMNS = ["workload", "scaling", "strategy", "num_replicas", "runs", "samples_p
 class Options:
     bandwidth_GBps: float | None = None        # intra-node bus bandwidth; default: `bench comm` records
     inter_node_GBps: float | None = None
-    gpus_per_node: int = 2
+    gpus_per_node: int | None = None           # replicas per node; default: from the runs that span nodes
     compare: list[str] | None = None           # results of another study: A/B columns against these
     tolerance: float = 0.05                    # --compare: a change beyond it with disjoint intervals is flagged
 
@@ -153,10 +153,10 @@ def _prediction_blocks(table, records, runs: pd.DataFrame, options: Options, out
     if options.bandwidth_GBps:
         bandwidth, source = options.bandwidth_GBps * 1e9, f"given: {options.bandwidth_GBps:g} GB/s"
     elif links:
-        fits = {name: link.fit() for name, link in sorted(links.items())}
+        fits = {key: link.fit() for key, link in sorted(links.items())}
         bandwidth, source = max(b for _, b in fits.values()), "; ".join(
-            f"{name}: alpha {alpha * 1e6:,.0f} us, B {b / 1e9:.3f} GB/s over all sizes of {links[name].source}"
-            for name, (alpha, b) in fits.items()) + (" (each prediction fits alpha and B through the two "
+            f"{key[0]} {links[key].where}: alpha {alpha * 1e6:,.0f} us, B {b / 1e9:.3f} GB/s over all sizes of "
+            f"{links[key].source}" for key, (alpha, b) in fits.items()) + (" (each prediction fits alpha and B through the two "
                                                      "sizes around its gradient's bytes)")
     else:
         bandwidth, source = predict.bandwidth_from_comm(records)
@@ -167,7 +167,9 @@ def _prediction_blocks(table, records, runs: pd.DataFrame, options: Options, out
     inter = options.inter_node_GBps * 1e9 if options.inter_node_GBps else None
     # at the measured counts and every count the study ran or tried (failed runs included)
     requested = sorted({int(n) for n in runs["num_replicas"].dropna()})
-    model = predict.predict(table, bandwidth, inter, options.gpus_per_node, counts=requested, links=links)
+    per_node, per_node_how = ((options.gpus_per_node, "given") if options.gpus_per_node
+                              else replicas_per_node(records))
+    model = predict.predict(table, bandwidth, inter, per_node, counts=requested, links=links)
     if not model.empty:     # each strategy at the counts it ran or tried, not at every other's
         tried = set(zip(runs["workload"], runs["strategy"], runs["num_replicas"].fillna(0).astype(int)))
         model = model[[key in tried for key in zip(model["workload"], model["strategy"], model["num_replicas"])]]
@@ -177,9 +179,9 @@ def _prediction_blocks(table, records, runs: pd.DataFrame, options: Options, out
     joined = predict.with_measured(model, table)
     joined.to_csv(out / "prediction.csv", index=False)
     inter_text = f"{options.inter_node_GBps:g} GB/s" if inter else "the same"
-    blocks.append(Block("p", f"Inputs: {source}; between nodes: {inter_text}; {options.gpus_per_node} GPUs per "
-                             "node; overlap: none (and full, in the plots). Compute is fitted on each strategy's "
-                             "smallest count (`fitted`), the fixed overhead per step on its second-smallest "
+    blocks.append(Block("p", f"Inputs: {source}; between nodes: {inter_text}; {per_node} replica{'s' if per_node != 1 else ''} per node "
+                             f"({per_node_how}); overlap: none (and full, in the plots). Compute is fitted on each "
+                             "strategy's smallest count (`fitted`), the fixed overhead per step on its second-smallest "
                              "(`fitted overhead`); the other measured points test the model (`tested`), flagged "
                              "where measured and predicted differ by more than 10%. Assumptions:"))
     blocks.append(Block("list", predict.ASSUMPTIONS))
@@ -202,6 +204,16 @@ def _prediction_blocks(table, records, runs: pd.DataFrame, options: Options, out
     blocks.append(Block("table", shown))
     blocks += [Block("image", p) for p in plots.prediction(model, table, out)]
     return model
+
+
+def replicas_per_node(records, default: int = 2) -> tuple[int, str]:
+    """Replicas per node of the runs that span nodes (the most any had), else `default`; and
+    where the number came from."""
+    spanning = [r.ranks_per_node for r in records if r.kind == "run" and r.status == "ok"
+                and 0 < (r.ranks_per_node or 0) < r.world_size]
+    if spanning:
+        return max(spanning), "from the runs that span nodes"
+    return default, "assumed: no run spans nodes; --gpus-per-node sets it"
 
 
 def _point_role(count: int, smallest: int, calibrated: int, ratio: float) -> str:

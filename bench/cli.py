@@ -186,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--bandwidth", type=float, metavar="GBPS",
                         help="intra-node bus bandwidth for the scaling prediction (default: `bench comm` records)")
     report.add_argument("--inter-node-bandwidth", type=float, metavar="GBPS", help="default: the same")
-    report.add_argument("--gpus-per-node", type=int, default=2)
+    report.add_argument("--gpus-per-node", type=int, default=None,
+                        help="replicas per node for the prediction (default: from the runs that span nodes, else 2)")
     report.add_argument("--compare", nargs="+", metavar="RESULTS",
                         help="B: another study's results; the report adds A/B columns (change, intervals overlap)")
     report.add_argument("--tolerance", default="5%", help="--compare: the change flagged when intervals are disjoint")
@@ -394,7 +395,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     for value in (args.bandwidth, args.inter_node_bandwidth):
         if value is not None and value <= 0:
             raise UsageError("--bandwidth and --inter-node-bandwidth must be > 0 (GB/s)")
-    if args.gpus_per_node < 1:
+    if args.gpus_per_node is not None and args.gpus_per_node < 1:
         raise UsageError(f"--gpus-per-node {args.gpus_per_node}: must be >= 1")
     from analysis.compare import parse_tolerance
     built = report.build(args.results, args.out, report.Options(

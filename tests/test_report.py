@@ -236,12 +236,15 @@ def test_prediction_uses_the_strategys_own_link_calibrates_overhead_and_flags_mi
         rec = record(run_id, "mlp", "mwms", gpus, tput, global_batch=64 * gpus)
         rec.per_replica_batch_size, rec.config = 64, {"per_replica_batch_size": 64}
         rec.extra["parameters"] = 1_000_000
+        rec.world_size, rec.ranks_per_node = gpus, 1         # one replica per node
         write_record(results, rec)
     rows = [{"bytes": n, "time_us": 1e6 * (2 * 50e-6 + n / 0.1e9)} for n in (4096, 65536, 1 << 20, 1 << 24)]
     write_record(results, RunRecord(run_id="comm-mwms", workload="allreduce", strategy="mwms", kind="comm",
                                     status="ok", world_size=2, metrics={"peak_busbw_GBps": 0.1, "allreduce": rows}))
     markdown = report.build([str(results)], tmp_path / "out").markdown.read_text()
-    assert "mwms: alpha 50 us, B 0.100 GB/s over all sizes of `bench comm` comm-mwms (mwms, 2 ranks)" in markdown
+    assert ("mwms between nodes: alpha 50 us, B 0.100 GB/s over all sizes of `bench comm` comm-mwms "
+            "(mwms, 2 ranks, between nodes)") in markdown
+    assert "1 replica per node (from the runs that span nodes)" in markdown
     cells = {}
     for line in markdown.splitlines():
         if line.startswith("| mlp") and " ms " in line:
@@ -250,3 +253,31 @@ def test_prediction_uses_the_strategys_own_link_calibrates_overhead_and_flags_mi
     assert cells["2"] == ["100.0 ms", "42.8 ms", "40.10 ms", "700", "700", "1", "fitted overhead", ""], cells
     assert cells["4"] == ["100.0 ms", "42.8 ms", "60.30 ms", "1,261", "1,000", "0.79", "tested", "yes"], cells
     assert cells["1"][1:3] == ["0.0 ms", "0.00 ms"] and cells["1"][-2:] == ["fitted", ""]
+
+
+def test_prediction_takes_the_link_inside_a_node_or_between_nodes_by_count():
+    """mwms measured inside a node (2 ranks on one node: alpha 50 us, B 1 GB/s) and between
+    nodes (B 0.1 GB/s); the runs put 2 replicas on a node. 4 MB of gradients: at 2 replicas
+    the allreduce costs 2 x 50 us + 4 MB / 1 GB/s = 4.1 ms, at 4 replicas (across nodes)
+    6 x 50 us + 1.5 x 4 MB / 0.1 GB/s = 60.3 ms."""
+    from analysis import predict
+    rows = lambda bw: [{"bytes": n, "time_us": 1e6 * (2 * 50e-6 + n / bw)} for n in (65536, 1 << 20, 1 << 24)]
+    comms = [RunRecord(run_id=f"comm-{where}", workload="allreduce", strategy="mwms", kind="comm", status="ok",
+                       world_size=2, ranks_per_node=per_node, metrics={"allreduce": rows(bw)})
+             for where, per_node, bw in (("inside", 2, 1e9), ("between", 1, 0.1e9))]
+    runs = [RunRecord(run_id=f"run-{n}", workload="mlp", strategy="mwms", kind="run", status="ok",
+                      world_size=n, ranks_per_node=min(n, 2)) for n in (1, 2, 4)]
+    assert report.replicas_per_node(runs + comms) == (2, "from the runs that span nodes")
+    assert report.replicas_per_node(runs[:2]) == (2, "assumed: no run spans nodes; --gpus-per-node sets it")
+    links = predict.links_from_comm(comms)
+    assert {key: link.where for key, link in links.items()} == {("mwms", False): "inside a node",
+                                                                ("mwms", True): "between nodes"}
+    table = pd.DataFrame([{"workload": "mlp", "scaling": "weak", "strategy": "mwms", "num_replicas": 1,
+                           "global_batch_size": 64, "per_replica_batch_size": 64, "parameters": 1e6,
+                           "samples_per_s": 640.0}])
+    model = predict.predict(table, intra_bw=1.0, gpus_per_node=2, counts=[2, 4], links=links)
+    none = model[model.overlap == "none"].set_index("num_replicas")
+    assert none.loc[2, "allreduce_s"] == pytest.approx(4.1e-3)
+    assert none.loc[4, "allreduce_s"] == pytest.approx(60.3e-3)
+    assert "inside a node" in none.loc[2, "link"] and "between nodes" in none.loc[4, "link"]
+    assert predict.choose_link({("mpi", True): links["mwms", True]}, "horovod", False) is links["mwms", True]
