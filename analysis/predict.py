@@ -68,7 +68,8 @@ def links_from_comm(records) -> dict[tuple[str, bool], Link]:
     newest = sorted((r for r in records if r.kind == "comm" and r.status == "ok" and r.world_size >= 2
                      and len(r.metrics.get("allreduce") or []) >= 2), key=lambda r: r.run_id)
     for record in newest:
-        spans = not 0 < (record.ranks_per_node or 0) >= record.world_size
+        per_node = record.ranks_per_node or 0
+        spans = not 0 < per_node or per_node < record.world_size
         links[record.strategy, spans] = Link(
             tuple(record.metrics["allreduce"]), record.world_size,
             f"`bench comm` {record.run_id} ({record.strategy}, {record.world_size} ranks, "
@@ -91,7 +92,7 @@ def ring_allreduce_s(nbytes: float, gpus: int, bandwidth: float) -> float:
 
 def predict(table: pd.DataFrame, intra_bw: float, inter_bw: float | None = None,
             gpus_per_node: int = 2, counts: list[int] | None = None,
-            links: dict[str, Link] | None = None) -> pd.DataFrame:
+            links: dict[tuple[str, bool], Link] | None = None) -> pd.DataFrame:
     """Predicted step time, throughput and efficiency per (workload, scaling, strategy) at its
     measured GPU counts and `counts` (those a study asked for), from `scaling.aggregate`'s
     table (needs parameters and throughput). Compute comes from the smallest count; where a

@@ -156,8 +156,8 @@ def _prediction_blocks(table, records, runs: pd.DataFrame, options: Options, out
         fits = {key: link.fit() for key, link in sorted(links.items())}
         bandwidth, source = max(b for _, b in fits.values()), "; ".join(
             f"{key[0]} {links[key].where}: alpha {alpha * 1e6:,.0f} us, B {b / 1e9:.3f} GB/s over all sizes of "
-            f"{links[key].source}" for key, (alpha, b) in fits.items()) + (" (each prediction fits alpha and B through the two "
-                                                     "sizes around its gradient's bytes)")
+            f"{links[key].source}" for key, (alpha, b) in fits.items())
+        source += " (each prediction fits alpha and B through the two sizes around its gradient's bytes)"
     else:
         bandwidth, source = predict.bandwidth_from_comm(records)
     if table.empty or bandwidth is None:
@@ -179,9 +179,9 @@ def _prediction_blocks(table, records, runs: pd.DataFrame, options: Options, out
     joined = predict.with_measured(model, table)
     joined.to_csv(out / "prediction.csv", index=False)
     inter_text = f"{options.inter_node_GBps:g} GB/s" if inter else "the same"
-    blocks.append(Block("p", f"Inputs: {source}; between nodes: {inter_text}; {per_node} replica{'s' if per_node != 1 else ''} per node "
-                             f"({per_node_how}); overlap: none (and full, in the plots). Compute is fitted on each "
-                             "strategy's smallest count (`fitted`), the fixed overhead per step on its second-smallest "
+    replicas = f"{per_node} replica{'s' if per_node != 1 else ''} per node ({per_node_how})"
+    blocks.append(Block("p", f"Inputs: {source}; between nodes: {inter_text}; {replicas}; overlap: none (and "
+                             "full, in the plots). Compute is fitted on each strategy's smallest count (`fitted`), the fixed overhead per step on its second-smallest "
                              "(`fitted overhead`); the other measured points test the model (`tested`), flagged "
                              "where measured and predicted differ by more than 10%. Assumptions:"))
     blocks.append(Block("list", predict.ASSUMPTIONS))
