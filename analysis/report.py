@@ -180,10 +180,11 @@ def _prediction_blocks(table, records, runs: pd.DataFrame, options: Options, out
     joined.to_csv(out / "prediction.csv", index=False)
     inter_text = f"{options.inter_node_GBps:g} GB/s" if inter else "the same"
     replicas = f"{per_node} replica{'s' if per_node != 1 else ''} per node ({per_node_how})"
-    blocks.append(Block("p", f"Inputs: {source}; between nodes: {inter_text}; {replicas}; overlap: none (and "
-                             "full, in the plots). Compute is fitted on each strategy's smallest count (`fitted`), "
-                             "the fixed overhead per step on its second-smallest (`fitted overhead`); the other measured points test the model (`tested`), flagged "
-                             "where measured and predicted differ by more than 10%. Assumptions:"))
+    blocks.append(Block("p", f"Inputs: {source}; between nodes: {inter_text}; {replicas}; overlap: none "
+                             "(and full, in the plots). Compute is fitted on each strategy's smallest count "
+                             "(`fitted`), the fixed overhead per step on its second-smallest (`fitted overhead`); "
+                             "the other measured points test the model (`tested`), flagged where measured and "
+                             "predicted differ by more than 10%. Assumptions:"))
     blocks.append(Block("list", predict.ASSUMPTIONS))
     none = joined[joined["overlap"] == "none"]
     smallest = none.groupby(["workload", "scaling", "strategy"])["num_replicas"].transform("min")
