@@ -440,14 +440,14 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     import signal
     import subprocess
     from bench import emucluster
-    if args.action == "check":
+    cluster = emucluster.EmulatedCluster(args.dir, args.nodes, args.cores_per_node, args.rate, args.delay)
+    if args.action == "check":      # the options too: what `up` would reject, check rejects
         why = emucluster.unavailable()
         print(why or "the emulated cluster can start here")
         return 1 if why else 0
     command = args.trailing
     if args.action == "run" and not command:
         raise UsageError("bench cluster run: give the command after --")
-    cluster = emucluster.EmulatedCluster(args.dir, args.nodes, args.cores_per_node, args.rate, args.delay)
     with cluster:
         print(f"cluster: {args.nodes} nodes ({', '.join(cluster.hostnames)}), {args.cores_per_node} core(s) each; "
               f"export SLURM_CONF={cluster.conf}", flush=True)

@@ -42,6 +42,8 @@ pytestmark = pytest.mark.stack
     (["tune", "search", "memnn", "--space", "hops=randint(1, 3)"], "hops: applies with architecture=memn2n only"),
     (["tune", "search", "mlp", "--data-dir", "/nonexistent"], "--data-dir /nonexistent: no such directory"),
     (["tune", "pbt", "memnn"], "babi not found (looked in"),
+    (["cluster", "check", "--rate", "fast"], "link rate 'fast': a number and one of"),
+    (["cluster", "up", "--rate", "300mbps"], "link rate '300mbps'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(bench, tmp_path, args, message):
     with_results = args[0] in ("run", "tune")
