@@ -2,9 +2,10 @@
 
 From the smallest-GPU-count runs of a (workload, scaling, strategy): the step time t1 their
 median throughput implies (global batch / samples per second, so the prediction meets the
-table at its base), at per-GPU batch b1, and the gradient bytes (parameters x 4, float32). At N GPUs the compute
-per step is t1 x bN / b1 (bN: the per-GPU batch at N: global/N for strong scaling, b1 for
-weak), and one ring allreduce of the gradients takes 2(N-1)/N x bytes / B, where B is the
+table at its base), at per-GPU batch b1, and the gradient bytes (parameters x 4, float32). At N
+GPUs the compute per step is t1 + c x (bN - b1) (bN: the per-GPU batch at N: global/N for
+strong scaling, b1 for weak; c fitted where runs at that count had two or more batch sizes,
+else t1 x bN / b1), and one ring allreduce of the gradients takes 2(N-1)/N x bytes / B, where B is the
 bus bandwidth (nccl-tests' busbw, which `bench comm` measures): the node's (NVLink) inside a
 node, the inter-node link's (InfiniBand) across nodes, the slower link bounding the ring.
 Every count above the smallest also pays a fixed overhead per step, calibrated on the
@@ -21,7 +22,9 @@ import numpy as np
 import pandas as pd
 
 ASSUMPTIONS = [
-    "Compute time per step is linear in the per-GPU batch (measured at the smallest GPU count).",
+    "Compute time per step is t0 + c x per-GPU batch, c fitted on the smallest count's runs at two or "
+    "more per-GPU batch sizes (a weak and a strong study of the workload give two); with one batch "
+    "size, proportional to it.",
     "Gradients are float32 (4 bytes per parameter, embeddings dense) and reduced by one ring allreduce "
     "per step (MultiWorkerMirrored packs them into one, Horovod fuses them).",
     "The allreduce costs 2(N-1) x alpha + 2(N-1)/N x bytes / B, alpha and B fitted through the two "
@@ -115,13 +118,19 @@ def predict(table: pd.DataFrame, intra_bw: float, inter_bw: float | None = None,
         def per_gpu_batch(gpus: int) -> float:
             return base["global_batch_size"] / gpus if scaling == "strong" else base["per_replica_batch_size"]
 
+        slope = compute_slope(table, workload, strategy, base_gpus)
+
+        def compute_s(batch: float) -> float:
+            b1 = base["per_replica_batch_size"]
+            return step_1 + slope * (batch - b1) if slope is not None else step_1 * batch / b1
+
         def compute_and_comm(gpus: int) -> tuple[float, float, float, float, str]:
             measured_link = choose_link(links, backend, spans_nodes=gpus > gpus_per_node)
             if measured_link:
                 alpha, bandwidth = measured_link.fit(around=nbytes)
             else:
                 alpha, bandwidth = 0.0, (intra_bw if gpus <= gpus_per_node else min(intra_bw, inter_bw))
-            compute = step_1 * per_gpu_batch(gpus) / base["per_replica_batch_size"]
+            compute = compute_s(per_gpu_batch(gpus))
             return (compute, allreduce_s(nbytes, gpus, alpha, bandwidth), bandwidth, alpha,
                     measured_link.source if measured_link else "bandwidth")
 
@@ -145,6 +154,21 @@ def predict(table: pd.DataFrame, intra_bw: float, inter_bw: float | None = None,
                              "gradient_bytes": nbytes, "bandwidth_Bps": bandwidth, "alpha_s": alpha,
                              "link": link, "overhead_from": overhead_from})
     return pd.DataFrame(rows)
+
+
+def compute_slope(table: pd.DataFrame, workload: str, strategy: str, count: int) -> float | None:
+    """c of t(b) = t0 + c x b (seconds per sample and replica), fitted on the (workload,
+    strategy) runs at `count` replicas over two or more per-replica batch sizes (a weak and a
+    strong study, or runs added for it); None with one batch size or a slope that is not
+    positive (noise), where compute is taken as proportional to the batch."""
+    same = table[(table["workload"] == workload) & (table["strategy"] == strategy)
+                 & (table["num_replicas"] == count) & (table["samples_per_s"] > 0)]
+    points = [(float(row["per_replica_batch_size"]), row["global_batch_size"] / row["samples_per_s"])
+              for _, row in same.iterrows()]
+    if len({batch for batch, _ in points}) < 2:
+        return None
+    _, slope = fit_compute(points)
+    return slope if slope > 0 else None
 
 
 def with_measured(prediction: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:

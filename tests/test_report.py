@@ -281,3 +281,20 @@ def test_prediction_takes_the_link_inside_a_node_or_between_nodes_by_count():
     assert none.loc[4, "allreduce_s"] == pytest.approx(60.3e-3)
     assert "inside a node" in none.loc[2, "link"] and "between nodes" in none.loc[4, "link"]
     assert predict.choose_link({("mpi", True): links["mwms", True]}, "horovod", False) is links["mwms", True]
+
+
+def test_compute_follows_t0_plus_c_times_batch_where_two_batch_sizes_were_run():
+    """One replica: 0.2 s a step at batch 256 (a strong study's base), 0.08 s at batch 64 (a
+    weak study's): c = 0.12 s / 192 samples, t0 = 0.04 s. Strong scaling to 4 replicas runs
+    64 samples a replica: 0.08 s of compute, not the 0.05 s proportional to the batch."""
+    from analysis import predict
+    rows = [{"workload": "w", "scaling": scaling, "strategy": "s", "num_replicas": 1, "global_batch_size": batch,
+             "per_replica_batch_size": batch, "parameters": 1e6, "samples_per_s": batch / step}
+            for scaling, batch, step in (("strong", 256, 0.2), ("weak", 64, 0.08))]
+    table = pd.DataFrame(rows)
+    assert predict.compute_slope(table, "w", "s", 1) == pytest.approx(0.12 / 192)
+    model = predict.predict(table, intra_bw=10e9, counts=[4])
+    compute = model[model.overlap == "none"].set_index(["scaling", "num_replicas"])["compute_s"]
+    assert compute["strong", 4] == pytest.approx(0.08)
+    assert compute["weak", 4] == pytest.approx(0.08) and compute["strong", 1] == pytest.approx(0.2)
+    assert predict.compute_slope(table[table.scaling == "strong"], "w", "s", 1) is None
