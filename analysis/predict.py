@@ -89,10 +89,6 @@ def choose_link(links: dict[tuple[str, bool], Link] | None, backend: str, spans_
     return None
 
 
-def ring_allreduce_s(nbytes: float, gpus: int, bandwidth: float) -> float:
-    return 0.0 if gpus < 2 else 2 * (gpus - 1) / gpus * nbytes / bandwidth
-
-
 def predict(table: pd.DataFrame, intra_bw: float, inter_bw: float | None = None,
             gpus_per_node: int = 2, counts: list[int] | None = None,
             links: dict[tuple[str, bool], Link] | None = None) -> pd.DataFrame:
