@@ -189,6 +189,8 @@ def _prediction_blocks(table, records, runs: pd.DataFrame, options: Options, out
     none = joined[joined["overlap"] == "none"]
     smallest = none.groupby(["workload", "scaling", "strategy"])["num_replicas"].transform("min")
     ratio = none["measured_over_predicted"]
+    roles = [_point_role(n, low, calibrated, r)
+             for n, low, calibrated, r in zip(none["num_replicas"], smallest, none["overhead_from"], ratio)]
     shown = pd.DataFrame({
         "workload": none["workload"], "scaling": none["scaling"], "strategy": none["strategy"],
         "count": none["num_replicas"].map(int),
@@ -198,10 +200,8 @@ def _prediction_blocks(table, records, runs: pd.DataFrame, options: Options, out
         "predicted samples/s": none["samples_per_s"].map(lambda v: f"{v:,.0f}"),
         "measured samples/s": none["measured_samples_per_s"].map(lambda v: "-" if pd.isna(v) else f"{v:,.0f}"),
         "measured/predicted": ratio.map(lambda v: "-" if pd.isna(v) else f"{v:.2f}"),
-        "point": [_point_role(n, low, calibrated, r)
-                  for n, low, calibrated, r in zip(none["num_replicas"], smallest, none["overhead_from"], ratio)],
-        "off >10%": ["yes" if not pd.isna(r) and abs(r - 1) > 0.10 and n not in (low, calibrated) else ""
-                     for n, low, calibrated, r in zip(none["num_replicas"], smallest, none["overhead_from"], ratio)]})
+        "point": roles,
+        "off >10%": ["yes" if role == "tested" and abs(r - 1) > 0.10 else "" for role, r in zip(roles, ratio)]})
     blocks.append(Block("table", shown))
     blocks += [Block("image", p) for p in plots.prediction(model, table, out)]
     return model
