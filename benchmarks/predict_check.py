@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -39,27 +37,21 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from analysis import predict  # noqa: E402
 from bench.emucluster import EmulatedCluster  # noqa: E402
+from benchrun import bench_record, run_record  # noqa: E402
 
 WORKLOADS = {"charrnn-gru": {"data": "synthetic", "overrides": {"rnn_units": "256"}},
              "mlp": {"data": "generated"}}
 
 
-def srun(cluster, nodes: int, command: list[str], env: dict | None = None) -> dict:
-    done = subprocess.run(["srun", f"-N{nodes}", f"-n{nodes}", "-c1", "--mpi=pmix", sys.executable, "-m", "bench",
-                           *command], capture_output=True, text=True, env={**os.environ, **cluster.env, **(env or {})})
-    if done.returncode != 0:
-        raise SystemExit(f"srun {' '.join(command)}: {done.stderr.strip().splitlines()[-3:]}")
-    record = json.loads(Path(done.stdout.strip().splitlines()[-1]).read_text())
-    if record["status"] != "ok":
-        raise SystemExit(f"{record['run_id']}: {record['error']}")
-    return record
+def srun(nodes: int) -> list[str]:
+    return ["srun", f"-N{nodes}", f"-n{nodes}", "-c1", "--mpi=pmix"]
 
 
 def run(cluster, workload: str, strategy: str, nodes: int, batch: int, args, results: str) -> tuple[float, float]:
     """(median step seconds, gradient bytes)."""
     config = {"workload": workload, "strategy": strategy, "epochs": 2, "steps_per_epoch": args.steps,
               "per_replica_batch_size": batch, "results": results, "verbose": 0, **WORKLOADS[workload]}
-    record = srun(cluster, nodes, ["run"], {"DISTBENCH_RUN_CONFIG": json.dumps(config)})
+    record = run_record(config, f"{workload}/{strategy} on {nodes} node(s)", srun(nodes), cluster.env)
     return record["timing"]["step_time"]["median_s"], 4.0 * record["extra"]["parameters"]
 
 
@@ -98,8 +90,9 @@ def measure(args) -> dict:
                     for index in range(2):
                         cluster.shape(index, rate=None if rate == "none" else rate)
                     for strategy in sorted({s for _, s in cases}):
-                        comm = srun(cluster, 2, ["comm", "--strategy", strategy, "--min-bytes", "4096", "--max-bytes",
-                                                 str(16 << 20), "--warmup", "2", "--iters", "5", "--results", results])
+                        comm = bench_record(["comm", "--strategy", strategy, "--min-bytes", "4096", "--max-bytes",
+                                             str(16 << 20), "--warmup", "2", "--iters", "5", "--results", results],
+                                            f"bench comm --strategy {strategy}", srun(2), cluster.env)
                         data["comms"].setdefault(f"{strategy}@{rate}", []).append(comm["metrics"]["allreduce"])
                     for case in cases:
                         key = "/".join(case)
