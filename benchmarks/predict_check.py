@@ -79,10 +79,10 @@ def measure(args) -> dict:
         results = str(Path(work) / "results")
         with EmulatedCluster(Path(work) / "cluster", nodes=2) as cluster:
             for repeat in range(args.repeat):
+                for index in range(2):
+                    cluster.shape(index)        # the last round left the slowest rate on
                 for case in cases:
                     key = "/".join(case)
-                    for index in range(2):
-                        cluster.shape(index)
                     data["halves"].setdefault(key, []).append(run(cluster, *case, 1, args.batch // 2, args, results)[0])
                     step, data["gradient"][key] = run(cluster, *case, 1, args.batch, args, results)
                     data["ones"].setdefault(key, []).append(step)
