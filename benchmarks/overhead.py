@@ -30,6 +30,7 @@ import keras  # noqa: E402
 
 from bench import gradients, runner, workloads  # noqa: E402
 from bench.config import RunConfig  # noqa: E402
+from bench.errors import UsageError  # noqa: E402
 from bench.hparams import parse_set_options, resolve  # noqa: E402
 
 
@@ -98,4 +99,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except UsageError as exc:       # missing data, unknown workload, bad --set: one line
+        print(f"overhead.py: {exc}", file=sys.stderr)
+        sys.exit(2)
