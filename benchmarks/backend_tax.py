@@ -8,7 +8,7 @@ The goal is >= 0.97: at one replica there is nothing to communicate, so what a b
 beyond that is its own machinery (callbacks, collectives of metrics, dataset distribution).
 
     .venv/bin/python benchmarks/backend_tax.py                     # GRU 256, synthetic, batch 64, 40 steps
-    .venv/bin/python benchmarks/backend_tax.py --steps 80 --rounds 3
+    .venv/bin/python benchmarks/backend_tax.py --steps 80 --rounds 5
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--units", type=int, default=256)
     parser.add_argument("--cpus", type=int, default=1, help="cores of the one replica")
-    parser.add_argument("--rounds", type=int, default=2, help="every backend this many times, alternated")
+    parser.add_argument("--rounds", type=int, default=3, help="every backend this many times, alternated")
     args = parser.parse_args()
     rounds: dict[str, list[float]] = {name: [] for name in BACKENDS}
     with tempfile.TemporaryDirectory() as results:

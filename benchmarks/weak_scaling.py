@@ -56,7 +56,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=30, help="steps per epoch (2 epochs; 5 warm-up)")
     parser.add_argument("--batch", type=int, default=64, help="per replica")
     parser.add_argument("--rate", help="nodes: the links' rate (tc tbf), e.g. 300mbit")
-    parser.add_argument("--repeat", type=int, default=2,
+    parser.add_argument("--repeat", type=int, default=3,
                         help="1- and 2-replica runs alternated this many times; the ratio of their medians")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
