@@ -152,9 +152,6 @@ def build_parser() -> argparse.ArgumentParser:
     comm.add_argument("--max-bytes", type=int, default=256 * 1024 * 1024)
     comm.add_argument("--warmup", type=int, default=5)
     comm.add_argument("--iters", type=int, default=20)
-    comm.add_argument("--bytes", type=int, action="append", default=[], metavar="N", dest="extra_bytes",
-                      help="also this message size (repeatable), e.g. a model's gradient bytes "
-                           "(4 x its `parameters` in a run record)")
     comm.add_argument("--local-workers", type=int, metavar="N", help="mpirun N ranks on this host")
     comm.add_argument("--algorithm", default="default",
                       help="Open MPI's allreduce algorithm: default (Open MPI chooses), ring, recursive_doubling, "
@@ -352,7 +349,7 @@ def cmd_comm(args: argparse.Namespace) -> int:
         return comm.main(from_json(comm.CommConfig, handed, comm.COMM_CONFIG_ENV))
     return comm.main(comm.CommConfig(min_bytes=args.min_bytes, max_bytes=args.max_bytes, warmup=args.warmup,
                                      iters=args.iters, results=args.results, local_workers=args.local_workers,
-                                     algorithm=args.algorithm, strategy=args.strategy, extra_bytes=args.extra_bytes))
+                                     algorithm=args.algorithm, strategy=args.strategy))
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:

@@ -41,20 +41,14 @@ COMM_CONFIG_ENV = "DISTBENCH_COMM_CONFIG"
 STRATEGIES = ("mpi", "mwms", "horovod")
 
 
-def sizes(min_bytes: int, max_bytes: int, extra: list[int] | tuple[int, ...] = ()) -> list[int]:
-    """Powers of two from min to max, and the `extra` sizes (e.g. a model's gradient bytes:
-    a collective's time is a staircase in size, Horovod's in steps of its cycle time, so a
-    line through the powers of two around a size can miss its cost by a step)."""
+def sizes(min_bytes: int, max_bytes: int) -> list[int]:
     if min_bytes < 4 or max_bytes < min_bytes:
         raise UsageError(f"message sizes {min_bytes}..{max_bytes} bytes: need 4 <= min <= max")
-    bad = [size for size in extra if size < 4 or size % 4]
-    if bad:
-        raise UsageError(f"--bytes {bad[0]}: must be a multiple of 4 (float32), at least 4")
     out, size = [], 1 << (min_bytes - 1).bit_length()
     while size <= max_bytes:
         out.append(size)
         size *= 2
-    return sorted(set(out) | set(extra))
+    return out
 
 
 def bus_factor(ranks: int) -> float:
@@ -121,33 +115,30 @@ def backend_collective(name: str, warmup: int, iters: int) -> Collective:
 
 def run(min_bytes: int = KIB, max_bytes: int = 256 * KIB * KIB, warmup: int = 5, iters: int = 20,
         results: str = "results", run_id: str | None = None,
-        algorithm: str = "default", strategy: str = "mpi",
-        extra_bytes: list[int] | tuple[int, ...] = ()) -> tuple[RunRecord | None, int, Path]:
+        algorithm: str = "default", strategy: str = "mpi") -> tuple[RunRecord | None, int, Path]:
     collective = (mpi_collective(algorithm, warmup, iters) if strategy == "mpi"
                   else backend_collective(strategy, warmup, iters))
     try:
-        return _measure_sizes(collective, min_bytes, max_bytes, extra_bytes, warmup, iters, results, run_id,
-                              algorithm, strategy)
+        return _measure_sizes(collective, min_bytes, max_bytes, warmup, iters, results, run_id, algorithm, strategy)
     finally:
         collective.close()
 
 
-def _measure_sizes(collective: Collective, min_bytes, max_bytes, extra_bytes, warmup, iters, results, run_id,
-                   algorithm, strategy) -> tuple[RunRecord | None, int, Path]:
+def _measure_sizes(collective: Collective, min_bytes, max_bytes, warmup, iters, results, run_id, algorithm,
+                   strategy) -> tuple[RunRecord | None, int, Path]:
     ranks, rank, hosts = collective.ranks, collective.rank, collective.hosts
     if ranks < 2:
         raise UsageError("bench comm needs 2 or more ranks: mpirun -np N, srun -n N, or --local-workers N")
     record = RunRecord(run_id=run_id or new_run_id("comm"),
                        workload="allreduce", strategy=strategy, kind="comm", world_size=ranks,
                        num_replicas=ranks, ranks_per_node=hosts.count(hosts[0]),
-                       config={"min_bytes": min_bytes, "max_bytes": max_bytes, "extra_bytes": list(extra_bytes),
-                               "warmup": warmup, "iters": iters,
+                       config={"min_bytes": min_bytes, "max_bytes": max_bytes, "warmup": warmup, "iters": iters,
                                "dtype": "float32", "op": "sum", "hosts": hosts, "algorithm": algorithm,
                                "strategy": strategy})
     record.provenance = provenance.collect()
     with Lifecycle(results, record, writer=rank == 0) as life:
         rows = []
-        for nbytes in sizes(min_bytes, max_bytes, extra_bytes):
+        for nbytes in sizes(min_bytes, max_bytes):
             seconds = collective.seconds(nbytes)
             algbw = nbytes / seconds / 1e9
             rows.append({"bytes": nbytes, "time_us": seconds * 1e6, "algbw_GBps": algbw,
@@ -175,12 +166,11 @@ class CommConfig:
     run_id: str | None = None
     algorithm: str = "default"           # Open MPI's allreduce algorithm (ALGORITHMS)
     strategy: str = "mpi"                # mpi (mpi4py), or the collective of a backend: mwms, horovod
-    extra_bytes: list[int] = dataclasses.field(default_factory=list)   # sizes besides the powers of two
 
     def validate(self) -> None:
         if self.warmup < 0 or self.iters < 1:
             raise UsageError("--warmup must be >= 0 and --iters >= 1")
-        sizes(self.min_bytes, self.max_bytes, self.extra_bytes)
+        sizes(self.min_bytes, self.max_bytes)
         if self.algorithm not in ALGORITHMS:
             raise UsageError(f"--algorithm {self.algorithm!r}: must be one of {', '.join(ALGORITHMS)}")
         if self.strategy not in STRATEGIES:
@@ -200,7 +190,7 @@ def main(cfg: CommConfig) -> int:
         return _local(cfg)
     try:
         record, code, path = run(cfg.min_bytes, cfg.max_bytes, cfg.warmup, cfg.iters, cfg.results, cfg.run_id,
-                                 cfg.algorithm, cfg.strategy, cfg.extra_bytes)
+                                 cfg.algorithm, cfg.strategy)
     except ImportError as exc:
         raise UsageError(f"bench comm needs mpi4py and an MPI library ({exc})") from None
     if record is not None and not os.environ.get("DISTBENCH_LAUNCHED"):

@@ -3,11 +3,10 @@
 On the emulated 2-node cluster (one core per node), for each workload and strategy:
 
   fitted on   one node: t(b) = t0 + c x b from runs at two per-replica batches;
-              each link rate and strategy: alpha and B of a ring allreduce through the
-              gradient's bytes and the power of two below them, from a `bench comm --strategy S
-              --bytes GRADIENT` between the nodes (the collective the strategy's train step
-              runs: TensorFlow's over gRPC for mwms, Horovod's for horovod; measured at the
-              gradient's own size, as Horovod's time is a staircase in its 5 ms cycle);
+              each link rate and strategy: alpha and B of a ring allreduce through the two
+              message sizes around the gradient's bytes of a `bench comm --strategy S` between
+              the nodes (the collective the strategy's train step runs: TensorFlow's over gRPC
+              for mwms, Horovod's for horovod);
               the fastest link (the first of --rates; `none`, the unshaped link, by default):
               one 2-node run, whose step time minus compute and modelled communication is
               the strategy's fixed overhead per step (what taking part in a collective costs
@@ -22,7 +21,7 @@ alternated (a slow spell of the machine hits every case once), and medians are u
 step times' per case and rate, the collective's times per message size.
 
     .venv/bin/python benchmarks/predict_check.py
-    .venv/bin/python benchmarks/predict_check.py --rates none,1gbit,200mbit,50mbit --repeat 2 --save m.json
+    .venv/bin/python benchmarks/predict_check.py --rates none,1gbit,200mbit,50mbit --repeat 3 --save m.json
     .venv/bin/python benchmarks/predict_check.py --load m.json       # the model again, no runs
 """
 
@@ -91,10 +90,8 @@ def measure(args) -> dict:
                     for index in range(2):
                         cluster.shape(index, rate=None if rate == "none" else rate)
                     for strategy in sorted({s for _, s in cases}):
-                        gradients = sorted({int(data["gradient"][f"{w}/{s}"]) for w, s in cases if s == strategy})
                         comm = bench_record(["comm", "--strategy", strategy, "--min-bytes", "4096", "--max-bytes",
-                                             str(16 << 20), *[x for size in gradients for x in ("--bytes", str(size))],
-                                             "--warmup", "2", "--iters", "5", "--results", results],
+                                             str(16 << 20), "--warmup", "2", "--iters", "5", "--results", results],
                                             f"bench comm --strategy {strategy}", srun(2), cluster.env)
                         data["comms"].setdefault(f"{strategy}@{rate}", []).append(comm["metrics"]["allreduce"])
                     for case in cases:
@@ -145,7 +142,7 @@ def main() -> int:
     parser.add_argument("--strategies", default="mwms,horovod")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--batch", type=int, default=64, help="per replica (and half of it for the compute fit)")
-    parser.add_argument("--repeat", type=int, default=3, help="the whole sequence of runs, alternated; medians")
+    parser.add_argument("--repeat", type=int, default=2, help="the whole sequence of runs, alternated; medians")
     parser.add_argument("--save", help="write every measurement to this JSON file")
     parser.add_argument("--load", help="evaluate the model on a --save file instead of measuring")
     args = parser.parse_args()
