@@ -21,7 +21,7 @@ alternated (a slow spell of the machine hits every case once), and medians are u
 step times' per case and rate, the collective's times per message size.
 
     .venv/bin/python benchmarks/predict_check.py
-    .venv/bin/python benchmarks/predict_check.py --rates none,1gbit,200mbit,50mbit --repeat 3 --save m.json
+    .venv/bin/python benchmarks/predict_check.py --rates none,1gbit,200mbit,50mbit --repeat 2 --save m.json
     .venv/bin/python benchmarks/predict_check.py --load m.json       # the model again, no runs
 """
 
@@ -142,7 +142,7 @@ def main() -> int:
     parser.add_argument("--strategies", default="mwms,horovod")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--batch", type=int, default=64, help="per replica (and half of it for the compute fit)")
-    parser.add_argument("--repeat", type=int, default=2, help="the whole sequence of runs, alternated; medians")
+    parser.add_argument("--repeat", type=int, default=3, help="the whole sequence of runs, alternated; medians")
     parser.add_argument("--save", help="write every measurement to this JSON file")
     parser.add_argument("--load", help="evaluate the model on a --save file instead of measuring")
     args = parser.parse_args()
