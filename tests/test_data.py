@@ -222,3 +222,26 @@ def test_memnn_story_layouts_have_the_shapes_of_qa1(settings, story_shape):
         assert tuple(story.shape) == (8, *(story_shape or (data.info["story_len"],)))
         assert tuple(question.shape) == (8, 4) and tuple(answer.shape) == (8,)
         assert story_shape or 60 < data.info["story_len"] <= 70
+
+
+@pytest.mark.stack
+def test_shuffled_pipeline_is_a_seeded_permutation_each_epoch_with_pairs_kept():
+    """The gathered-batch path of `from_arrays`: what `shuffle(size)` + `batch(drop_remainder)` gave."""
+    from bench.workloads import pipeline
+    x = np.arange(100, dtype=np.int32)
+
+    def first_columns(seed, batches, batch=10):
+        batches_of = iter(pipeline.from_arrays((x, 2 * x), batch, seed, training=True).repeat())
+        out = []
+        for _ in range(batches):
+            xs, ys = next(batches_of)
+            assert (ys.numpy() == 2 * xs.numpy()).all()
+            out.append(xs.numpy())
+        return np.concatenate(out)
+
+    two_epochs = first_columns(7, 20)
+    assert sorted(two_epochs[:100]) == sorted(two_epochs[100:]) == list(range(100))
+    assert (two_epochs[:100] != two_epochs[100:]).any()
+    assert (first_columns(7, 20) == two_epochs).all() and (first_columns(8, 20) != two_epochs).any()
+    one_pass = pipeline.from_arrays((x, x), 30, 7, training=True)
+    assert [int(xs.shape[0]) for xs, _ in one_pass] == [30, 30, 30]
