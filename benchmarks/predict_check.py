@@ -41,10 +41,11 @@ from benchrun import bench_record, run_record  # noqa: E402
 
 WORKLOADS = {"charrnn-gru": {"data": "synthetic", "overrides": {"rnn_units": "256"}},
              "mlp": {"data": "generated"}}
-# Per-replica batches that put each workload's efficiencies across the tested rates in about
-# 0.3-0.95. At 64 samples mlp computes for 1.8 ms a step, less than one of Horovod's 5 ms
-# cycles and than the gRPC jitter of a 2-node MWMS step (2-node steps of 7-10 ms from run to
-# run): its efficiency (0.01-0.28) then measures that jitter. At 4096 it computes for ~31 ms.
+# Per-replica batches that spread each workload's efficiencies across the tested rates (mlp
+# 0.17-0.79, charrnn-gru 0.33-0.94). At 64 samples mlp computes for 1.8 ms a step, less than
+# one of Horovod's 5 ms cycles and than the gRPC jitter of a 2-node MWMS step (2-node steps
+# of 7-10 ms from run to run): its efficiency (0.01-0.28) then measures that jitter. At 4096
+# it computes for 25 ms.
 BATCHES = {"charrnn-gru": 64, "mlp": 4096}
 
 
