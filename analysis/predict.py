@@ -27,8 +27,8 @@ ASSUMPTIONS = [
     "size, proportional to it.",
     "Gradients are float32 (4 bytes per parameter, embeddings dense) and reduced by one ring allreduce "
     "per step (MultiWorkerMirrored packs them into one, Horovod fuses them).",
-    "The allreduce costs 2(N-1) x alpha + 2(N-1)/N x bytes / B, alpha and B fitted through the two "
-    "message sizes around the gradient's bytes of the `bench comm --strategy S` record of the "
+    "The allreduce costs 2(N-1) x alpha + 2(N-1)/N x bytes / B, alpha and B fitted to the "
+    "message sizes within a factor 2.5 of the gradient's bytes of the `bench comm --strategy S` record of the "
     "strategy's own collective (else of MPI's; else B alone from --bandwidth or the peak busbw).",
     "A fixed overhead per step (what taking part in a collective costs beyond its bytes) is "
     "calibrated on each strategy's second-smallest measured count and paid at every larger count; "
@@ -178,20 +178,27 @@ def with_measured(prediction: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame
 
 # --- the alpha-beta model, fitted from measurements ------------------------------------
 
+AROUND_FACTOR = 2.5        # a window of 2.6 octaves: two or three of `bench comm`'s powers of two
+
+
 def fit_alpha_beta(rows: list[dict], ranks: int, around: float | None = None) -> tuple[float, float]:
     """(alpha seconds per message, bus bandwidth bytes/s) of a ring allreduce over `ranks`,
         time = 2(n-1) alpha + 2(n-1)/n x bytes / B
     fitted by least squares to every message size of a `bench comm` run, or, with `around`
-    (a gradient's bytes), through the two measured sizes on either side of it: the curve is
+    (a gradient's bytes), to the sizes within a factor AROUND_FACTOR of it (two or three
+    powers of two), else through the two measured sizes on either side of it: the curve is
     not one line (a shaped link's token bucket sends 64 KiB at twice its rate; Open MPI
-    switches algorithms with size), and the step pays the cost at its own size.
+    switches algorithms with size), and the step pays the cost at its own size. Three sizes
+    where there are three: one size's time alone can be off (Open MPI over a 50 Mbit/s
+    shaped link took 108 or 143 ms for 512 KiB from run to run).
     `rows` are its `allreduce` rows (bytes, time_us)."""
     points = sorted((float(row["bytes"]), float(row["time_us"]) * 1e-6) for row in rows)
     if len(points) < 2 or ranks < 2:
         raise ValueError("need 2 or more message sizes and 2 or more ranks")
     if around is not None:
+        near = [(size, t) for size, t in points if around / AROUND_FACTOR <= size <= around * AROUND_FACTOR]
         above = next((i for i, (size, _) in enumerate(points) if size >= around), len(points) - 1)
-        points = points[max(above - 1, 0):max(above - 1, 0) + 2]
+        points = near if len(near) >= 2 else points[max(above - 1, 0):max(above - 1, 0) + 2]
     sizes, times = (np.array(column) for column in zip(*points))
     slope, intercept = np.polyfit(sizes, times, 1)
     alpha = float(intercept) / (2 * (ranks - 1))

@@ -3,8 +3,8 @@
 On the emulated 2-node cluster (one core per node), for each workload and strategy:
 
   fitted on   one node: t(b) = t0 + c x b from runs at two per-replica batches;
-              each link rate and strategy: alpha and B of a ring allreduce through the two
-              message sizes around the gradient's bytes of a `bench comm --strategy S` between
+              each link rate and strategy: alpha and B of a ring allreduce fitted to the
+              message sizes within a factor 2.5 of the gradient's bytes of a `bench comm --strategy S` between
               the nodes (the collective the strategy's train step runs: TensorFlow's over gRPC
               for mwms, Horovod's for horovod);
               the fastest link (the first of --rates; `none`, the unshaped link, by default):

@@ -1,6 +1,7 @@
 """Analysis: known-answer aggregation, speedup and efficiency; the rendered report."""
 
 import pandas as pd
+import numpy as np
 import pytest
 
 from analysis import report, scaling, summary
@@ -183,6 +184,22 @@ def test_alpha_beta_around_a_size_follows_a_bent_curve():
     assert bandwidth == pytest.approx(6e6)
     edge = predict.fit_alpha_beta(rows, 2, around=64 << 20)           # beyond the largest: the last two
     assert edge[1] == pytest.approx(6e6)
+
+
+def test_alpha_beta_around_a_size_fits_the_sizes_within_a_factor_of_it():
+    """Around 473,128 bytes (mlp's gradient) the fit is the least-squares line of 256 KiB,
+    512 KiB and 1 MiB; the burst at 64 KiB and a stall at 4 MiB are left out, and one slow
+    run at 512 KiB moves the prediction by a third of what it would through two sizes."""
+    from analysis import predict
+    line = lambda s: s / 6.25e6                          # 50 Mbit/s, no latency
+    times = {1 << 16: 0.5 * line(1 << 16), 1 << 18: line(1 << 18), 1 << 19: 1.3 * line(1 << 19),
+             1 << 20: line(1 << 20), 1 << 22: 3 * line(1 << 22)}
+    rows = [{"bytes": s, "time_us": t * 1e6} for s, t in times.items()]
+    gradient = 473128
+    slope, intercept = np.polyfit([1 << 18, 1 << 19, 1 << 20], [times[1 << 18], times[1 << 19], times[1 << 20]], 1)
+    alpha, bandwidth = predict.fit_alpha_beta(rows, 2, around=gradient)
+    assert predict.allreduce_s(gradient, 2, alpha, bandwidth) == pytest.approx(intercept + slope * gradient)
+    assert predict.allreduce_s(gradient, 2, alpha, bandwidth) / line(gradient) == pytest.approx(1.12, abs=0.01)
 
 
 def test_compute_fit_and_step_model_known_answers():
