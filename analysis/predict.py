@@ -21,15 +21,16 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+AROUND_FACTOR = 2.5        # a window of 2.6 octaves: two or three of `bench comm`'s powers of two
 ASSUMPTIONS = [
     "Compute time per step is t0 + c x per-GPU batch, c fitted on the smallest count's runs at two or "
     "more per-GPU batch sizes (a weak and a strong study of the workload give two); with one batch "
     "size, proportional to it.",
     "Gradients are float32 (4 bytes per parameter, embeddings dense) and reduced by one ring allreduce "
     "per step (MultiWorkerMirrored packs them into one, Horovod fuses them).",
-    "The allreduce costs 2(N-1) x alpha + 2(N-1)/N x bytes / B, alpha and B fitted to the "
-    "message sizes within a factor 2.5 of the gradient's bytes of the `bench comm --strategy S` record of the "
-    "strategy's own collective (else of MPI's; else B alone from --bandwidth or the peak busbw).",
+    "The allreduce costs 2(N-1) x alpha + 2(N-1)/N x bytes / B, alpha and B fitted to the message "
+    f"sizes within a factor {AROUND_FACTOR:g} of the gradient's bytes of the `bench comm --strategy S` "
+    "record of the strategy's own collective (else of MPI's; else B alone from --bandwidth or the peak busbw).",
     "A fixed overhead per step (what taking part in a collective costs beyond its bytes) is "
     "calibrated on each strategy's second-smallest measured count and paid at every larger count; "
     "benchmarks/predict_check.py checks this on links of known speed. Points off by more than 10% are flagged.",
@@ -178,9 +179,6 @@ def with_measured(prediction: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame
 
 # --- the alpha-beta model, fitted from measurements ------------------------------------
 
-AROUND_FACTOR = 2.5        # a window of 2.6 octaves: two or three of `bench comm`'s powers of two
-
-
 def fit_alpha_beta(rows: list[dict], ranks: int, around: float | None = None) -> tuple[float, float]:
     """(alpha seconds per message, bus bandwidth bytes/s) of a ring allreduce over `ranks`,
         time = 2(n-1) alpha + 2(n-1)/n x bytes / B
@@ -189,8 +187,8 @@ def fit_alpha_beta(rows: list[dict], ranks: int, around: float | None = None) ->
     powers of two), else through the two measured sizes on either side of it: the curve is
     not one line (a shaped link's token bucket sends 64 KiB at twice its rate; Open MPI
     switches algorithms with size), and the step pays the cost at its own size. Three sizes
-    where there are three: one size's time alone can be off (Open MPI over a 50 Mbit/s
-    shaped link took 108 or 143 ms for 512 KiB from run to run).
+    where there are three: one size's time alone can be off (Horovod's allreduce, Open MPI
+    over a 50 Mbit/s shaped link, took 108 to 143 ms for 512 KiB from run to run).
     `rows` are its `allreduce` rows (bytes, time_us)."""
     points = sorted((float(row["bytes"]), float(row["time_us"]) * 1e-6) for row in rows)
     if len(points) < 2 or ranks < 2:

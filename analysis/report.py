@@ -157,7 +157,8 @@ def _prediction_blocks(table, records, runs: pd.DataFrame, options: Options, out
         bandwidth, source = max(b for _, b in fits.values()), "; ".join(
             f"{key[0]} {links[key].where}: alpha {alpha * 1e6:,.0f} us, B {b / 1e9:.3f} GB/s over all sizes of "
             f"{links[key].source}" for key, (alpha, b) in fits.items())
-        source += " (each prediction fits alpha and B to the sizes within a factor 2.5 of its gradient's bytes)"
+        source += (f" (each prediction fits alpha and B to the sizes within a factor {predict.AROUND_FACTOR:g} of its "
+                   "gradient's bytes)")
     else:
         bandwidth, source = predict.bandwidth_from_comm(records)
     if table.empty or bandwidth is None:

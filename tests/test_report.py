@@ -1,7 +1,7 @@
 """Analysis: known-answer aggregation, speedup and efficiency; the rendered report."""
 
-import pandas as pd
 import numpy as np
+import pandas as pd
 import pytest
 
 from analysis import report, scaling, summary
@@ -189,7 +189,8 @@ def test_alpha_beta_around_a_size_follows_a_bent_curve():
 def test_alpha_beta_around_a_size_fits_the_sizes_within_a_factor_of_it():
     """Around 473,128 bytes (mlp's gradient) the fit is the least-squares line of 256 KiB,
     512 KiB and 1 MiB; the burst at 64 KiB and a stall at 4 MiB are left out, and one slow
-    run at 512 KiB moves the prediction by a third of what it would through two sizes."""
+    run at 512 KiB moves the prediction by less than half of what it would through two sizes
+    (12% against 27%)."""
     from analysis import predict
     line = lambda s: s / 6.25e6                          # 50 Mbit/s, no latency
     times = {1 << 16: 0.5 * line(1 << 16), 1 << 18: line(1 << 18), 1 << 19: 1.3 * line(1 << 19),
