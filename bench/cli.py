@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import signal
 import sys
+import time
+from pathlib import Path
 from typing import Sequence
 
 from bench.errors import UsageError
@@ -204,10 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--tolerance", default="5%", help="allowed slowdown (default: 5%%)")
 
     cluster = sub.add_parser("cluster", help="an emulated multi-node Slurm cluster on this machine (root)")
-    cluster.add_argument("action", choices=("up", "run", "check"),
-                         help="up: start it and keep it until Ctrl-C; run: start it, run the command given after --, stop it; "
-                              "check: say whether it can start here")
+    cluster.add_argument("action", choices=("up", "run", "check", "clean"),
+                         help="up: start it and keep it until Ctrl-C or SIGTERM; run: start it, run the command given "
+                              "after --, stop it; check: say whether it can start here; clean: remove what a cluster "
+                              "whose owner was killed left (--dir D, or --all)")
     cluster.add_argument("--dir", default="emucluster", help="its configuration, logs and state")
+    cluster.add_argument("--all", action="store_true", help="clean: every dead owner's leftovers on this machine")
     cluster.add_argument("--nodes", type=int, default=2)
     cluster.add_argument("--cores-per-node", type=int, default=1)
     cluster.add_argument("--rate", help="every node's link rate (tc tbf), e.g. 300mbit")
@@ -437,9 +443,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_cluster(args: argparse.Namespace) -> int:
-    import signal
     import subprocess
     from bench import emucluster
+    from bench.procs import Terminated
+    if args.action == "clean":
+        return _clean_clusters(None if args.all else args.dir)
     cluster = emucluster.EmulatedCluster(args.dir, args.nodes, args.cores_per_node, args.rate, args.delay)
     if args.action == "check":      # the options too: what `up` would reject, check rejects
         why = emucluster.unavailable()
@@ -448,15 +456,56 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     command = args.trailing
     if args.action == "run" and not command:
         raise UsageError("bench cluster run: give the command after --")
-    with cluster:
+    left = emucluster.leftovers()
+    if left:
+        print(f"cluster: leftovers of {len(left)} cluster(s) whose owner died: {emucluster.describe(_merged(left))}; "
+              f"remove them with: bench cluster clean --all", flush=True)
+    try:
+        cluster.start()
         print(f"cluster: {args.nodes} nodes ({', '.join(cluster.hostnames)}), {args.cores_per_node} core(s) each; "
               f"export SLURM_CONF={cluster.conf}", flush=True)
         if args.action == "run":
-            return subprocess.run(command, env={**os.environ, **cluster.env}).returncode
-        stops = {signal.SIGINT, signal.SIGTERM}
-        signal.pthread_sigmask(signal.SIG_BLOCK, stops)
-        signal.sigwait(stops)
-        print("cluster: stopping", flush=True)
+            returncode = subprocess.Popen(command, env={**os.environ, **cluster.env}).wait()
+        else:
+            while True:
+                signal.pause()
+    except Terminated as stop:
+        started = time.monotonic()
+        removed = cluster.stop()
+        print(f"cluster: {stop}: stopped {emucluster.describe(removed)} in {time.monotonic() - started:.1f} s",
+              file=sys.stderr, flush=True)
+        return stop.exit_code
+    except BaseException:
+        cluster.stop()
+        raise
+    cluster.stop()
+    return returncode
+
+
+def _merged(entries: list[dict]) -> dict[str, list]:
+    from bench import emucluster
+    merged: dict[str, list] = {}
+    for entry in entries:
+        for kind in ("processes", "namespaces", "links", "cgroups"):
+            merged.setdefault(kind, []).extend(entry[kind])
+    merged["processes"] = [emucluster.process_name(pid) for pid in merged["processes"]]
+    return merged
+
+
+def _clean_clusters(directory: str | None) -> int:
+    from bench import emucluster
+    if directory is not None:
+        state = Path(directory) / emucluster.OWNER_FILE
+        if state.exists() and emucluster.owner_alive(json.loads(state.read_text() or "{}")):
+            print(f"bench cluster clean: the cluster in {directory} is running (its owner is alive); "
+                  f"stop it with Ctrl-C or SIGTERM to its owner", file=sys.stderr)
+            return 1
+    removed = emucluster.clean(directory)
+    for entry in removed:
+        print(f"cluster clean: removed {entry['tag']} (owner pid {entry.get('owner_pid') or '?'} gone"
+              f"{', ' + entry['root'] if entry.get('root') else ''}): {emucluster.describe(entry)}")
+    if not removed:
+        print("cluster clean: nothing to clean" + (f" in {directory}" if directory else ""))
     return 0
 
 

@@ -10,14 +10,21 @@ link can be shaped (`tc tbf` rate, `netem` delay), cut and restored; a node can 
     with EmulatedCluster(root, nodes=2, cores_per_node=1, rate="300mbit") as cluster:
         subprocess.run(["sbatch", ...], env={**os.environ, **cluster.env})
 
-Everything it makes (namespaces, links, daemons, files) is removed by `stop()`, also when
-`start()` failed halfway. Needs root, iproute2, util-linux, slurm-wlm and munge;
-`unavailable()` says why not, in one line, where the machine cannot.
+Everything it makes (namespaces, links, daemons, the processes of its jobs) is removed by
+`stop()`, also when `start()` failed halfway, and on SIGINT, SIGTERM or SIGHUP while it is up
+(they raise `procs.Terminated` in the main thread, so `with` blocks and fixtures unwind).
+Everything is named with one prefix (`dbemu<tag>`) and listed, with its owner's pid, in
+`owner.json` in the cluster's directory and in a registry under /run: `leftovers()` finds
+what an owner killed with SIGKILL left, and `clean()` removes it (never a live cluster's).
+Needs root, iproute2, util-linux, slurm-wlm and munge; `unavailable()` says why not, in one
+line, where the machine cannot.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -25,11 +32,17 @@ import subprocess
 import time
 from pathlib import Path
 
+from bench import procs
 from bench.errors import UsageError
 from bench.procs import free_ports
 
 DAEMONS = ("munged", "slurmctld", "slurmd")
 TOOLS = ("ip", "tc", "nsenter", "unshare", "taskset", "sinfo", "srun", "sbatch")
+PREFIX = "dbemu"                          # every namespace, link and cgroup a cluster makes
+NAME_RE = re.compile(rf"^{PREFIX}(\d+)[bnv]\d*$")
+REGISTRY = Path(os.environ.get("DISTBENCH_EMU_REGISTRY", "/run/distbench/emucluster"))
+OWNER_FILE = "owner.json"
+DAEMON_COMMANDS = {"munged", "slurmctld", "slurmscriptd", "slurmd"}
 
 
 def _sbin(name: str) -> str:
@@ -79,16 +92,17 @@ class EmulatedCluster:
         # share an address range; only ever on the cluster's own bridge
         self.subnet = subnet or f"10.213.{20 + os.getpid() % 200}"
         self.name = name
-        tag = f"{os.getpid() % 10000}"
-        self.bridge = f"dbb{tag}"
-        self.netns = [f"db{tag}n{i}" for i in range(1, nodes + 1)]
-        self.veths = [f"db{tag}v{i}" for i in range(1, nodes + 1)]
+        self.tag = f"{PREFIX}{_free_tag()}"
+        self.bridge = f"{self.tag}b"
+        self.netns = [f"{self.tag}n{i}" for i in range(1, nodes + 1)]
+        self.veths = [f"{self.tag}v{i}" for i in range(1, nodes + 1)]
         self.hostnames = [f"{name}node{i}" for i in range(1, nodes + 1)]
         self.addresses = [f"{self.subnet}.{10 + i}" for i in range(1, nodes + 1)]
         self.conf = self.root / "slurm.conf"
         self._daemons: list[subprocess.Popen] = []
         self._node_daemons: dict[int, subprocess.Popen] = {}
-        self._made_links = False
+        self._signals: dict[int, object] = {}
+        self.cgroups: list[str] = []       # directories, deepest last
 
     # --- public ---------------------------------------------------------------------
 
@@ -110,7 +124,9 @@ class EmulatedCluster:
         why = unavailable()
         if why:
             raise UsageError(why)
+        self._signals = procs.catch_stop_signals()
         try:
+            self._write_owner()
             self._network()
             self._files()
             self._controller()
@@ -122,26 +138,38 @@ class EmulatedCluster:
             raise
         return self
 
-    def stop(self) -> None:
-        """Daemons, namespaces, links and the bridge; the directory's files stay (logs)."""
-        procs = list(self._node_daemons.values()) + self._daemons
-        for proc in procs:
+    def stop(self) -> dict[str, list[str]]:
+        """Its jobs cancelled, then every process started with its SLURM_CONF (a command run
+        against it, srun, the jobs' tasks), its daemons, namespaces, links and cgroups: what
+        was removed, by kind. The directory's files stay (logs), but for its owner file."""
+        try:
+            return procs.deferring_signals(self._stop)
+        finally:
+            procs.restore_signals(self._signals)
+            self._signals = {}
+
+    def _stop(self) -> dict[str, list[str]]:
+        removed = {"jobs": self._cancel_jobs()}
+        started = _pids_with_conf(self.conf)
+        daemon_pids = [pid for pid in started if process_name(pid) in DAEMON_COMMANDS]
+        removed["daemons"] = [process_name(pid) for pid in daemon_pids]
+        removed["processes"] = _end([pid for pid in started if pid not in daemon_pids], grace_s=3)
+        daemons = list(self._node_daemons.values()) + self._daemons
+        for proc in daemons:
             _kill_group(proc, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for proc in procs:
+        deadline = time.monotonic() + 5
+        for proc in daemons:
             try:
                 proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 _kill_group(proc, signal.SIGKILL)
                 proc.wait()
-        for netns in self.netns:
-            self._kill_namespace(netns)
-            subprocess.run(["ip", "netns", "del", netns], capture_output=True)
-        for veth in self.veths:
-            subprocess.run(["ip", "link", "del", veth], capture_output=True)
-        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+        _end(_pids_with_conf(self.conf), grace_s=0)       # daemons that forked away
         self._node_daemons.clear()
         self._daemons.clear()
+        removed.update(_remove_resources(self.netns, [*self.veths, self.bridge], self.cgroups))
+        self._forget_owner()
+        return removed
 
     def idle_nodes(self) -> int:
         done = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %T"], capture_output=True, text=True,
@@ -195,7 +223,6 @@ class EmulatedCluster:
             done = subprocess.run(args, capture_output=True, text=True)
             if done.returncode != 0:
                 raise RuntimeError(f"{' '.join(args)}: {done.stderr.strip() or done.returncode}")
-        self._made_links = True
         run("ip", "link", "add", self.bridge, "type", "bridge")
         run("ip", "addr", "add", f"{self.controller}/24", "dev", self.bridge)
         run("ip", "link", "set", self.bridge, "up")
@@ -237,6 +264,8 @@ class EmulatedCluster:
             f"SlurmctldPort={ctl_port}", f"SlurmdPort={node_port}", "ReturnToService=2",
             f"TmpFS={self.root / 'nodetmp'}", "SlurmdParameters=config_overrides",
             "JobCompType=jobcomp/filetxt", f"JobCompLoc={self.root / 'jobcomp.txt'}",
+            # a request the nodes can never hold is refused at once with the reason, not queued forever
+            "EnforcePartLimits=ALL",
             # a dead node is noticed within seconds, not minutes
             "SlurmdTimeout=10", "MessageTimeout=5", "KillWait=5", "InactiveLimit=0",
             *(f"NodeName={h} NodeAddr={a} CPUs={self.cores_per_node} State=UNKNOWN"
@@ -279,9 +308,11 @@ class EmulatedCluster:
         command = ["nsenter", f"--net=/run/netns/{self.netns[index]}", "unshare", "--uts", "--mount",
                    "--propagation", "private", "bash", "-c", script]
         self._node_daemons[index] = self._popen(command, f"node{n}")
+        self._write_owner()
 
     def _spawn(self, command: list[str], label: str) -> None:
         self._daemons.append(self._popen(command, label))
+        self._write_owner()
 
     def _popen(self, command: list[str], label: str) -> subprocess.Popen:
         log = open(self.root / "log" / f"{label}.out", "w")
@@ -301,12 +332,289 @@ class EmulatedCluster:
 
     def _kill_namespace(self, netns: str) -> None:
         """Every process in a node's network namespace (its daemons and tasks)."""
-        done = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True)
-        for pid in done.stdout.split():
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except (ProcessLookupError, ValueError):
-                pass
+        _end(_namespace_pids(netns), grace_s=0)
+
+    def _cancel_jobs(self) -> list[str]:
+        try:
+            done = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, timeout=5,
+                                  env={**os.environ, **self.env})
+            jobs = done.stdout.split() if done.returncode == 0 else []
+            if jobs:
+                subprocess.run(["scancel", *jobs], capture_output=True, timeout=5, env={**os.environ, **self.env})
+            return jobs
+        except subprocess.TimeoutExpired:
+            return []
+
+    def _daemon_pids(self) -> set[int]:
+        return {p.pid for p in [*self._daemons, *self._node_daemons.values()]}
+
+    def _owner(self) -> dict:
+        return {"owner_pid": os.getpid(), "owner_start": _start_time(os.getpid()), "tag": self.tag,
+                "root": str(self.root), "conf": str(self.conf), "namespaces": self.netns,
+                "links": [*self.veths, self.bridge], "cgroups": self.cgroups,
+                "daemons": sorted(self._daemon_pids())}
+
+    def _write_owner(self) -> None:
+        """What this cluster makes, with its owner, where `bench cluster clean` finds it if
+        the owner is killed without a chance to clean up."""
+        text = json.dumps(self._owner(), indent=1)
+        self.root.mkdir(parents=True, exist_ok=True)
+        REGISTRY.mkdir(parents=True, exist_ok=True)
+        for path in (self.root / OWNER_FILE, REGISTRY / f"{self.tag}.json"):
+            _write_atomically(path, text)
+
+    def _forget_owner(self) -> None:
+        for path in (self.root / OWNER_FILE, REGISTRY / f"{self.tag}.json"):
+            path.unlink(missing_ok=True)
+
+
+# --- what a dead owner left -------------------------------------------------------------
+
+def _write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def _start_time(pid: int) -> int | None:
+    """The process's start time (clock ticks since boot): a pid and its start name one process."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def owner_alive(state: dict) -> bool:
+    start = _start_time(int(state.get("owner_pid", 0)))
+    return start is not None and start == state.get("owner_start")
+
+
+def _ancestors() -> set[int]:
+    pids, pid = set(), os.getpid()
+    while pid > 1:
+        pids.add(pid)
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            break
+    return pids
+
+
+def _pids_with_conf(conf: str | Path) -> list[int]:
+    """Every process but this one and its ancestors started with SLURM_CONF=conf: a cluster's
+    daemons, the commands run against it, their srun and sbatch, the jobs' tasks."""
+    marker = f"SLURM_CONF={conf}".encode()
+    mine, found = _ancestors(), []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) in mine:
+            continue
+        try:
+            if marker in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:
+            pass
+    return found
+
+
+def _namespace_pids(netns: str) -> list[int]:
+    done = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True)
+    return [int(pid) for pid in done.stdout.split() if pid.isdigit()]
+
+
+def process_name(pid: int) -> str:
+    """The process's command name (`comm`), '?' once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
+
+
+def _end(pids: list[int], grace_s: float) -> list[str]:
+    """SIGTERM, up to `grace_s` to exit, then SIGKILL (at once where grace_s is 0): the names
+    of the processes ended."""
+    names = {pid: process_name(pid) for pid in pids}
+    if grace_s > 0:
+        for pid in pids:
+            _signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
+            time.sleep(0.1)
+    for pid in pids:
+        _signal(pid, signal.SIGKILL)
+    return [names[pid] for pid in pids if names[pid] != "?"]
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _existing(kind: str) -> list[str]:
+    """Namespaces ("netns") or links ("link") whose name has the cluster prefix."""
+    command = ["ip", "netns", "list"] if kind == "netns" else ["ip", "-o", "link", "show"]
+    try:
+        lines = subprocess.run(command, capture_output=True, text=True).stdout.splitlines()
+    except FileNotFoundError:           # no iproute2: nothing of ours can exist
+        return []
+    if kind == "netns":
+        names = [line.split()[0] for line in lines if line.strip()]
+    else:
+        names = [line.split(":")[1].strip().split("@")[0] for line in lines if line.count(":") >= 2]
+    return [name for name in names if NAME_RE.match(name)]
+
+
+def _cgroup_dirs() -> list[str]:
+    return sorted(str(path) for path in Path("/sys/fs/cgroup").glob(f"*/{PREFIX}*") if path.is_dir())
+
+
+def _remove_cgroup(path: str) -> bool:
+    """A cgroup directory, its children first, its processes killed."""
+    root = Path(path)
+    if not root.is_dir():
+        return False
+    for child in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        _remove_cgroup(str(child))
+    for _ in range(50):
+        try:
+            pids = [int(p) for p in (root / "cgroup.procs").read_text().split()]
+        except OSError:
+            pids = []
+        _end(pids, grace_s=0)
+        try:
+            root.rmdir()
+            return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def _remove_resources(namespaces: list[str], links: list[str], cgroups: list[str]) -> dict[str, list[str]]:
+    """Namespaces (their processes killed first), links and cgroups; the names of those that existed."""
+    present = set(_existing("netns")) | set(_existing("link"))
+    removed = {"namespaces": [], "links": [], "cgroups": []}
+    for netns in namespaces:
+        _end(_namespace_pids(netns), grace_s=0)
+        if subprocess.run(["ip", "netns", "del", netns], capture_output=True).returncode == 0:
+            removed["namespaces"].append(netns)
+    for link in links:                   # a veth goes with its peer's namespace: what was here and is gone
+        if link in present:
+            subprocess.run(["ip", "link", "del", link], capture_output=True)
+    still = set(_existing("link"))
+    removed["links"] = [link for link in links if link in present and link not in still]
+    removed["cgroups"] = [path for path in reversed(cgroups) if _remove_cgroup(path)]
+    return removed
+
+
+def _registered() -> list[dict]:
+    states = []
+    for path in sorted(REGISTRY.glob(f"{PREFIX}*.json")) if REGISTRY.is_dir() else []:
+        try:
+            states.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            states.append({"tag": path.stem, "owner_pid": 0})
+    return states
+
+
+def _free_tag() -> int:
+    """A tag no registered cluster and no leftover name uses."""
+    taken = {state.get("tag") for state in _registered()}
+    taken |= {f"{PREFIX}{NAME_RE.match(n).group(1)}" for n in _existing("netns") + _existing("link")}
+    taken |= {f"{PREFIX}{m.group(1)}" for m in (NAME_RE.match(Path(c).name) for c in _cgroup_dirs()) if m}
+    tag = os.getpid() % 10000
+    while f"{PREFIX}{tag}" in taken:
+        tag = (tag + 1) % 10000
+    return tag
+
+
+def leftovers(root: str | Path | None = None) -> list[dict]:
+    """What clusters whose owner is no longer alive left: one entry per cluster with what of
+    it still exists ("processes", "namespaces", "links", "cgroups"). With `root`, that cluster's
+    directory only; else every registered cluster and every prefixed name no live cluster claims."""
+    if root is not None:
+        path = Path(root) / OWNER_FILE
+        try:
+            states = [json.loads(path.read_text())] if path.exists() else []
+        except ValueError:
+            raise UsageError(f"{path}: not a cluster's owner file (malformed JSON)")
+    else:
+        states = _registered()
+    live = {s.get("tag") for s in _registered() if owner_alive(s)}
+    found = []
+    for state in states:
+        if owner_alive(state):
+            continue
+        found.append(_what_is_left(state))
+    if root is None:                      # names whose owner file is gone too
+        claimed = {s.get("tag") for s in states}
+        orphans: dict[str, dict] = {}
+        for kind, names in (("namespaces", _existing("netns")), ("links", _existing("link")),
+                            ("cgroups", _cgroup_dirs())):
+            for name in names:
+                match = NAME_RE.match(Path(name).name)
+                tag = f"{PREFIX}{match.group(1)}" if match else None
+                if tag and tag not in live and tag not in claimed:
+                    orphans.setdefault(tag, {"tag": tag, "namespaces": [], "links": [], "cgroups": []})[kind].append(name)
+        for state in orphans.values():
+            found.append(_what_is_left(state))
+    return [entry for entry in found if entry["processes"] or entry["namespaces"] or entry["links"]
+            or entry["cgroups"] or entry.get("owner_file")]
+
+
+def _what_is_left(state: dict) -> dict:
+    namespaces = set(_existing("netns"))
+    links = set(_existing("link"))
+    pids = set(_pids_with_conf(state["conf"])) if state.get("conf") else set()
+    for netns in state.get("namespaces", []):
+        if netns in namespaces:
+            pids |= set(_namespace_pids(netns))
+    pids |= {pid for pid in state.get("daemons", []) if state.get("root", "\0") in _cmdline(pid)}
+    pids -= _ancestors()
+    return {"tag": state.get("tag"), "owner_pid": state.get("owner_pid"), "root": state.get("root"),
+            "owner_file": bool(state.get("root")), "processes": sorted(pids),
+            "namespaces": [n for n in state.get("namespaces", []) if n in namespaces],
+            "links": [n for n in state.get("links", []) if n in links],
+            "cgroups": [c for c in state.get("cgroups", []) if Path(c).is_dir()]}
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def clean(root: str | Path | None = None) -> list[dict]:
+    """Remove what dead owners left (a cluster's directory, or all of them); what was removed,
+    per cluster. A live cluster is never touched; running it twice removes nothing the second time."""
+    removed = []
+    for entry in leftovers(root):
+        names = _end(entry["processes"], grace_s=0)
+        gone = _remove_resources(entry["namespaces"], entry["links"], entry["cgroups"])
+        for path in ([Path(entry["root"]) / OWNER_FILE] if entry.get("root") else []) + [REGISTRY / f"{entry['tag']}.json"]:
+            path.unlink(missing_ok=True)
+        removed.append({**entry, "processes": names, **gone})
+    return removed
+
+
+def describe(removed: dict[str, list[str]]) -> str:
+    """'7 processes (munged x3, slurmd x2, ...), 2 namespaces, 3 links' of what was removed."""
+    parts = []
+    for kind in ("processes", "jobs", "daemons", "namespaces", "links", "cgroups"):
+        items = removed.get(kind) or []
+        if not items:
+            continue
+        if kind in ("processes", "daemons"):
+            counts: dict[str, int] = {}
+            for name in items:
+                counts[name] = counts.get(name, 0) + 1
+            detail = ", ".join(f"{n} x{c}" if c > 1 else n for n, c in counts.items())
+            noun = "process" if kind == "processes" else "daemon"
+            parts.append(f"{len(items)} {noun}{'es' if len(items) > 1 and noun == 'process' else 's' if len(items) > 1 else ''} ({detail})")
+        else:
+            parts.append(f"{len(items)} {kind[:-1] if len(items) == 1 else kind}")
+    return ", ".join(parts) or "nothing"
 
 
 def _kill_group(proc: subprocess.Popen, signum: int) -> None:

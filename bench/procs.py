@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 # Containers and CI run as root, which Open MPI refuses without these. For local launches
 # only, never in cluster launch lines.
@@ -29,6 +29,55 @@ def stop(procs: Sequence[subprocess.Popen], signum: int = signal.SIGTERM, grace_
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (or SIGINT) while something that must be cleaned up runs: raised like
+    Ctrl-C's KeyboardInterrupt, so that `with` blocks, `finally` clauses and pytest's fixture
+    teardown run for every stop signal, not only for Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+_deferred = 0       # > 0 while cleaning up: a second signal must not interrupt the cleanup
+
+
+def _raise_terminated(signum: int, frame) -> None:
+    if not _deferred:
+        raise Terminated(signum)
+
+
+def catch_stop_signals() -> dict[int, object]:
+    """SIGINT, SIGTERM and SIGHUP raise Terminated from now on; returns the handlers they had
+    (for `restore_signals`). Only the main thread can set handlers: elsewhere nothing changes."""
+    try:
+        return {signum: signal.signal(signum, _raise_terminated) for signum in STOP_SIGNALS}
+    except ValueError:
+        return {}
+
+
+def restore_signals(previous: dict[int, object]) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+
+
+def deferring_signals(cleanup: Callable[[], object]) -> object:
+    """`cleanup()` with stop signals held off: a second Ctrl-C or SIGTERM does not cut it short."""
+    global _deferred
+    _deferred += 1
+    try:
+        return cleanup()
+    finally:
+        _deferred -= 1
 
 
 def mpirun(ranks: int, command: Sequence[str], env_names: Sequence[str] = ()) -> list[str]:

@@ -8,6 +8,10 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.procs import Terminated  # noqa: E402
 
 
 def bench_record(command: list[str], what: str, launch: list[str] = (), env: dict | None = None) -> dict:
@@ -30,3 +34,13 @@ def run_record(config: dict, what: str, launch: list[str] = (), env: dict | None
 
 def samples_per_s(config: dict, what: str, launch: list[str] = (), env: dict | None = None) -> float:
     return run_record(config, what, launch, env)["throughput"]["samples_per_s"]
+
+
+def until_stopped(main: Callable[[], int]) -> int:
+    """`main()`'s exit code; stopped by SIGINT, SIGTERM or SIGHUP while an emulated cluster was
+    up (which removed itself as the signal unwound), one line and 128 + the signal."""
+    try:
+        return main()
+    except Terminated as stop:
+        print(f"{Path(sys.argv[0]).name}: stopped by {stop}; the emulated cluster was removed", file=sys.stderr)
+        return stop.exit_code

@@ -37,7 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from analysis import predict  # noqa: E402
 from bench.emucluster import EmulatedCluster  # noqa: E402
-from benchrun import bench_record, run_record  # noqa: E402
+from benchrun import bench_record, run_record, until_stopped  # noqa: E402
 
 WORKLOADS = {"charrnn-gru": {"data": "synthetic", "overrides": {"rnn_units": "256"}},
              "mlp": {"data": "generated"}}
@@ -166,4 +166,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(until_stopped(main))

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.emucluster import EmulatedCluster  # noqa: E402
-from benchrun import samples_per_s  # noqa: E402
+from benchrun import samples_per_s, until_stopped  # noqa: E402
 
 WORKLOADS = {
     "charrnn-gru": {"data": "synthetic", "overrides": {"rnn_units": "256"}},
@@ -83,4 +83,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(until_stopped(main))

@@ -11,6 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from bench import procs
 from bench.procs import free_ports
 
 DAEMONS = ("munged", "slurmctld", "slurmd")
@@ -29,12 +30,14 @@ class SlurmCluster:
         self.root = Path(root)
         self.conf = self.root / "slurm.conf"
         self.procs: list[subprocess.Popen] = []
+        self._signals: dict[int, object] = {}
 
     @property
     def env(self) -> dict[str, str]:
         return {"SLURM_CONF": str(self.conf)}
 
     def start(self, timeout_s: float = 60) -> "SlurmCluster":
+        self._signals = procs.catch_stop_signals()     # SIGTERM unwinds the session like Ctrl-C
         for sub in ("munge", "state", "spool", "log"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         key = self.root / "munge" / "munge.key"
@@ -95,3 +98,4 @@ class SlurmCluster:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        procs.restore_signals(self._signals)
