@@ -18,10 +18,13 @@ No TensorFlow import here: `apply` runs before it.
 
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import asdict, dataclass
+import sys
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
-from bench import hostlist
+from bench import cgroups, hostlist
 from bench.errors import UsageError
 
 CORES_ENV = "DISTBENCH_CORES"
@@ -36,6 +39,7 @@ class Binding:
     source: str                     # launcher | slurm | cpus_per_replica | unbound
     intra_op_threads: int
     inter_op_threads: int
+    before_tensorflow: bool = False     # applied before this process imported TensorFlow
 
     @property
     def cores_per_replica(self) -> float:
@@ -76,13 +80,13 @@ def parse_cores(text: str) -> list[int]:
     return sorted({int(host[1:]) for host in hosts})
 
 
-def resolve(replicas: int = 1, cpus_per_replica: int | None = None, env=None) -> Binding:
+def resolve(replicas: int = 1, cpus_per_replica: float | None = None, env=None) -> Binding:
     env = os.environ if env is None else env
     cores, source = _assigned(env)
     if cores is None and env.get("SLURM_JOB_ID") and env.get("SLURM_CPUS_PER_TASK"):
         cores, source = _slurm(env), "slurm"
     if cores is None and cpus_per_replica:
-        cores, source = split(available_cores(), 1, cpus_per_replica * replicas)[0], "cpus_per_replica"
+        cores, source = split(available_cores(), 1, math.ceil(cpus_per_replica * replicas))[0], "cpus_per_replica"
     if cores is None:
         cores, source = available_cores(), "unbound"
     return Binding(tuple(cores), replicas, source, *threads_for(len(cores), replicas))
@@ -97,12 +101,76 @@ def threads_for(cores: int, replicas: int) -> tuple[int, int]:
 
 def apply(binding: Binding) -> None:
     """Pin this process and size TensorFlow's thread pools, before TensorFlow starts (the
-    environment variables are what TensorFlow reads when it creates its pools)."""
+    environment variables are what TensorFlow reads when it creates its pools). Every thread
+    the process already has is pinned too: `sched_setaffinity(0, ...)` moves only the calling
+    thread, and threads started before it (an import's) would keep every core."""
     if binding.source != "unbound":
-        os.sched_setaffinity(0, binding.cores)
+        for thread in _threads():
+            try:
+                os.sched_setaffinity(thread, binding.cores)
+            except ProcessLookupError:      # a thread that ended meanwhile
+                pass
     os.environ["TF_NUM_INTRAOP_THREADS"] = str(binding.intra_op_threads)
     os.environ["TF_NUM_INTEROP_THREADS"] = str(binding.inter_op_threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(binding.intra_op_threads))
+
+
+def bind_process(replicas: int = 1, cpus_per_replica: float | None = None) -> Binding:
+    """This process's cores (and its share of them, where the launcher made a cgroup for it),
+    resolved and applied: the first thing a worker does, before it imports TensorFlow (or
+    anything else that starts threads)."""
+    bound = replace(resolve(replicas, cpus_per_replica), before_tensorflow="tensorflow" not in sys.modules)
+    _join_share()
+    apply(bound)
+    return bound
+
+
+def _join_share(env=None) -> None:
+    """A local worker joins the cgroup its launcher made for its local rank."""
+    env = os.environ if env is None else env
+    if not env.get(cgroups.SHARES_ENV):
+        return
+    sets = env[cgroups.SHARES_ENV].split(";")
+    rank = _local_rank(env)
+    if rank is None or rank >= len(sets):
+        raise UsageError(f"{cgroups.SHARES_ENV}={env[cgroups.SHARES_ENV]!r} but local rank {rank} has no cgroup")
+    cgroups.join(sets[rank].split(","))
+
+
+def local_shares(workers: int, cpus_per_replica: float | None, tag: str) -> tuple[list[list[int]], list[list[str]]] | None:
+    """For a share below one core: each local worker's core and its cgroup (held to the
+    share); None otherwise. The launcher removes the cgroups (`cgroups.remove`)."""
+    if cpus_per_replica is None or cpus_per_replica >= 1:
+        return None
+    core_sets = cgroups.fit(workers, cpus_per_replica, available_cores())
+    made: list[list[str]] = []
+    try:
+        for rank, cores in enumerate(core_sets):
+            made.append(cgroups.create(f"{tag}r{rank}", cores, cpus_per_replica))
+    except BaseException:
+        cgroups.remove([path for paths in made for path in paths])
+        raise
+    return core_sets, made
+
+
+def process_cores(pid: int | str = "self") -> list[int]:
+    """The cores any thread of a process may run on, read back from the kernel (not from
+    the plan): the union of its threads' affinities."""
+    cores: set[int] = set()
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        try:
+            allowed = next(line for line in status.read_text().splitlines() if line.startswith("Cpus_allowed_list:"))
+        except (OSError, StopIteration):
+            continue
+        cores.update(parse_cores(allowed.split(":", 1)[1].strip()))
+    return sorted(cores)
+
+
+def _threads() -> list[int]:
+    try:
+        return [int(task) for task in os.listdir("/proc/self/task")]
+    except OSError:
+        return [0]
 
 
 def apply_to_tensorflow(binding: Binding) -> bool:
@@ -118,13 +186,13 @@ def apply_to_tensorflow(binding: Binding) -> bool:
     return True
 
 
-def local_core_sets(workers: int, cpus_per_replica: int | None) -> list[list[int]] | None:
+def local_core_sets(workers: int, cpus_per_replica: float | None) -> list[list[int]] | None:
     """Disjoint cores for `workers` local processes; None (unbound) when there are more
     workers than cores and no --cpus-per-replica asks for a fit."""
     cores = available_cores()
     if cpus_per_replica is None and workers > len(cores):
         return None
-    return split(cores, workers, cpus_per_replica)
+    return split(cores, workers, int(cpus_per_replica) if cpus_per_replica else None)
 
 
 def _assigned(env) -> tuple[list[int] | None, str]:
@@ -133,13 +201,17 @@ def _assigned(env) -> tuple[list[int] | None, str]:
             return parse_cores(env[CORES_ENV]), "launcher"
         if env.get(CORE_SETS_ENV):
             sets = [parse_cores(part) for part in env[CORE_SETS_ENV].split(";")]
-            rank = next((int(env[v]) for v in LOCAL_RANK_VARS if env.get(v, "").isdigit()), None)
+            rank = _local_rank(env)
             if rank is None or rank >= len(sets):
                 raise UsageError(f"{CORE_SETS_ENV}={env[CORE_SETS_ENV]!r} but local rank {rank} has no set")
             return sets[rank], "launcher"
     except ValueError as exc:
         raise UsageError(f"malformed core list in {CORES_ENV} / {CORE_SETS_ENV}: {exc}") from None
     return None, ""
+
+
+def _local_rank(env) -> int | None:
+    return next((int(env[v]) for v in LOCAL_RANK_VARS if env.get(v, "").isdigit()), None)
 
 
 def _slurm(env) -> list[int]:

@@ -59,8 +59,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     add("--quiet", "-q", action="store_const", const=0, dest="verbose", help="no Keras progress output")
     add("--local-workers", type=int, metavar="N",
         help="multi-process strategies: start N workers on this host (127.0.0.1)")
-    add("--cpus-per-replica", type=int, metavar="N",
-        help="cores each replica owns; local workers get disjoint sets (default: an even share; under Slurm its allocation)")
+    add("--cpus-per-replica", type=float, metavar="N",
+        help="cores each replica owns; local workers get disjoint sets (default: an even share; under Slurm its "
+             "allocation); a share below 1 (0.5) with --local-workers is a cgroup's CPU quota")
     add("--launcher", choices=("gloo", "mpi"), help="horovod --local-workers: horovodrun over Gloo, or mpirun (default: gloo)")
     add("--scale-lr", action="store_true", help="multi-worker: learning rate x number of workers")
     add("--precision", choices=("float32", "mixed_float16", "mixed_bfloat16"),
@@ -215,7 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--dir", default="emucluster", help="its configuration, logs and state")
     cluster.add_argument("--all", action="store_true", help="clean: every dead owner's leftovers on this machine")
     cluster.add_argument("--nodes", type=int, default=2)
-    cluster.add_argument("--cores-per-node", type=int, default=1)
+    cluster.add_argument("--cpus-per-node", "--cores-per-node", dest="cpus_per_node", type=float, default=1,
+                         help="cores each node owns; a share below 1 (0.5, 0.25) is held by a cgroup's CPU quota")
+    cluster.add_argument("--slots-per-node", type=int, help="CPUs each node declares to Slurm (default: its cores); "
+                         "2 on nodes of 1 core runs 2 ranks per node at half a core each")
     cluster.add_argument("--rate", help="every node's link rate (tc tbf), e.g. 300mbit")
     cluster.add_argument("--delay", help="every node's added link delay (netem), e.g. 1ms")
 
@@ -240,8 +244,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _bind_before_tensorflow(cfg):
+    """A worker's cores, applied before anything imports TensorFlow (whose threads would
+    otherwise start on every core); the backend's class says whether it trains several
+    replicas in this process, without importing it."""
+    import strategies
+    from bench import binding
+    from bench.runner import replicas_in_process
+    cfg.validate()
+    return binding.bind_process(replicas_in_process(cfg, strategies.get_class(cfg.strategy)), cfg.cpus_per_replica)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench import launch, runner
+    from bench import launch
     from bench.config import RunConfig
     from bench.hparams import parse_set_options
     import dataclasses
@@ -251,7 +266,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = launch.config_from_command(getattr(args, "config", None), flags)
     if cfg.local_workers is not None:
         return launch.launch_local(cfg)
-    result = runner.run(cfg)
+    bound = _bind_before_tensorflow(cfg)
+    from bench import runner       # imports TensorFlow only when the run starts
+    result = runner.run(cfg, bound)
     record = result.record
     if not result.written:            # a non-chief rank: the chief reports
         return _leave_if_interrupted(result.exit_code)
@@ -448,7 +465,8 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     from bench.procs import Terminated
     if args.action == "clean":
         return _clean_clusters(None if args.all else args.dir)
-    cluster = emucluster.EmulatedCluster(args.dir, args.nodes, args.cores_per_node, args.rate, args.delay)
+    cluster = emucluster.EmulatedCluster(args.dir, args.nodes, args.cpus_per_node, args.rate, args.delay,
+                                         slots_per_node=args.slots_per_node)
     if args.action == "check":      # the options too: what `up` would reject, check rejects
         why = emucluster.unavailable()
         print(why or "the emulated cluster can start here")
@@ -462,7 +480,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
               f"remove them with: bench cluster clean --all", flush=True)
     try:
         cluster.start()
-        print(f"cluster: {args.nodes} nodes ({', '.join(cluster.hostnames)}), {args.cores_per_node} core(s) each; "
+        print(f"cluster: {args.nodes} nodes ({', '.join(cluster.hostnames)}), {args.cpus_per_node:g} core(s) each; "
               f"export SLURM_CONF={cluster.conf}", flush=True)
         if args.action == "run":
             returncode = subprocess.Popen(command, env={**os.environ, **cluster.env}).wait()

@@ -10,6 +10,7 @@ worker its config in the environment variable `RUN_CONFIG_ENV`, never as argv to
 from __future__ import annotations
 
 import dataclasses
+import os
 import json
 import tomllib
 import types
@@ -39,7 +40,8 @@ class RunConfig:
     per_replica_batch_size: int | None = None
     devices: int | None = None
     local_workers: int | None = None        # start this many worker processes on this host
-    cpus_per_replica: int | None = None     # cores each replica owns (None: Slurm's, an even share, or all)
+    cpus_per_replica: float | None = None   # cores each replica owns (None: Slurm's, an even share, or all);
+                                            # a share below 1 (0.5) is a cgroup's CPU quota (local workers)
     launcher: str = "gloo"                  # horovod's local launcher: horovodrun over Gloo, or mpirun
     seed: int = 0
     data: str = "real"
@@ -74,10 +76,18 @@ class RunConfig:
 
     def validate(self) -> None:
         for name in ("epochs", "steps_per_epoch", "batch_size", "per_replica_batch_size", "devices",
-                     "local_workers", "cpus_per_replica"):
+                     "local_workers"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UsageError(f"--{name.replace('_', '-')} {value}: must be >= 1")
+        if self.cpus_per_replica is not None:
+            share = self.cpus_per_replica
+            if share <= 0 or (share > 1 and share != int(share)) or (share < 1 and round(1 / share, 6) % 1):
+                raise UsageError(f"--cpus-per-replica {share:g}: a whole number of cores, or a share that "
+                                 f"divides one (0.5, 0.25)")
+            if share < 1 and self.local_workers is None and not os.environ.get("DISTBENCH_CPU_SHARES"):
+                raise UsageError(f"--cpus-per-replica {share:g}: a share of a core needs --local-workers N (the "
+                                 f"launcher makes each worker's cgroup); on emulated nodes: bench cluster --cpus-per-node")
         if self.warmup_steps < 0:
             raise UsageError(f"--warmup-steps {self.warmup_steps}: must be >= 0")
         if self.checkpoint_every < 0:

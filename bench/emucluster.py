@@ -32,7 +32,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from bench import procs
+from bench import cgroups, procs
 from bench.errors import UsageError
 from bench.procs import free_ports
 
@@ -77,22 +77,28 @@ def unavailable() -> str | None:
 
 
 class EmulatedCluster:
-    def __init__(self, root: str | Path, nodes: int = 2, cores_per_node: int = 1, rate: str | None = None,
-                 delay: str | None = None, subnet: str | None = None, name: str = "emu") -> None:
+    def __init__(self, root: str | Path, nodes: int = 2, cores_per_node: float = 1, rate: str | None = None,
+                 delay: str | None = None, subnet: str | None = None, name: str = "emu",
+                 slots_per_node: int | None = None) -> None:
+        """`cores_per_node` may be a share of a core (0.5: two nodes per core, each held to
+        half of its time by a cgroup's CPU quota). `slots_per_node`: the CPUs each node
+        declares to Slurm (default: its whole cores, at least 1); 2 on a 1-core node runs two
+        ranks of half a core each, as FinisTerrae III's nodes run two ranks (one per GPU)."""
         if not 1 <= nodes <= 8:
             raise UsageError(f"--nodes {nodes}: 1 to 8 nodes")
-        if cores_per_node < 1 or nodes * cores_per_node > len(os.sched_getaffinity(0)):
-            raise UsageError(f"{nodes} nodes x {cores_per_node} cores do not fit this machine's "
-                             f"{len(os.sched_getaffinity(0))} cores")
+        self.node_cores = cgroups.fit(nodes, cores_per_node, sorted(os.sched_getaffinity(0)))
         if rate:
             rate_bits(rate)
         self.root = Path(root).resolve()
         self.nodes, self.cores_per_node, self.rate, self.delay = nodes, cores_per_node, rate, delay
-        # per process, so that two clusters on one machine (a test run beside a demo) do not
-        # share an address range; only ever on the cluster's own bridge
-        self.subnet = subnet or f"10.213.{20 + os.getpid() % 200}"
+        if slots_per_node is not None and slots_per_node < 1:
+            raise UsageError(f"--slots-per-node {slots_per_node}: must be >= 1")
+        self.slots_per_node = slots_per_node or max(1, int(cores_per_node))
         self.name = name
         self.tag = f"{PREFIX}{_free_tag()}"
+        # per cluster, so that two clusters on one machine (a test run beside a demo, two
+        # shapes in one test session) do not share an address range; only ever on its own bridge
+        self.subnet = subnet or _free_subnet(int(self.tag[len(PREFIX):]))
         self.bridge = f"{self.tag}b"
         self.netns = [f"{self.tag}n{i}" for i in range(1, nodes + 1)]
         self.veths = [f"{self.tag}v{i}" for i in range(1, nodes + 1)]
@@ -268,7 +274,7 @@ class EmulatedCluster:
             "EnforcePartLimits=ALL",
             # a dead node is noticed within seconds, not minutes
             "SlurmdTimeout=10", "MessageTimeout=5", "KillWait=5", "InactiveLimit=0",
-            *(f"NodeName={h} NodeAddr={a} CPUs={self.cores_per_node} State=UNKNOWN"
+            *(f"NodeName={h} NodeAddr={a} CPUs={self.slots_per_node} State=UNKNOWN"
               for h, a in zip(self.hostnames, self.addresses)),
             f"PartitionName=emu Nodes={nodes} Default=YES MaxTime=INFINITE State=UP",
         ]
@@ -292,10 +298,17 @@ class EmulatedCluster:
     def _start_node(self, index: int) -> None:
         n = index + 1
         root, host = self.root, self.hostnames[index]
-        cores = ",".join(str(c) for c in sorted(os.sched_getaffinity(0))[index * self.cores_per_node:
-                                                                           (index + 1) * self.cores_per_node])
+        cores = ",".join(map(str, self.node_cores[index]))
         (root / "spool" / host).mkdir(parents=True, exist_ok=True)
+        share = []
+        if self.cores_per_node < 1:         # the node's daemons and every task in it: its share
+            name = f"{self.tag}n{n}"
+            if not any(name in path for path in self.cgroups):
+                self.cgroups += cgroups.create(name, self.node_cores[index], self.cores_per_node)
+                self._write_owner()
+            share = [f"echo $$ > {path}/cgroup.procs" for path in self.cgroups if Path(path).name == name]
         script = " && ".join([
+            *share,
             f"hostname {host}",
             f"mount --bind {root / 'etc' / 'hosts'} /etc/hosts",
             f"mount --bind {root / f'munge{n}'} {root / 'msock'}",
@@ -466,31 +479,11 @@ def _existing(kind: str) -> list[str]:
 
 
 def _cgroup_dirs() -> list[str]:
-    return sorted(str(path) for path in Path("/sys/fs/cgroup").glob(f"*/{PREFIX}*") if path.is_dir())
+    return sorted(str(path) for pattern in (f"*/{PREFIX}*", f"{PREFIX}*")
+                  for path in cgroups.ROOT.glob(pattern) if path.is_dir())
 
 
-def _remove_cgroup(path: str) -> bool:
-    """A cgroup directory, its children first, its processes killed."""
-    root = Path(path)
-    if not root.is_dir():
-        return False
-    for child in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-        _remove_cgroup(str(child))
-    for _ in range(50):
-        try:
-            pids = [int(p) for p in (root / "cgroup.procs").read_text().split()]
-        except OSError:
-            pids = []
-        _end(pids, grace_s=0)
-        try:
-            root.rmdir()
-            return True
-        except OSError:
-            time.sleep(0.1)
-    return False
-
-
-def _remove_resources(namespaces: list[str], links: list[str], cgroups: list[str]) -> dict[str, list[str]]:
+def _remove_resources(namespaces: list[str], links: list[str], cgroup_dirs: list[str]) -> dict[str, list[str]]:
     """Namespaces (their processes killed first), links and cgroups; the names of those that existed."""
     present = set(_existing("netns")) | set(_existing("link"))
     removed = {"namespaces": [], "links": [], "cgroups": []}
@@ -503,7 +496,7 @@ def _remove_resources(namespaces: list[str], links: list[str], cgroups: list[str
             subprocess.run(["ip", "link", "del", link], capture_output=True)
     still = set(_existing("link"))
     removed["links"] = [link for link in links if link in present and link not in still]
-    removed["cgroups"] = [path for path in reversed(cgroups) if _remove_cgroup(path)]
+    removed["cgroups"] = cgroups.remove(list(reversed(cgroup_dirs)))
     return removed
 
 
@@ -515,6 +508,19 @@ def _registered() -> list[dict]:
         except (OSError, ValueError):
             states.append({"tag": path.stem, "owner_pid": 0})
     return states
+
+
+def _free_subnet(start: int) -> str:
+    """A 10.213.N range no interface of this machine has an address in."""
+    try:
+        used = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True).stdout
+    except FileNotFoundError:
+        used = ""
+    for offset in range(200):
+        subnet = f"10.213.{20 + (start + offset) % 200}"
+        if f" {subnet}." not in used:
+            return subnet
+    raise UsageError("no free 10.213.N address range for another emulated cluster")
 
 
 def _free_tag() -> int:

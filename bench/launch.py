@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import binding, config as configs
+from bench import binding, cgroups, config as configs
 from bench.config import RUN_CONFIG_ENV, RunConfig
 from bench.errors import UsageError
 from bench.procs import stop
@@ -63,8 +63,22 @@ def launch_local(cfg: RunConfig) -> int:
     worker_cfg = cfg.worker(cfg.run_id or new_run_id())
     out = run_dir(cfg.results, worker_cfg.run_id)
     processes = backend.local_processes(cfg.local_workers, worker_cfg.to_json(), cfg.launcher)
-    core_sets = binding.local_core_sets(cfg.local_workers, cfg.cpus_per_replica)
-    bound = {binding.CORE_SETS_ENV: ";".join(map(binding.format_cores, core_sets))} if core_sets else {}
+    shares = binding.local_shares(cfg.local_workers, cfg.cpus_per_replica, f"distbench{os.getpid()}")
+    if shares:              # a share of a core: each worker's core and its quota cgroup
+        core_sets, cgroup_sets = shares
+        bound = {binding.CORE_SETS_ENV: ";".join(map(binding.format_cores, core_sets)),
+                 cgroups.SHARES_ENV: ";".join(",".join(paths) for paths in cgroup_sets)}
+    else:
+        core_sets = binding.local_core_sets(cfg.local_workers, cfg.cpus_per_replica)
+        bound = {binding.CORE_SETS_ENV: ";".join(map(binding.format_cores, core_sets))} if core_sets else {}
+    try:
+        return _start_and_wait(processes, worker_cfg, out, bound)
+    finally:
+        if shares:
+            cgroups.remove([path for paths in shares[1] for path in paths])
+
+
+def _start_and_wait(processes, worker_cfg: RunConfig, out: Path, bound: dict[str, str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / CONFIG_FILE, worker_cfg.to_json())
     procs = []

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import binding, gradients, precision, provenance, stats, workloads
+from bench import binding, cgroups, gradients, precision, provenance, stats, workloads
 from bench.config import RunConfig
 from bench.errors import UsageError
 from bench.hparams import for_workload, resolve
@@ -51,9 +51,11 @@ def prepare(cfg: RunConfig):
     return workload, backend, hp
 
 
-def run(cfg: RunConfig) -> RunResult:
+def run(cfg: RunConfig, bound: binding.Binding | None = None) -> RunResult:
+    """One run in this process; `bound`: the cores it was bound to before TensorFlow was
+    imported (`bench run` binds first), else it binds now."""
     workload, backend, hp = prepare(cfg)
-    bound = bind(cfg, backend)
+    bound = bind(cfg, backend, bound)
     topology = backend.setup(BackendOptions(devices=cfg.devices, seed=cfg.seed, scale_lr=cfg.scale_lr,
                                               dense_gradients=not cfg.sparse_gradients))
     try:
@@ -64,11 +66,14 @@ def run(cfg: RunConfig) -> RunResult:
             precision.reset()       # a caller in this process (a study's retrain) keeps float32
 
 
-def bind(cfg: RunConfig, backend) -> binding.Binding:
+def replicas_in_process(cfg: RunConfig, backend) -> int:
+    return (cfg.devices or 1) if backend.multi_device else 1
+
+
+def bind(cfg: RunConfig, backend, bound: binding.Binding | None = None) -> binding.Binding:
     """This process's cores and thread pools, before TensorFlow initialises."""
-    replicas = (cfg.devices or 1) if backend.multi_device else 1
-    bound = binding.resolve(replicas, cfg.cpus_per_replica)
-    binding.apply(bound)
+    if bound is None:
+        bound = binding.bind_process(replicas_in_process(cfg, backend), cfg.cpus_per_replica)
     if not binding.apply_to_tensorflow(bound):
         bound = dataclasses.replace(bound, source=f"{bound.source}; TensorFlow already running, pools unchanged")
     return bound
@@ -113,11 +118,13 @@ def _run(cfg, workload, backend, hp, topology, bound: binding.Binding) -> RunRes
 
     def measurements(record: RunRecord) -> None:
         _measurements(record, state.timer, sampler, workload, hp, global_batch, topology.num_replicas)
-        record.host["binding"] = bound.to_record()
+        record.host["binding"] = {**bound.to_record(), "process_cores": binding.process_cores(),
+                                  "cpu_share": cgroups.read_share()}
         if state.rank_cores:
             record.host["rank_cores"] = state.rank_cores
         if topology.hosts:
             record.host["rank_hosts"] = topology.hosts
+            record.host["rank_local_ranks"] = [topology.hosts[:rank].count(host) for rank, host in enumerate(topology.hosts)]
         if record.status == "failed" and topology.world_size > 1:
             lost = _lost_peers(record.error or "", topology.hosts)
             record.error = one_line("; ".join(filter(None, [lost, record.error])))
@@ -132,12 +139,15 @@ def _run(cfg, workload, backend, hp, topology, bound: binding.Binding) -> RunRes
 
 
 def _lost_peers(error: str, hosts: list[str]) -> str:
-    """Name the peers a collective lost: the ranks its error names (TensorFlow's task:N),
-    their hosts, and what Slurm says of the job's nodes."""
+    """Name the peers a collective lost: what Slurm says of the job's nodes (a dead node is
+    noticed after its timeout), then the ranks the error came through (TensorFlow's task:N:
+    with more than two ranks, the neighbour that saw the connection close, not necessarily
+    the rank that died)."""
     from strategies.cluster import unresponsive_nodes
     ranks = sorted({int(n) for n in re.findall(r"task:(\d+)", error)})
     named = [f"rank {r} on {hosts[r]}" if r < len(hosts) else f"rank {r}" for r in ranks]
-    return "; ".join(filter(None, [f"lost {', '.join(named)}" if named else "", unresponsive_nodes()]))
+    through = ("lost " if len(hosts) <= 2 else "the error came through ") + ", ".join(named) if named else ""
+    return "; ".join(filter(None, [unresponsive_nodes(), through]))
 
 
 def _watchdog(state: _Run) -> Watchdog:
@@ -176,7 +186,7 @@ def _train(state: _Run, record: RunRecord, life: Lifecycle, resume_from: Path | 
     train, steps, validation = _datasets(state)
     state.timer = timer = cb.StepTimer(cfg.warmup_steps)
     agree = backend.any_rank if state.topology.world_size > 1 else None
-    callbacks = [timer, cb.StopOnSignal(lambda: life.signals.received is not None, agree)]
+    callbacks = [*backend.callbacks(), timer, cb.StopOnSignal(lambda: life.signals.received is not None, agree)]
     target = checkpoints = None
     if cfg.target_accuracy is not None:
         metric = ("val_" if validation is not None else "") + workload.monitor
@@ -214,38 +224,42 @@ def _train(state: _Run, record: RunRecord, life: Lifecycle, resume_from: Path | 
 
 
 def _datasets(state: _Run):
-    """The training pipeline (global batches, as the backend feeds them), the steps of an
-    epoch (None: one pass), and validation. With a step count the pipeline repeats and
-    fit() keeps one iterator across epochs: a new iterator per epoch cost MultiWorkerMirrored
-    10 s at every epoch's first step on the emulated nodes (a new distributed iterator)."""
-    cfg, workload, data, backend = state.cfg, state.workload, state.data, state.backend
-    train = workload.dataset(data, "train", state.global_batch, state.hp, cfg.seed, training=True)
+    """The training pipeline (as the backend feeds it: each process its replicas' rows of
+    every global batch), the steps of an epoch (None: one pass), and validation. With a step
+    count the pipeline repeats and fit() keeps one iterator across epochs: a new iterator per
+    epoch cost MultiWorkerMirrored 10 s at every epoch's first step on the emulated nodes (a
+    new distributed iterator)."""
+    cfg, data, backend = state.cfg, state.data, state.backend
     steps = cfg.steps_per_epoch or (None if data.source != "synthetic"
-                                    else workload.steps_per_epoch(data, state.global_batch))
-    if steps:
-        train = train.repeat()
+                                    else state.workload.steps_per_epoch(data, state.global_batch))
+    train = backend.distribute(_maker(state, "train", training=True, repeat=bool(steps)), state.global_batch)
     validation = None
     if data.source != "synthetic" and "val" in data.splits:
-        validation = backend.prepare_dataset(
-            workload.dataset(data, "val", state.global_batch, state.hp, cfg.seed, training=False), training=False)
-    return backend.prepare_dataset(train), steps, validation
+        validation = backend.distribute(_maker(state, "val", training=False), state.global_batch, training=False)
+    return train, steps, validation
+
+
+def _maker(state: _Run, split: str, training: bool, repeat: bool = False):
+    """make(shard): the workload's pipeline of `split`, that shard's rows only."""
+    def make(shard):
+        dataset = state.workload.dataset(state.data, split, state.global_batch, state.hp, state.cfg.seed,
+                                         training=training, shard=shard)
+        return dataset.repeat() if repeat else dataset
+    return make
 
 
 def _test_metrics(state: _Run, model) -> dict[str, float]:
     if state.data.source == "synthetic" or "test" not in state.data.splits:
         return {}
-    test = state.backend.prepare_dataset(
-        state.workload.dataset(state.data, "test", state.global_batch, state.hp, state.cfg.seed, training=False),
-        training=False)
-    values = model.evaluate(test, verbose=0, return_dict=True)
-    return {f"test_{k}": float(v) for k, v in values.items()}
+    test = state.backend.distribute(_maker(state, "test", training=False), state.global_batch, training=False)
+    return {f"test_{k}": v for k, v in state.backend.evaluate(model, test).items()}
 
 
 def _timing(state: _Run, record: RunRecord, model) -> None:
     seconds = [row.seconds for row in state.timer.rows]
     if state.topology.world_size > 1:     # collectives: every rank takes part
         record.timing["rank_step_times_s"] = state.backend.gather(seconds)
-        cores = state.backend.gather([float(core) for core in state.binding.cores])
+        cores = state.backend.gather([float(core) for core in binding.process_cores()])
         state.rank_cores = [[int(core) for core in rank] for rank in cores]
     try:
         communication = state.backend.communication(model, state.timer.timed)

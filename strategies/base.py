@@ -11,7 +11,9 @@ and, inside each process, the runner drives it:
     backend.setup(options)            # devices / cluster, before TensorFlow initialises
     with backend.scope():             # model construction (variables placed per backend)
         model = workload.build(...)
-    history = backend.fit(model, dataset, **fit_kwargs)
+    dataset = backend.distribute(make, global_batch, training=True)  # make(shard): its rows only
+    history = backend.fit(model, dataset, callbacks=backend.callbacks() + ..., **fit_kwargs)
+    metrics = backend.evaluate(model, backend.distribute(make_test, global_batch, training=False))
     records = backend.gather(local_measurements)   # chief gets every rank's
     backend.teardown()
 """
@@ -21,10 +23,11 @@ from __future__ import annotations
 import contextlib
 import shlex
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from bench.config import RUN_CONFIG_ENV, RunConfig
 from bench.errors import BackendUnavailable, UsageError
+from bench.sharding import WHOLE, Shard
 
 
 @dataclass
@@ -105,10 +108,20 @@ class Backend:
     def scope(self) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()
 
-    def prepare_dataset(self, dataset: Any, training: bool = True) -> Any:
-        """The pipeline of global batches as this process should feed it to fit() (training)
-        or evaluate()."""
-        return dataset
+    def distribute(self, make: Callable[[Shard], Any], global_batch: int, training: bool = True) -> Any:
+        """The pipeline this process feeds to fit() (training) or evaluate(): `make(shard)`
+        builds a shard's rows of every global batch and nothing else, so that each process
+        reads only its replicas' share (one process of one replica: every row)."""
+        return make(WHOLE)
+
+    def callbacks(self) -> list:
+        """Keras callbacks the backend needs in fit(), before any other (e.g. reducing the
+        validation metrics over ranks, so that later callbacks see the global ones)."""
+        return []
+
+    def evaluate(self, model: Any, dataset: Any) -> dict[str, float]:
+        """The metrics over every rank's share of `dataset` (a collective where multi-process)."""
+        return {k: float(v) for k, v in model.evaluate(dataset, verbose=0, return_dict=True).items()}
 
     def fit(self, model: Any, dataset: Any, **kwargs: Any) -> Any:
         return model.fit(dataset, **kwargs)
@@ -176,29 +189,46 @@ class Backend:
         pass
 
 
-def build_compiled_state(model: Any, strategy: Any, dataset: Any) -> None:
+def distribute_from_function(strategy: Any, make: Callable[[Shard], Any], global_batch: int) -> tuple[Any, Any]:
+    """`strategy.distribute_datasets_from_function` over `make`: each input pipeline (a worker
+    process) builds only its replicas' rows of every global batch (its shard), split into
+    one per-replica batch per local replica, in replica order. Returns the distributed dataset
+    and the per-replica element spec (for `build_compiled_state`)."""
+    import tensorflow as tf
+    specs = []
+
+    def dataset_fn(context):
+        local = strategy.num_replicas_in_sync // context.num_input_pipelines
+        dataset = make(Shard(context.input_pipeline_id, context.num_input_pipelines))
+        per_replica = context.get_per_replica_batch_size(global_batch)
+
+        def replica_spec(spec):
+            shape = list(spec.shape)
+            if shape and shape[0] is not None:
+                shape[0] = per_replica if shape[0] == per_replica * local else shape[0] // local
+            return tf.TensorSpec(shape, spec.dtype)
+        specs.append(tf.nest.map_structure(replica_spec, dataset.element_spec))
+        return dataset.rebatch([per_replica] * local) if local > 1 else dataset
+    distributed = strategy.distribute_datasets_from_function(dataset_fn)
+    return distributed, specs[0]
+
+
+def build_compiled_state(model: Any, strategy: Any, element_spec: Any) -> None:
     """Build a compiled model's loss, metrics and optimizer state under `strategy` from the
-    dataset's element_spec, and stop Keras from doing it by peeking at a batch.
+    per-replica element spec, and stop Keras from doing it by peeking at a batch.
 
     Under tf.distribute, Keras 3's fit() and evaluate() first pull one batch through a
     throwaway iterator to learn shapes. With a seeded shuffle that reshuffles per iteration,
     that extra iterator advances the order: training would see another sequence of batches
     than under the default strategy, and data-parallel training would not be the same
     computation. Under MultiWorkerMirroredStrategy the peek also fails outright
-    (keras-team/keras#20585). Only shapes and dtypes are needed, so take them from the
-    element_spec, with the batch dimension at its per-replica size (stateful models fix it).
+    (keras-team/keras#20585). Only shapes and dtypes are needed (stateful models fix the
+    per-replica batch), so take them from the spec.
     """
     import tensorflow as tf
     from keras import KerasTensor
-
-    def per_replica(spec):
-        shape = list(spec.shape)
-        if shape and shape[0] is not None:
-            shape[0] //= strategy.num_replicas_in_sync
-        return KerasTensor(shape, spec.dtype.name)
-
     from strategies import compat
-    batch = tf.nest.map_structure(per_replica, dataset.element_spec)
+    batch = tf.nest.map_structure(lambda spec: KerasTensor(list(spec.shape), spec.dtype.name), element_spec)
     with strategy.scope():
         compat.symbolic_build(model, batch)
 

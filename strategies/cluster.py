@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import subprocess
+import time
 from dataclasses import dataclass
 
 from bench import hostlist
@@ -45,21 +46,30 @@ def slurm_step() -> SlurmStep:
     return SlurmStep(rank, size, nodes, tasks)
 
 
-def unresponsive_nodes() -> str:
+def unresponsive_nodes(wait_s: float | None = None) -> str:
     """Which of this Slurm job's nodes Slurm reports down or not responding, as one phrase
-    (for the record of a run whose collectives lost a peer); empty outside Slurm."""
+    (for the record of a run whose collectives lost a peer); empty outside Slurm. Slurm
+    notices a dead node only after SlurmdTimeout: it is asked again every second for up to
+    `wait_s` (DISTBENCH_NODE_WAIT_S, default 20) until it names one."""
     nodes = os.environ.get("SLURM_JOB_NODELIST")
     if not nodes:
         return ""
-    try:
-        done = subprocess.run(["sinfo", "-h", "-N", "-n", nodes, "-o", "%N %T"], capture_output=True,
-                              text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"Slurm's node states unavailable ({exc})"
-    states = dict(line.split()[:2] for line in done.stdout.splitlines() if len(line.split()) >= 2)
-    bad = sorted(node for node, state in states.items()
-                 if state.endswith("*") or state.startswith(("down", "fail", "drain")))
-    return f"node(s) down or not responding: {', '.join(bad)}" if bad else "Slurm reports no node down"
+    wait_s = float(os.environ.get("DISTBENCH_NODE_WAIT_S", "20")) if wait_s is None else wait_s
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            done = subprocess.run(["sinfo", "-h", "-N", "-n", nodes, "-o", "%N %T"], capture_output=True,
+                                  text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"Slurm's node states unavailable ({exc})"
+        states = dict(line.split()[:2] for line in done.stdout.splitlines() if len(line.split()) >= 2)
+        bad = sorted(node for node, state in states.items()
+                     if state.endswith("*") or state.startswith(("down", "fail", "drain")))
+        if bad:
+            return f"node(s) down or not responding: {', '.join(bad)}"
+        if time.monotonic() >= deadline:
+            return "Slurm reports no node down"
+        time.sleep(1)
 
 
 def port_base() -> int:

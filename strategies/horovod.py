@@ -24,6 +24,7 @@ from bench.errors import UsageError
 from bench.config import RUN_CONFIG_ENV
 from bench.gradients import densify
 from bench.procs import MPIRUN_AS_ROOT_ENV, bench_command, mpirun
+from bench.sharding import Shard
 from strategies.base import (Backend, BackendOptions, LocalProcess, Placement, Topology, require_positive,
                              time_calls, timed_collective, unavailable)
 
@@ -70,22 +71,29 @@ class HorovodBackend(Backend):
                                  hosts=list(hvd.allgather_object(socket.gethostname())))
         return self.topology
 
-    def prepare_dataset(self, dataset, training: bool = True):
-        """Every rank builds the same pipeline (same shuffle seed) and keeps its slice of each
-        global batch, so the ranks together compute exactly the global batch. Evaluation
-        data is not split: every rank evaluates all of it."""
-        if not training or self.topology.world_size == 1:
-            return dataset
-        import tensorflow as tf
-        rank, size = self.topology.rank, self.topology.world_size
+    def distribute(self, make, global_batch, training=True):
+        """Each rank builds its own rows of every global batch (training, validation and
+        test alike); `evaluate` and `callbacks` reduce the evaluation metrics over ranks."""
+        return make(Shard(self.topology.rank, self.topology.world_size))
 
-        def my_slice(*batch):
-            def cut(t):
-                part = tf.shape(t)[0] // size
-                return t[rank * part:(rank + 1) * part]
-            sliced = tf.nest.map_structure(cut, batch)
-            return sliced if len(sliced) > 1 else sliced[0]
-        return dataset.map(my_slice, num_parallel_calls=tf.data.AUTOTUNE)
+    def callbacks(self) -> list:
+        return [_global_validation_metrics(self)] if self.topology.world_size > 1 else []
+
+    def evaluate(self, model, dataset) -> dict[str, float]:
+        model.evaluate(dataset, verbose=0)
+        return self.global_metrics(model)
+
+    def global_metrics(self, model) -> dict[str, float]:
+        """The compiled metrics over every rank's evaluation: their states (sums of values and
+        of weights: Keras' Mean and MeanMetricWrapper, the loss tracker) summed over ranks,
+        then read; exact whatever the share of the last partial batch each rank had."""
+        import tensorflow as tf
+        states = [v for metric in model.metrics for v in metric.variables]
+        if self.topology.world_size > 1 and states:
+            summed = self.hvd.grouped_allreduce([tf.cast(v.value, tf.float32) for v in states], op=self.hvd.Sum)
+            for state, total in zip(states, summed):
+                state.assign(tf.cast(total, state.dtype))
+        return {k: float(v) for k, v in model.get_metrics_result().items()}
 
     def fit(self, model, dataset, **kwargs):
         hvd = self.hvd
@@ -148,6 +156,19 @@ class HorovodBackend(Backend):
     @classmethod
     def srun_options(cls, placement: Placement) -> list[str]:
         return [*super().srun_options(placement), *shlex.split(placement.mpi)]
+
+
+def _global_validation_metrics(backend: HorovodBackend):
+    """A callback: after fit()'s validation pass (whose states the compiled metrics still
+    hold at the epoch's end), the `val_` logs become the metrics over every rank's share.
+    First in the callback list, so that History, checkpoints and time-to-target see them."""
+    import keras
+
+    class GlobalValidationMetrics(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None and any(key.startswith("val_") for key in logs):
+                logs.update({f"val_{k}": v for k, v in backend.global_metrics(self.model).items()})
+    return GlobalValidationMetrics()
 
 
 def _few_core_settings() -> dict[str, str]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 
-from strategies.base import Backend, BackendOptions, Placement, Topology, build_compiled_state, require_positive
+from strategies.base import (Backend, BackendOptions, Placement, Topology, build_compiled_state,
+                             distribute_from_function, require_positive)
 from bench.errors import UsageError
 
 
@@ -38,8 +39,14 @@ class MirroredBackend(Backend):
     def scope(self) -> contextlib.AbstractContextManager:
         return self.strategy.scope()
 
+    def distribute(self, make, global_batch, training=True):
+        dataset, spec = distribute_from_function(self.strategy, make, global_batch)
+        if training:
+            self.train_spec = spec
+        return dataset
+
     def fit(self, model, dataset, **kwargs):
-        build_compiled_state(model, self.strategy, dataset)
+        build_compiled_state(model, self.strategy, self.train_spec)
         return model.fit(dataset, **kwargs)
 
     @classmethod

@@ -15,7 +15,7 @@ from bench.errors import UsageError
 from bench.config import RUN_CONFIG_ENV
 from bench.procs import bench_command, free_ports
 from strategies.base import (Backend, BackendOptions, LocalProcess, Topology, build_compiled_state,
-                             require_positive, time_calls, timed_collective)
+                             distribute_from_function, require_positive, time_calls, timed_collective)
 from strategies import cluster, compat
 
 COLLECTIVE_TIMEOUT_ENV = "DISTBENCH_COLLECTIVE_TIMEOUT"
@@ -51,16 +51,17 @@ class MultiWorkerMirroredBackend(Backend):
     def scope(self) -> contextlib.AbstractContextManager:
         return self.strategy.scope()
 
-    def prepare_dataset(self, dataset, training: bool = True):
-        """Every worker builds the same pipeline (same shuffle seed); each reads its share of
-        every global batch (sharding by data, as the pipelines are in memory)."""
-        import tensorflow as tf
-        options = tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-        return dataset.with_options(options)
+    def distribute(self, make, global_batch, training=True):
+        """Each worker builds its own replicas' rows of every global batch
+        (distribute_datasets_from_function), not every row to drop the others' (auto-sharding
+        by data, before)."""
+        dataset, spec = distribute_from_function(self.strategy, make, global_batch)
+        if training:
+            self.train_spec = spec
+        return dataset
 
     def fit(self, model, dataset, **kwargs):
-        build_compiled_state(model, self.strategy, dataset)
+        build_compiled_state(model, self.strategy, self.train_spec)
         compat.average_scalar_logs_over_workers()
         return model.fit(dataset, **kwargs)
 

@@ -92,21 +92,39 @@ def slurm(tmp_path_factory):
     cluster.stop()
 
 
-@pytest.fixture(scope="session")
-def emulated(tmp_path_factory):
-    """A 2-node Slurm cluster (1 core each) emulated on this machine (bench.emucluster);
-    skipped, with the reason, where the machine cannot make network namespaces."""
+def _emulated_cluster(tmp_path_factory, **shape):
     from bench import emucluster
     why = emucluster.unavailable()
     if why:
         pytest.skip(why)
-    cluster = emucluster.EmulatedCluster(tmp_path_factory.mktemp("emu"), nodes=2, cores_per_node=1).start()
-    yield cluster
-    cluster.stop()
+    cluster = emucluster.EmulatedCluster(tmp_path_factory.mktemp("emu"), **shape).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def emulated(tmp_path_factory):
+    """A 2-node Slurm cluster (1 core each) emulated on this machine (bench.emucluster);
+    skipped, with the reason, where the machine cannot make network namespaces."""
+    yield from _emulated_cluster(tmp_path_factory, nodes=2, cores_per_node=1)
+
+
+@pytest.fixture(scope="module")
+def emulated_2x2(tmp_path_factory):
+    """FinisTerrae III's shape: 2 nodes of 2 ranks (1 core a node, 2 Slurm CPUs: half a core a rank)."""
+    yield from _emulated_cluster(tmp_path_factory, nodes=2, cores_per_node=1, slots_per_node=2)
+
+
+@pytest.fixture(scope="module")
+def emulated_4x1(tmp_path_factory):
+    """4 nodes of half a core each (a cgroup's CPU quota), one rank each."""
+    yield from _emulated_cluster(tmp_path_factory, nodes=4, cores_per_node=0.5)
 
 
 def pytest_collection_modifyitems(config, items):
     """Tests on a real Slurm cluster are of the stack tier, wherever they are."""
     for item in items:
-        if {"slurm", "emulated"} & set(getattr(item, "fixturenames", ())):
+        if {"slurm", "emulated", "emulated_2x2", "emulated_4x1"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.stack)

@@ -245,3 +245,60 @@ def test_shuffled_pipeline_is_a_seeded_permutation_each_epoch_with_pairs_kept():
     assert (first_columns(7, 20) == two_epochs).all() and (first_columns(8, 20) != two_epochs).any()
     one_pass = pipeline.from_arrays((x, x), 30, 7, training=True)
     assert [int(xs.shape[0]) for xs, _ in one_pass] == [30, 30, 30]
+
+
+@pytest.mark.stack
+@pytest.mark.parametrize("count", [2, 3, 4])
+def test_shards_of_every_batch_make_the_global_batch_and_no_shard_builds_another(count):
+    """Training: shard i of step k holds rows [i*b/n, (i+1)*b/n) of the global batch of step
+    k; evaluation: every sample once, the last partial batch split as evenly as it goes."""
+    from bench.sharding import Shard
+    from bench.workloads import pipeline
+    x = np.arange(103, dtype=np.int32)
+    batch = 12
+
+    def batches(shard, training, steps=None):
+        ds = pipeline.from_arrays((x, 2 * x), batch, 5, training=training, shuffle_buffer=40, shard=shard)
+        out = []
+        for xs, ys in (ds.repeat().take(steps) if steps else ds):
+            assert (ys.numpy() == 2 * xs.numpy()).all()
+            out.append(xs.numpy())
+        return out
+
+    whole = batches(Shard(), True, steps=16)                     # two epochs of 8 full batches
+    parts = [batches(Shard(i, count), True, steps=16) for i in range(count)]
+    for step, global_batch in enumerate(whole):
+        assert (np.concatenate([p[step] for p in parts]) == global_batch).all()
+        assert [len(p[step]) for p in parts] == [Shard(i, count).size(batch) for i in range(count)]
+    first_epoch = np.concatenate(whole[:8])
+    assert len(set(first_epoch)) == 96 and (first_epoch != np.sort(first_epoch)).any()
+    windows = first_epoch // 40                                  # shuffle_buffer 40: permuted within windows of 40
+    assert (np.diff(windows) >= 0).all()
+    evaluation = [batches(Shard(i, count), False) for i in range(count)]
+    rows = np.sort(np.concatenate([b for shard in evaluation for b in shard]))
+    assert (rows == x).all()
+    assert {len(shard) for shard in evaluation} <= {8, 9}         # 103 = 8 x 12 + 7
+
+
+@pytest.mark.stack
+def test_a_stateful_shard_keeps_its_own_contiguous_streams():
+    from bench.sharding import Shard
+    from bench.workloads.charrnn import contiguous_batches
+    ids = np.arange(1000, dtype=np.int32)
+    x, y = contiguous_batches(ids, batch=4, seq=10)
+    for index in range(2):
+        xs, ys = contiguous_batches(ids, batch=4, seq=10, shard=Shard(index, 2))
+        assert (xs == x[:, 2 * index:2 * index + 2]).all() and (ys == y[:, 2 * index:2 * index + 2]).all()
+        assert (xs[1, :, 0] == xs[0, :, -1] + 1).all()            # row i's next sequence continues it
+
+
+@pytest.mark.stack
+def test_a_training_pass_states_its_length():
+    """Keras counts evaluate()'s and fit()'s steps from it (unknown, it averaged 3 batches as 4)."""
+    from bench.sharding import Shard
+    from bench.workloads import pipeline
+    x = np.arange(103, dtype=np.int32)
+    for shard in (Shard(), Shard(1, 3)):
+        ds = pipeline.from_arrays((x, x), 12, 5, training=True, shard=shard)
+        assert int(ds.cardinality()) == 8 and int(ds.take(3).cardinality()) == 3
+        assert int(pipeline.from_arrays((x, x), 12, 5, training=False, shard=shard).cardinality()) == 9

@@ -1,6 +1,7 @@
 """Data-parallel training is the same computation: with the same seed and global batch, the
-loss and the training accuracy after K steps agree across default, mirrored x2, mwms x2 and
-horovod x2, in float32 and in mixed_bfloat16."""
+loss and the training accuracy after K steps agree across default, mirrored, mwms and horovod
+at 2 replicas (float32 and mixed_bfloat16) and at 4 (float32), and so do the validation and
+test metrics, which each rank computes on its own share of the data."""
 
 import math
 
@@ -27,13 +28,20 @@ STRATEGIES = {
     "mwms": ["-s", "mwms", "--local-workers", "2"],
     "horovod": ["-s", "horovod", "--local-workers", "2"],
 }
+FOUR = {
+    "default": ["-s", "default"],
+    "mirrored x4": ["-s", "mirrored", "--devices", "4"],
+    "mwms x4": ["-s", "mwms", "--local-workers", "4"],
+    "horovod x4": ["-s", "horovod", "--local-workers", "4"],
+}
 
 
-@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
+@pytest.mark.parametrize("precision, strategies", [("float32", STRATEGIES), ("mixed_bfloat16", STRATEGIES),
+                                                   ("float32", FOUR)], ids=["float32", "mixed_bfloat16", "float32-x4"])
 @pytest.mark.parametrize("workload", list(CASES))
-def test_loss_after_k_steps_agrees_across_strategies(bench, tmp_path, workload, precision):
-    losses, accuracies = {}, {}
-    for name, strategy in STRATEGIES.items():
+def test_loss_after_k_steps_agrees_across_strategies(bench, tmp_path, workload, precision, strategies):
+    losses, accuracies, evaluations = {}, {}, {}
+    for name, strategy in strategies.items():
         results = tmp_path / name
         done = bench("run", "-w", workload, *strategy, "--epochs", "1", "--steps-per-epoch", "8", "--seed", "3",
                      "-q", "--results", str(results), "--precision", precision, *CASES[workload])
@@ -42,6 +50,8 @@ def test_loss_after_k_steps_agrees_across_strategies(bench, tmp_path, workload, 
         assert record.global_batch_size == int(CASES[workload][3])
         losses[name] = record.history["loss"][0]
         accuracies[name] = record.history.get("accuracy", [0.0])[0]      # char-RNNs: loss only
+        evaluations[name] = [record.history.get("val_loss", [1.0])[0], record.metrics.get("test_loss", 1.0),
+                             record.history.get("val_accuracy", [1.0])[0], record.metrics.get("test_accuracy", 1.0)]
     reference = losses["default"]
     assert reference < math.log({"charrnn-gru": 66, "memnn": 22}.get(workload, 10)) + 0.5
     deviations = {name: abs(loss - reference) / reference for name, loss in losses.items()}
@@ -53,3 +63,8 @@ def test_loss_after_k_steps_agrees_across_strategies(bench, tmp_path, workload, 
     samples = 8 * int(CASES[workload][3])
     assert max(accuracies.values()) - min(accuracies.values()) <= (1e-3 if precision == "float32" else 1.01 / samples), \
         accuracies
+    # validation and test: each rank evaluates its share (the last, partial batch split
+    # unevenly), the metrics reduced over ranks (char-RNNs have neither split)
+    for name, values in evaluations.items():
+        assert values == pytest.approx(evaluations["default"], rel=TOLERANCE[precision], abs=1.01 / 1000), \
+            (name, evaluations)

@@ -104,3 +104,43 @@ def test_a_malformed_link_rate_is_one_usage_error_before_anything_starts(rate, t
     with pytest.raises(UsageError, match="link rate"):
         EmulatedCluster(tmp_path, nodes=1, rate=rate)
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("items, share, cores, expected", [
+    (4, 0.5, [0, 1], [[0], [0], [1], [1]]),
+    (2, 1, [0, 1], [[0], [1]]),
+    (1, 2, [0, 1], [[0, 1]]),
+    (3, 0.25, [4, 5], [[4], [4], [4]]),
+])
+def test_nodes_and_replicas_of_a_share_fit_on_cores_in_order(items, share, cores, expected):
+    from bench.cgroups import fit
+    assert fit(items, share, cores) == expected
+
+
+@pytest.mark.parametrize("items, share, message", [
+    (5, 0.5, "do not fit"), (3, 1, "do not fit"), (2, 0.3, "divide a core"), (1, 1.5, "whole number"), (1, 0, "> 0"),
+])
+def test_a_share_that_cannot_be_made_is_one_usage_error(items, share, message):
+    from bench.cgroups import fit
+    with pytest.raises(UsageError, match=message):
+        fit(items, share, [0, 1])
+
+
+@pytest.mark.parametrize("share, workers, message", [
+    (0.3, 2, "divides one"), (1.5, 2, "whole number"), (0, 2, "whole number"), (0.5, None, "needs --local-workers"),
+])
+def test_cpus_per_replica_is_checked_before_anything_starts(share, workers, message, monkeypatch):
+    from bench.config import RunConfig
+    monkeypatch.delenv("DISTBENCH_CPU_SHARES", raising=False)
+    with pytest.raises(UsageError, match=message):
+        RunConfig(workload="mlp", cpus_per_replica=share, local_workers=workers).validate()
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 8, 64])
+@pytest.mark.parametrize("rows", [0, 1, 7, 64, 4096])
+def test_shards_partition_every_batch_in_order(count, rows):
+    from bench.sharding import Shard
+    bounds = [Shard(i, count).bounds(rows) for i in range(count)]
+    assert bounds[0][0] == 0 and bounds[-1][1] == rows
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+    assert max(b - a for a, b in bounds) - min(b - a for a, b in bounds) <= 1

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from bench.hparams import HParam
+from bench.sharding import WHOLE, Shard
 
 from bench.config import DATA_SOURCES  # noqa: F401  (re-exported)
 
@@ -39,8 +40,10 @@ class Workload:
         raise NotImplementedError
 
     def dataset(self, data: Data, split: str, global_batch: int, hp: dict[str, Any],
-                seed: int, training: bool):
-        """A batched tf.data pipeline of `split`; synthetic data repeats one in-memory batch."""
+                seed: int, training: bool, shard: Shard = WHOLE):
+        """A tf.data pipeline of `shard`'s rows of every global batch of `split` (the whole
+        batch by default), built without the other shards' rows; synthetic data repeats one
+        in-memory batch."""
         raise NotImplementedError
 
     def build(self, data: Data, hp: dict[str, Any], per_replica_batch: int,

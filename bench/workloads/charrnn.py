@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from bench.data import shakespeare
 from bench.hparams import HParam
+from bench.sharding import WHOLE, Shard
 from bench.workloads.base import Data, Workload
 from bench.workloads import pipeline
 
@@ -64,13 +65,13 @@ class _CharRNN(Workload):
                     {"vocab": vocab, "vocab_size": len(vocab), "chars": len(text),
                      "train_samples": len(ids) // (hp["seq_length"] + 1)})
 
-    def _synthetic(self, data, global_batch, hp, seed):
+    def _synthetic(self, data, global_batch, hp, seed, shard):
         seq, vocab = hp["seq_length"], data.info["vocab_size"]
 
-        def make(rng):
-            ids = rng.uniform((global_batch, seq + 1), 1, vocab, dtype=tf.int32)
+        def make(rng, rows):
+            ids = rng.uniform((rows, seq + 1), 1, vocab, dtype=tf.int32)
             return ids[:, :-1], ids[:, 1:]
-        return pipeline.synthetic(make, seed)
+        return pipeline.synthetic(make, global_batch, seed, shard)
 
     def build(self, data, hp, per_replica_batch, jit_compile=False):
         vocab = data.info["vocab_size"]
@@ -103,15 +104,15 @@ class CharRNNGRU(_CharRNN):
     name = "charrnn-gru"
     description = "char-RNN, GRU 1024 with embedding 256 (TensorFlow text-generation tutorial)"
 
-    def dataset(self, data, split, global_batch, hp, seed, training):
+    def dataset(self, data, split, global_batch, hp, seed, training, shard=WHOLE):
         if data.source == "synthetic":
-            return self._synthetic(data, global_batch, hp, seed)
+            return self._synthetic(data, global_batch, hp, seed, shard)
         seq = hp["seq_length"]
         ids = data.splits["train"]
         n = len(ids) // (seq + 1)
         chunks = ids[: n * (seq + 1)].reshape(n, seq + 1)
         return pipeline.from_arrays((chunks[:, :-1], chunks[:, 1:]), global_batch, seed, training,
-                                    shuffle_buffer=hp["shuffle_buffer"])
+                                    shuffle_buffer=hp["shuffle_buffer"], shard=shard)
 
     def _rnn_layers(self, hp):
         return [keras.layers.GRU(hp["rnn_units"], return_sequences=True, name="gru")]
@@ -128,10 +129,10 @@ class CharRNNLSTM(_CharRNN):
     def steps_per_epoch(self, data, global_batch):
         return max(1, (data.info["chars"] // global_batch - 1) // 100)
 
-    def dataset(self, data, split, global_batch, hp, seed, training):
+    def dataset(self, data, split, global_batch, hp, seed, training, shard=WHOLE):
         if data.source == "synthetic":
-            return self._synthetic(data, global_batch, hp, seed)
-        x, y = contiguous_batches(data.splits["train"], global_batch, hp["seq_length"])
+            return self._synthetic(data, global_batch, hp, seed, shard)
+        x, y = contiguous_batches(data.splits["train"], global_batch, hp["seq_length"], shard)
         return tf.data.Dataset.from_tensor_slices((x, y)).cache().prefetch(pipeline.AUTOTUNE)
 
     def _input(self, per_replica_batch):
@@ -145,15 +146,19 @@ class CharRNNLSTM(_CharRNN):
         return [ResetStates()]
 
 
-def contiguous_batches(ids: np.ndarray, batch: int, seq: int) -> tuple[np.ndarray, np.ndarray]:
-    """(steps, batch, seq) inputs and targets: batch row i reads stream i in order."""
+def contiguous_batches(ids: np.ndarray, batch: int, seq: int, shard: Shard = WHOLE) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, rows, seq) inputs and targets: row i of every global batch reads stream i in
+    order; a shard keeps its own streams (its rows of every batch), so each replica's state
+    carries on its own contiguous text."""
     stream_len = len(ids) // batch
     steps = (stream_len - 1) // seq
     if steps < 1:
         raise ValueError(f"text of {len(ids)} characters is too short for batch {batch} x sequence {seq}")
-    streams = ids[: batch * stream_len].reshape(batch, stream_len)
-    x = streams[:, : steps * seq].reshape(batch, steps, seq).transpose(1, 0, 2)
-    y = streams[:, 1: steps * seq + 1].reshape(batch, steps, seq).transpose(1, 0, 2)
+    first, last = shard.bounds(batch)
+    streams = ids[: batch * stream_len].reshape(batch, stream_len)[first:last]
+    rows = last - first
+    x = streams[:, : steps * seq].reshape(rows, steps, seq).transpose(1, 0, 2)
+    y = streams[:, 1: steps * seq + 1].reshape(rows, steps, seq).transpose(1, 0, 2)
     return np.ascontiguousarray(x), np.ascontiguousarray(y)
 
 

@@ -20,6 +20,7 @@ from keras import ops
 
 from bench.data import babi
 from bench.hparams import HParam
+from bench.sharding import WHOLE
 from bench.workloads.base import Data, Workload
 from bench.workloads import pipeline
 
@@ -162,18 +163,18 @@ class MemNN(Workload):
         info = {"train_samples": len(parts["train"]), "vocab_size": len(words) + 1, **shapes}
         return Data(source, str(location), splits, info)
 
-    def dataset(self, data, split, global_batch, hp, seed, training):
+    def dataset(self, data, split, global_batch, hp, seed, training, shard=WHOLE):
         info = data.info
         if data.source == "synthetic":
             story_shape = _story_shape(info, hp)
 
-            def make(rng):
+            def make(rng, rows):
                 vocab = info["vocab_size"]
-                return ((rng.uniform((global_batch, *story_shape), 1, vocab, dtype=tf.int32),
-                         rng.uniform((global_batch, info["query_len"]), 1, vocab, dtype=tf.int32)),
-                        rng.uniform((global_batch,), 1, vocab, dtype=tf.int32))
-            return pipeline.synthetic(make, seed)
-        return pipeline.from_arrays(data.splits[split], global_batch, seed, training)
+                return ((rng.uniform((rows, *story_shape), 1, vocab, dtype=tf.int32),
+                         rng.uniform((rows, info["query_len"]), 1, vocab, dtype=tf.int32)),
+                        rng.uniform((rows,), 1, vocab, dtype=tf.int32))
+            return pipeline.synthetic(make, global_batch, seed, shard)
+        return pipeline.from_arrays(data.splits[split], global_batch, seed, training, shard=shard)
 
     def callbacks(self, hp):
         if not hp["reduce_lr_patience"]:

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from bench.data import fashion_mnist
 from bench.hparams import HParam
+from bench.sharding import WHOLE
 from bench.workloads.base import Data, Workload
 from bench.workloads import pipeline
 
@@ -53,13 +54,12 @@ class MLP(Workload):
         }
         return Data(source, location, splits, {"train_samples": len(x) - VALIDATION, "classes": 10})
 
-    def dataset(self, data, split, global_batch, hp, seed, training):
+    def dataset(self, data, split, global_batch, hp, seed, training, shard=WHOLE):
         if data.source == "synthetic":
-            def make(rng):
-                return (rng.uniform((global_batch, *SHAPE)),
-                        rng.uniform((global_batch,), 0, 10, dtype=tf.int32))
-            return pipeline.synthetic(make, seed)
-        return pipeline.from_arrays(data.splits[split], global_batch, seed, training, batch_map=_scale)
+            def make(rng, rows):
+                return (rng.uniform((rows, *SHAPE)), rng.uniform((rows,), 0, 10, dtype=tf.int32))
+            return pipeline.synthetic(make, global_batch, seed, shard)
+        return pipeline.from_arrays(data.splits[split], global_batch, seed, training, batch_map=_scale, shard=shard)
 
     def build(self, data, hp, per_replica_batch, jit_compile=False):
         layers = [keras.Input(SHAPE), keras.layers.Flatten()]

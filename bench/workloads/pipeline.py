@@ -1,53 +1,90 @@
-"""tf.data building blocks shared by the workloads (as in the tf.data course notes):
-shuffle, batch, prefetch(AUTOTUNE); and a synthetic source with no input I/O."""
+"""tf.data building blocks shared by the workloads: each replica's share of every global batch
+(`bench.sharding`), gathered from in-memory arrays and prefetched; and a synthetic source
+with no input I/O."""
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
+import numpy as np
 import tensorflow as tf
+
+from bench.sharding import WHOLE, Shard
 
 AUTOTUNE = tf.data.AUTOTUNE
 
 
 def from_arrays(arrays: Any, global_batch: int, seed: int, training: bool,
-                shuffle_buffer: int | None = None, batch_map: Callable | None = None) -> tf.data.Dataset:
-    """In-memory arrays -> shuffled (training), batched, prefetched pipeline.
+                shuffle_buffer: int | None = None, batch_map: Callable | None = None,
+                shard: Shard = WHOLE) -> tf.data.Dataset:
+    """In-memory arrays -> `shard`'s rows of every global batch, prefetched.
 
-    A full shuffle (no `shuffle_buffer`, or one as large as the data) draws each epoch's
-    permutation at once and gathers every batch whole. tf.data's per-sample cache, shuffle
-    and batch took 8.5 ms for a Fashion-MNIST batch of 4096 on one core and 21.0 ms for 8192,
-    against 1.5 and 3.3 ms gathered (`benchmarks/pipeline.py`); every rank of a
-    data-parallel run builds the global batch, so the per-sample path grew each replica's
-    step with the number of replicas."""
+    Training: an epoch's order is drawn at once (a seeded permutation, fresh each iteration;
+    with `shuffle_buffer` smaller than the data, a permutation within consecutive windows of
+    that many samples), cut into full global batches (the remainder dropped), and each shard
+    gathers only its own rows of each batch. Evaluation: the samples in order, in global
+    batches whose last one may be partial (its rows split as evenly as the shards allow; a
+    shard with none of them has one batch fewer).
+
+    Every shard therefore reads the same global order, and the shards of one step together
+    hold exactly the global batch one device would; no shard builds the global batch. (Before,
+    every rank built the whole global batch and sliced its part, and before that tf.data's
+    per-sample cache/shuffle/batch took 8.5 ms for a Fashion-MNIST batch of 4096 on one core,
+    against 1.5 gathered: `benchmarks/pipeline.py`, `benchmarks/input_per_rank.py`.)"""
+    tensors = tf.nest.map_structure(tf.convert_to_tensor, arrays)
     size = len(tf.nest.flatten(arrays)[0])
-    if training and (shuffle_buffer is None or shuffle_buffer >= size):
-        ds = _shuffled_batches(arrays, size, global_batch, seed)
-    else:
-        ds = tf.data.Dataset.from_tensor_slices(arrays).cache()
-        if training:
-            ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-        ds = ds.batch(global_batch, drop_remainder=training)
+    rows = _training_rows(size, global_batch, seed, shuffle_buffer, shard) if training \
+        else _evaluation_rows(size, global_batch, shard)
+    ds = rows.map(lambda index: tf.nest.map_structure(lambda t: tf.gather(t, index), tensors),
+                  num_parallel_calls=AUTOTUNE, deterministic=True)
     if batch_map is not None:
-        ds = ds.map(batch_map, num_parallel_calls=AUTOTUNE)
+        ds = ds.map(batch_map, num_parallel_calls=AUTOTUNE, deterministic=True)
     return ds.prefetch(AUTOTUNE)
 
 
-def _shuffled_batches(arrays: Any, size: int, global_batch: int, seed: int) -> tf.data.Dataset:
-    """One pass of full batches in a fresh random order each iteration (as `shuffle` with
-    `reshuffle_each_iteration`), the last partial batch dropped."""
-    tensors = tf.nest.map_structure(tf.convert_to_tensor, arrays)
+def _training_rows(size: int, global_batch: int, seed: int, window: int | None, shard: Shard) -> tf.data.Dataset:
+    """One pass of the shard's row indices of every full global batch, in a fresh order each
+    iteration (as `shuffle` with `reshuffle_each_iteration`). The order is a random-access
+    permutation (`index_shuffle`): a shard computes the positions of its own rows only, so
+    its cost per batch does not grow with the global batch (an argsort of the epoch's order
+    would, amortised over fewer steps an epoch as the replicas grow)."""
     steps = size // global_batch
+    start, stop = shard.bounds(global_batch)
+    window = min(window or size, size)
 
     def epoch(epoch_seed):
-        order = tf.random.experimental.stateless_shuffle(tf.range(size), seed=epoch_seed)
-        return tf.data.Dataset.from_tensor_slices(tf.reshape(order[:steps * global_batch], [steps, global_batch]))
+        def rows(step):
+            position = step * global_batch + tf.range(start, stop, dtype=tf.int64)
+            block = position // window              # permuted within consecutive windows
+            # the op itself, with [n, 3] seeds: index_shuffle's wrapper pads batched seeds along
+            # the batch axis (TF 2.21: "Seed has shape [13, 3] but must have shape [12, 3]")
+            seeds = tf.stack([tf.fill(tf.shape(block), epoch_seed[0]), tf.fill(tf.shape(block), epoch_seed[1]),
+                              block], axis=1)
+            length = tf.minimum(tf.constant(window, tf.int64), size - block * window)
+            return block * window + tf.raw_ops.RandomIndexShuffle(index=position % window, seed=seeds,
+                                                                  max_index=length - 1, rounds=4)
+        return tf.data.Dataset.range(steps).map(rows)
 
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2).take(1)
-    return seeds.flat_map(epoch).map(lambda index: tf.nest.map_structure(lambda t: tf.gather(t, index), tensors))
+    # a pass's length stated: Keras counts steps from it (unknown, evaluate() averaged 3
+    # batches as if there were 4: "Your input ran out of data")
+    return seeds.flat_map(epoch).apply(tf.data.experimental.assert_cardinality(steps))
 
 
-def synthetic(make_batch: Callable[[tf.random.Generator], Any], seed: int) -> tf.data.Dataset:
-    """One batch generated in memory, repeated forever: measures compute without input I/O."""
-    batch = make_batch(tf.random.Generator.from_seed(seed))
+def _evaluation_rows(size: int, global_batch: int, shard: Shard) -> tf.data.Dataset:
+    full = size // global_batch
+    start, stop = shard.bounds(global_batch)
+    rows = tf.data.Dataset.from_tensor_slices(np.arange(full * global_batch).reshape(full, global_batch)[:, start:stop])
+    first, last = shard.bounds(size - full * global_batch)
+    if last > first:
+        rows = rows.concatenate(tf.data.Dataset.from_tensors(np.arange(full * global_batch + first,
+                                                                       full * global_batch + last)))
+    return rows
+
+
+def synthetic(make_batch: Callable[[tf.random.Generator, int], Any], global_batch: int, seed: int,
+              shard: Shard = WHOLE) -> tf.data.Dataset:
+    """One batch of the shard's rows generated in memory, repeated forever: measures compute
+    without input I/O. `make_batch(generator, rows)`."""
+    batch = make_batch(tf.random.Generator.from_seed(seed * 1_000_003 + shard.index), shard.size(global_batch))
     return tf.data.Dataset.from_tensors(batch).repeat().prefetch(AUTOTUNE)

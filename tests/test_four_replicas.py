@@ -1,0 +1,112 @@
+"""Four replicas across emulated nodes in both of FinisTerrae III's shapes: 2 nodes x 2 ranks
+(two ranks sharing a node, as its 2-GPU nodes run) and 4 nodes x 1 (half a core each). Each
+run trains the same computation as one device (loss after 8 steps), and its record names every
+rank's host, local rank and cores, read back from the processes; a dead node among 4 ends the
+job with a record naming it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from bench.config import RUN_CONFIG_ENV
+from bench.record import read_record
+from conftest import record_paths
+
+pytestmark = pytest.mark.stack
+
+CONFIG = {"workload": "mlp", "data": "generated", "epochs": 1, "steps_per_epoch": 8, "batch_size": 64, "seed": 3,
+          "verbose": 0, "overrides": {"n_neurons": "32"}}
+
+
+def srun(cluster, args, tmp_path, config, timeout=600):
+    env = {**os.environ, **cluster.env, RUN_CONFIG_ENV: json.dumps(config)}
+    return subprocess.run(["srun", *args, sys.executable, "-m", "bench", "run"], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def one_device_loss(tmp_path_factory):
+    results = tmp_path_factory.mktemp("default")
+    env = {**os.environ, RUN_CONFIG_ENV: json.dumps({**CONFIG, "strategy": "default", "results": str(results)})}
+    done = subprocess.run([sys.executable, "-m", "bench", "run"], capture_output=True, text=True, env=env,
+                          cwd=results, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return read_record(record_paths(results)[0]).history["loss"][0]
+
+
+def check_four(record, hosts: list[str], one_device_loss: float) -> None:
+    assert record.status == "ok" and record.world_size == 4 and record.num_replicas == 4
+    assert record.host["rank_hosts"] == hosts
+    assert len(record.timing["rank_step_times_s"]) == 4
+    assert abs(record.history["loss"][0] - one_device_loss) / one_device_loss <= 1e-5
+
+
+@pytest.mark.parametrize("strategy, mpi", [("mwms", []), ("horovod", ["--mpi=pmix"])])
+def test_two_nodes_of_two_ranks(emulated_2x2, tmp_path, strategy, mpi, one_device_loss):
+    cluster = emulated_2x2
+    results = tmp_path / "results"
+    done = srun(cluster, ["-N2", "--ntasks-per-node", "2", "-c1", *mpi], tmp_path,
+                {**CONFIG, "strategy": strategy, "results": str(results)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = read_record(record_paths(results)[0])
+    check_four(record, [h for h in cluster.hostnames for _ in range(2)], one_device_loss)
+    assert record.ranks_per_node == 2
+    assert record.host["rank_local_ranks"] == [0, 1, 0, 1]
+    # both ranks of a node on its one core (Slurm CPUs 2 on 1 core: half a core each)
+    assert record.host["rank_cores"] == [[0], [0], [1], [1]]
+
+
+@pytest.mark.parametrize("strategy, mpi", [("mwms", []), ("horovod", ["--mpi=pmix"])])
+def test_four_nodes_of_half_a_core(emulated_4x1, tmp_path, strategy, mpi, one_device_loss):
+    cluster = emulated_4x1
+    results = tmp_path / "results"
+    done = srun(cluster, ["-N4", "-n4", "-c1", *mpi], tmp_path, {**CONFIG, "strategy": strategy, "results": str(results)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = read_record(record_paths(results)[0])
+    check_four(record, cluster.hostnames, one_device_loss)
+    assert record.ranks_per_node == 1 and record.host["rank_local_ranks"] == [0, 0, 0, 0]
+    assert record.host["rank_cores"] == [[0], [0], [1], [1]]
+    assert record.host["binding"]["cpu_share"] == 0.5
+
+
+def test_bench_comm_inside_and_between_nodes_at_two_by_two(emulated_2x2, tmp_path):
+    env = {**os.environ, **emulated_2x2.env}
+    done = subprocess.run(["srun", "-N2", "--ntasks-per-node", "2", "-c1", "--mpi=pmix", sys.executable, "-m", "bench",
+                           "comm", "--max-bytes", "1048576", "--iters", "5", "--results", str(tmp_path)],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = read_record(done.stdout.strip().splitlines()[-1])
+    assert record.world_size == 4 and record.config["hosts"] == [h for h in emulated_2x2.hostnames for _ in range(2)]
+    assert record.metrics["peak_busbw_GBps"] > 0
+
+
+def test_a_dead_node_among_four_ends_the_job_with_a_record_naming_it(emulated_4x1, tmp_path):
+    cluster = emulated_4x1
+    results = tmp_path / "results"
+    env = {**os.environ, **cluster.env,
+           RUN_CONFIG_ENV: json.dumps({**CONFIG, "strategy": "mwms", "steps_per_epoch": 100000, "results": str(results)})}
+    job = subprocess.Popen(["srun", "-N4", "-n4", "-c1", sys.executable, "-m", "bench", "run"], env=env, cwd=tmp_path,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not record_paths(results):
+            time.sleep(0.5)
+        time.sleep(10)
+        assert job.poll() is None, "the run ended before the fault"
+        started = time.monotonic()
+        cluster.kill_node(2)
+        job.wait(timeout=150)
+        ended_after = time.monotonic() - started
+    finally:
+        if job.poll() is None:
+            job.kill()
+        cluster.restart_node(2)
+    record = read_record(record_paths(results)[0])
+    assert record.status == "failed" and cluster.hostnames[2] in record.error, record.error
+    assert ended_after < 120
