@@ -65,6 +65,21 @@ def catch_stop_signals() -> dict[int, object]:
         return {}
 
 
+def keep_catching_stop_signals() -> list[str]:
+    """Catch the stop signals again where something replaced the handlers (Ray's in-process
+    head sets a SIGTERM handler that calls sys.exit and never restores the one before it):
+    the names of the signals taken back."""
+    taken = []
+    for signum in STOP_SIGNALS:
+        try:
+            if signal.getsignal(signum) is not _raise_terminated:
+                signal.signal(signum, _raise_terminated)
+                taken.append(signal.Signals(signum).name)
+        except ValueError:          # not the main thread
+            return taken
+    return taken
+
+
 def restore_signals(previous: dict[int, object]) -> None:
     for signum, handler in previous.items():
         signal.signal(signum, handler)

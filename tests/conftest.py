@@ -41,6 +41,25 @@ def _environment(tmp_path_factory):
     yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _stop_signals_unwind_the_session():
+    """SIGTERM or SIGHUP to the test session (CI's time limit, a user's kill) unwinds it like
+    Ctrl-C, so that every fixture's cluster is torn down (bench.procs.Terminated)."""
+    from bench import procs
+    previous = procs.catch_stop_signals()
+    yield
+    procs.restore_signals(previous)
+
+
+@pytest.fixture(autouse=True)
+def _stop_signals_stay_caught():
+    """A test may let a library replace the handlers (Ray's in-process head: SIGTERM calls
+    sys.exit, and nothing is torn down); after each test they are ours again."""
+    from bench import procs
+    yield
+    procs.keep_catching_stop_signals()
+
+
 HEAVY = ("tensorflow", "keras", "horovod", "ray")
 
 

@@ -175,3 +175,31 @@ def test_a_step_the_nodes_can_never_hold_fails_at_once_with_slurms_reason(emulat
     assert done.returncode != 0
     assert "Unable to allocate resources" in done.stderr, done.stderr
     assert time.monotonic() - started < 10
+
+
+def test_sigterm_to_a_test_session_tears_its_clusters_down_even_after_a_library_took_the_handler(tmp_path):
+    """Ray's in-process head replaces SIGTERM's handler with one that calls sys.exit (and
+    nothing is torn down); the session takes the handlers back after each test."""
+    before = machine()
+    (tmp_path / "test_inner.py").write_text(textwrap.dedent("""
+        import os, signal, time
+        def test_the_session_cluster_starts(emulated):
+            pass
+        def test_a_library_replaces_sigterm():
+            signal.signal(signal.SIGTERM, lambda *a: os._exit(1))
+        def test_then_sigterm_arrives(emulated):
+            open(os.environ["UP_MARKER"], "w").close()
+            time.sleep(300)
+    """))
+    tests = Path(__file__).resolve().parent
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "conftest", "-q", "-s", "-p", "no:cacheprovider",
+                             str(tmp_path / "test_inner.py")], cwd=tmp_path, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT,
+                            env={**os.environ, "PYTHONPATH": str(tests), "UP_MARKER": str(tmp_path / "up")})
+    OWNERS.append(proc)
+    wait_for(lambda: proc.poll() is not None or (tmp_path / "up").exists(), 120, "the session's cluster")
+    assert machine()["namespaces"] - before["namespaces"], "no cluster up"
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "Terminated: SIGTERM" in out, out[-2000:]
+    assert machine() == before
