@@ -277,7 +277,9 @@ def test_shards_of_every_batch_make_the_global_batch_and_no_shard_builds_another
     evaluation = [batches(Shard(i, count), False) for i in range(count)]
     rows = np.sort(np.concatenate([b for shard in evaluation for b in shard]))
     assert (rows == x).all()
-    assert {len(shard) for shard in evaluation} <= {8, 9}         # 103 = 8 x 12 + 7
+    assert {len(shard) for shard in evaluation} == {9}            # 103 = 8 x 12 + 7: as many steps on every shard
+    sparse = [batches(Shard(i, 12), False) for i in range(12)]    # 7 rows of the last batch over 12 shards
+    assert {len(shard) for shard in sparse} == {9} and sorted(len(shard[-1]) for shard in sparse) == [0] * 5 + [1] * 7
 
 
 @pytest.mark.stack

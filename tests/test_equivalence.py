@@ -68,3 +68,18 @@ def test_loss_after_k_steps_agrees_across_strategies(bench, tmp_path, workload, 
     for name, values in evaluations.items():
         assert values == pytest.approx(evaluations["default"], rel=TOLERANCE[precision], abs=1.01 / 1000), \
             (name, evaluations)
+
+
+def test_evaluation_agrees_when_a_worker_has_none_of_the_last_batch(bench, tmp_path):
+    """3 replicas at a global batch of 42: the validation set's last batch has 2 rows, so one
+    worker's share is empty. Every worker still runs as many evaluation steps (its last batch
+    empty): under mwms an uneven count failed the workers' collectives."""
+    metrics = {}
+    for name, strategy in {"default": ["-s", "default"], "mwms": ["-s", "mwms", "--local-workers", "3"]}.items():
+        results = tmp_path / name
+        done = bench("run", "-w", "mlp", *strategy, "--epochs", "1", "--steps-per-epoch", "4", "--seed", "3", "-q",
+                     "--results", str(results), "--data", "generated", "--batch-size", "42", "--set", "n_neurons=32")
+        assert done.returncode == 0, (name, done.stderr[-2000:])
+        record = read_record(next(results.rglob("record.json")))
+        metrics[name] = [record.history["val_loss"][0], record.metrics["test_loss"], record.history["val_accuracy"][0]]
+    assert metrics["mwms"] == pytest.approx(metrics["default"], rel=1e-5)

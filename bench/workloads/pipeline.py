@@ -24,7 +24,8 @@ def from_arrays(arrays: Any, global_batch: int, seed: int, training: bool,
     that many samples), cut into full global batches (the remainder dropped), and each shard
     gathers only its own rows of each batch. Evaluation: the samples in order, in global
     batches whose last one may be partial (its rows split as evenly as the shards allow; a
-    shard with none of them has one batch fewer).
+    shard with none of them gets it empty, as tf.distribute pads a replica without data, so
+    that every worker runs as many evaluation steps and collectives as the others).
 
     Every shard therefore reads the same global order, and the shards of one step together
     hold exactly the global batch one device would; no shard builds the global batch. (Before,
@@ -76,7 +77,7 @@ def _evaluation_rows(size: int, global_batch: int, shard: Shard) -> tf.data.Data
     start, stop = shard.bounds(global_batch)
     rows = tf.data.Dataset.from_tensor_slices(np.arange(full * global_batch).reshape(full, global_batch)[:, start:stop])
     first, last = shard.bounds(size - full * global_batch)
-    if last > first:
+    if size > full * global_batch:      # every shard gets the partial batch, empty if it has none of its
         rows = rows.concatenate(tf.data.Dataset.from_tensors(np.arange(full * global_batch + first,
                                                                        full * global_batch + last)))
     return rows
