@@ -514,7 +514,11 @@ def _clean_clusters(directory: str | None) -> int:
     from bench import emucluster
     if directory is not None:
         state = Path(directory) / emucluster.OWNER_FILE
-        if state.exists() and emucluster.owner_alive(json.loads(state.read_text() or "{}")):
+        try:
+            owner = json.loads(state.read_text()) if state.exists() else {}
+        except ValueError:
+            raise UsageError(f"{state}: not a cluster's owner file (malformed JSON); remove it by hand") from None
+        if emucluster.owner_alive(owner):
             print(f"bench cluster clean: the cluster in {directory} is running (its owner is alive); "
                   f"stop it with Ctrl-C or SIGTERM to its owner", file=sys.stderr)
             return 1

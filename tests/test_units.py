@@ -144,3 +144,11 @@ def test_shards_partition_every_batch_in_order(count, rows):
     assert bounds[0][0] == 0 and bounds[-1][1] == rows
     assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
     assert max(b - a for a, b in bounds) - min(b - a for a, b in bounds) <= 1
+
+
+def test_cluster_clean_of_a_malformed_owner_file_is_one_usage_error(tmp_path, capsys):
+    from bench.cli import main
+    (tmp_path / "owner.json").write_text("{not json")
+    assert main(["cluster", "clean", "--dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip().endswith("not a cluster's owner file (malformed JSON); remove it by hand")
+    assert (tmp_path / "owner.json").exists()
