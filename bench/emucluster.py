@@ -303,10 +303,12 @@ class EmulatedCluster:
         share = []
         if self.cores_per_node < 1:         # the node's daemons and every task in it: its share
             name = f"{self.tag}n{n}"
-            if not any(name in path for path in self.cgroups):
-                self.cgroups += cgroups.create(name, self.node_cores[index], self.cores_per_node)
+            mine = [path for path in self.cgroups if Path(path).name == name]    # kept on a restart
+            if not mine:
+                mine = cgroups.create(name, self.node_cores[index], self.cores_per_node)
+                self.cgroups += mine
                 self._write_owner()
-            share = [f"echo $$ > {path}/cgroup.procs" for path in self.cgroups if Path(path).name == name]
+            share = [f"echo $$ > {path}/cgroup.procs" for path in mine]
         script = " && ".join([
             *share,
             f"hostname {host}",
@@ -538,15 +540,16 @@ def leftovers(root: str | Path | None = None) -> list[dict]:
     """What clusters whose owner is no longer alive left: one entry per cluster with what of
     it still exists ("processes", "namespaces", "links", "cgroups"). With `root`, that cluster's
     directory only; else every registered cluster and every prefixed name no live cluster claims."""
-    if root is not None:
+    registered = _registered()
+    if root is None:
+        states = registered
+    else:
         path = Path(root) / OWNER_FILE
         try:
             states = [json.loads(path.read_text())] if path.exists() else []
         except ValueError:
             raise UsageError(f"{path}: not a cluster's owner file (malformed JSON)")
-    else:
-        states = _registered()
-    live = {s.get("tag") for s in _registered() if owner_alive(s)}
+    live = {s.get("tag") for s in registered if owner_alive(s)}
     found = []
     for state in states:
         if owner_alive(state):
