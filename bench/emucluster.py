@@ -29,6 +29,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -39,10 +40,31 @@ from bench.procs import free_ports
 DAEMONS = ("munged", "slurmctld", "slurmd")
 TOOLS = ("ip", "tc", "nsenter", "unshare", "taskset", "sinfo", "srun", "sbatch")
 PREFIX = "dbemu"                          # every namespace, link and cgroup a cluster makes
-NAME_RE = re.compile(rf"^{PREFIX}(\d+)[bnv]\d*$")
+NAME_RE = re.compile(rf"^{PREFIX}(\d+)(?:[bnv]\d*|t\d+)$")     # bridge, node, veth, task
 REGISTRY = Path(os.environ.get("DISTBENCH_EMU_REGISTRY", "/run/distbench/emucluster"))
 OWNER_FILE = "owner.json"
 DAEMON_COMMANDS = {"munged", "slurmctld", "slurmscriptd", "slurmd"}
+
+
+# The nodes' TaskProlog and TaskEpilog (run by slurmstepd in the node, as root here): a task's
+# cgroup of its CPUs' share on its node's cores, joined before the task execs (its threads and
+# children inherit it); before and after every task, the cgroups of the cluster's ended tasks removed.
+TASK_SHARE = '''import os, sys
+sys.path.insert(0, "{root}")
+from bench import cgroups
+TAG, SHARE, CORES, PROLOG = "{tag}", {share!r}, {cores!r}, {prolog!r}
+for path in [p for pattern in ("*/" + TAG + "t*", TAG + "t*") for p in cgroups.ROOT.glob(pattern)]:
+    try:             # its task gone (a cgroup just made for a starting task is not yet joined)
+        if not os.path.exists("/proc/" + path.name[len(TAG) + 1:]) and not (path / "cgroup.procs").read_text().split():
+            path.rmdir()
+    except OSError:
+        pass
+pid = os.environ.get("SLURM_TASK_PID")
+if PROLOG and pid:
+    host = os.environ.get("SLURMD_NODENAME") or os.uname().nodename
+    cpus = int(os.environ.get("SLURM_CPUS_PER_TASK") or 1)
+    cgroups.join(cgroups.create(TAG + "t" + pid, CORES[host], SHARE * cpus), pid)
+'''
 
 
 def _sbin(name: str) -> str:
@@ -83,7 +105,10 @@ class EmulatedCluster:
         """`cores_per_node` may be a share of a core (0.5: two nodes per core, each held to
         half of its time by a cgroup's CPU quota). `slots_per_node`: the CPUs each node
         declares to Slurm (default: its whole cores, at least 1); 2 on a 1-core node runs two
-        ranks of half a core each, as FinisTerrae III's nodes run two ranks (one per GPU)."""
+        ranks of half a core each, as FinisTerrae III's nodes run two ranks (one per GPU).
+        A slot smaller than a core is a share every task holds whatever else runs on its node
+        (a cgroup per task, made by the nodes' TaskProlog), so that one rank alone on a node
+        runs as fast as each of two: the unit of a weak-scaling study stays the same."""
         if not 1 <= nodes <= 8:
             raise UsageError(f"--nodes {nodes}: 1 to 8 nodes")
         self.node_cores = cgroups.fit(nodes, cores_per_node, sorted(os.sched_getaffinity(0)))
@@ -94,6 +119,7 @@ class EmulatedCluster:
         if slots_per_node is not None and slots_per_node < 1:
             raise UsageError(f"--slots-per-node {slots_per_node}: must be >= 1")
         self.slots_per_node = slots_per_node or max(1, int(cores_per_node))
+        self.slot_share = cores_per_node / self.slots_per_node
         self.name = name
         self.tag = f"{PREFIX}{_free_tag()}"
         # per cluster, so that two clusters on one machine (a test run beside a demo, two
@@ -173,7 +199,7 @@ class EmulatedCluster:
         _end(_pids_with_conf(self.conf), grace_s=0)       # daemons that forked away
         self._node_daemons.clear()
         self._daemons.clear()
-        removed.update(_remove_resources(self.netns, [*self.veths, self.bridge], self.cgroups))
+        removed.update(_remove_resources(self.netns, [*self.veths, self.bridge], self.task_cgroups() + self.cgroups))
         self._forget_owner()
         return removed
 
@@ -277,9 +303,31 @@ class EmulatedCluster:
             *(f"NodeName={h} NodeAddr={a} CPUs={self.slots_per_node} State=UNKNOWN"
               for h, a in zip(self.hostnames, self.addresses)),
             f"PartitionName=emu Nodes={nodes} Default=YES MaxTime=INFINITE State=UP",
+            *self._task_share_lines(),
         ]
         self.conf.write_text("\n".join(lines) + "\n")
         (self.root / "mpi.conf").write_text(f"PMIxCliTmpDirBase={self.root / 'nodetmp'}\n")
+
+    def _task_share_lines(self) -> list[str]:
+        """Where a slot is less than a core and a node holds several: each task's cgroup of its
+        CPUs' share, made before it starts (TaskProlog, given the task's pid) and removed after
+        (TaskEpilog: every such cgroup of this cluster left empty)."""
+        if self.slot_share >= 1 or self.slots_per_node == 1:
+            return []
+        cores = {host: cores for host, cores in zip(self.hostnames, self.node_cores)}
+        lines = []
+        for when, prolog in (("Prolog", True), ("Epilog", False)):
+            script = self.root / f"task_{when.lower()}.py"
+            script.write_text(f"#!{sys.executable}\n" + TASK_SHARE.format(
+                tag=self.tag, share=self.slot_share, cores=cores, prolog=prolog,
+                root=Path(__file__).resolve().parent.parent))
+            script.chmod(0o755)
+            lines.append(f"Task{when}={script}")
+        return lines
+
+    def task_cgroups(self) -> list[str]:
+        """The cgroups of this cluster's tasks that exist now."""
+        return [path for path in _cgroup_dirs() if Path(path).name.startswith(f"{self.tag}t")]
 
     @property
     def _socket(self) -> Path:

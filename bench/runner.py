@@ -242,9 +242,8 @@ def _datasets(state: _Run):
 def _maker(state: _Run, split: str, training: bool, repeat: bool = False):
     """make(shard): the workload's pipeline of `split`, that shard's rows only."""
     def make(shard):
-        dataset = state.workload.dataset(state.data, split, state.global_batch, state.hp, state.cfg.seed,
-                                         training=training, shard=shard)
-        return dataset.repeat() if repeat else dataset
+        return state.workload.dataset(state.data, split, state.global_batch, state.hp, state.cfg.seed,
+                                      training=training, shard=shard, repeat=repeat)
     return make
 
 

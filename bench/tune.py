@@ -297,9 +297,10 @@ def _trial(config: dict, study: dict, data=None) -> None:
             restored = json.loads((directory / "meta.json").read_text())
             _load_state(model, directory / "model.keras", hp)
             start = restored["iteration"]
-    train = workload.dataset(data, "train", batch, hp, cfg.seed + index, training=True)
+    train = workload.dataset(data, "train", batch, hp, cfg.seed + index, training=True,
+                             repeat=bool(cfg.steps_per_iteration))
     if cfg.steps_per_iteration:
-        train = train.repeat().take(cfg.steps_per_iteration)
+        train = train.take(cfg.steps_per_iteration)
     val = (workload.dataset(data, "val", batch, hp, cfg.seed, training=False)
            if "val" in data.splits else None)
     from bench.callbacks import StepTimer

@@ -36,6 +36,23 @@ def samples_per_s(config: dict, what: str, launch: list[str] = (), env: dict | N
     return run_record(config, what, launch, env)["throughput"]["samples_per_s"]
 
 
+def at_once(config: dict, hosts: list[str], env: dict, cpus: int = 1) -> list[float]:
+    """Independent 1-replica runs of `config` started together on an emulated cluster, one on
+    each of `hosts` (a host may come twice: two tasks on one node), each with `cpus` Slurm CPUs:
+    each one's samples/s. With one host, the run alone."""
+    runs = [subprocess.Popen(["srun", "-N1", "-n1", f"-c{cpus}", "-w", host, sys.executable, "-m", "bench", "run"],
+                             env={**os.environ, **env, "DISTBENCH_RUN_CONFIG": json.dumps(config)},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for host in hosts]
+    rates = []
+    for run in runs:
+        out, err = run.communicate()
+        if run.returncode != 0:
+            raise SystemExit(f"{len(hosts)} runs at once: {err.strip().splitlines()[-3:]}")
+        rates.append(json.loads(Path(out.strip().splitlines()[-1]).read_text())["throughput"]["samples_per_s"])
+    return rates
+
+
 def until_stopped(main: Callable[[], int]) -> int:
     """`main()`'s exit code; stopped by SIGINT, SIGTERM or SIGHUP while an emulated cluster was
     up (which removed itself as the signal unwound), one line and 128 + the signal."""

@@ -74,7 +74,8 @@ def main() -> int:
     for round_ in range(args.rounds):
         for count in (counts if round_ % 2 == 0 else counts[::-1]):
             global_batch = args.per_replica * count
-            mine = workload.dataset(data, "train", global_batch, hp, 1, training=True, shard=Shard(0, count))
+            mine = workload.dataset(data, "train", global_batch, hp, 1, training=True, shard=Shard(0, count),
+                                    repeat=True)
             took, grew = measure(mine, args.batches)
             ms[count].append(took)
             mib[count].append(grew)

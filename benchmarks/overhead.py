@@ -54,7 +54,7 @@ def bare_epoch_times(cfg: RunConfig) -> list[float]:
     batch = cfg.batch_size or workload.default_batch_size
     model = workload.build(data, hp, batch)
     gradients.prepare_apply(model.optimizer, dense=not cfg.sparse_gradients)
-    train = workload.dataset(data, "train", batch, hp, cfg.seed, training=True).repeat()
+    train = workload.dataset(data, "train", batch, hp, cfg.seed, training=True, repeat=True)
     clock = EpochClock()        # one iterator across epochs, as bench keeps it (a new one per epoch refills buffers)
     model.fit(train, epochs=cfg.epochs, steps_per_epoch=cfg.steps_per_epoch, callbacks=[clock, *workload.callbacks(hp)],
               verbose=0, shuffle=False)

@@ -225,13 +225,16 @@ def test_memnn_story_layouts_have_the_shapes_of_qa1(settings, story_shape):
 
 
 @pytest.mark.stack
-def test_shuffled_pipeline_is_a_seeded_permutation_each_epoch_with_pairs_kept():
-    """The gathered-batch path of `from_arrays`: what `shuffle(size)` + `batch(drop_remainder)` gave."""
+@pytest.mark.parametrize("stream", [False, True], ids=["pass-repeated", "one-stream"])
+def test_shuffled_pipeline_is_a_seeded_permutation_each_epoch_with_pairs_kept(stream):
+    """The gathered-batch path of `from_arrays`: what `shuffle(size)` + `batch(drop_remainder)`
+    gave, whether a pass is iterated again or the passes follow in one stream (`repeat`)."""
     from bench.workloads import pipeline
     x = np.arange(100, dtype=np.int32)
 
     def first_columns(seed, batches, batch=10):
-        batches_of = iter(pipeline.from_arrays((x, 2 * x), batch, seed, training=True).repeat())
+        ds = pipeline.from_arrays((x, 2 * x), batch, seed, training=True, repeat=stream)
+        batches_of = iter(ds if stream else ds.repeat())
         out = []
         for _ in range(batches):
             xs, ys = next(batches_of)
@@ -240,8 +243,10 @@ def test_shuffled_pipeline_is_a_seeded_permutation_each_epoch_with_pairs_kept():
         return np.concatenate(out)
 
     two_epochs = first_columns(7, 20)
-    assert sorted(two_epochs[:100]) == sorted(two_epochs[100:]) == list(range(100))
-    assert (two_epochs[:100] != two_epochs[100:]).any()
+    three_epochs = first_columns(7, 30)
+    assert (three_epochs[:200] == two_epochs).all()
+    assert sorted(three_epochs[:100]) == sorted(three_epochs[100:200]) == sorted(three_epochs[200:]) == list(range(100))
+    assert (three_epochs[:100] != three_epochs[100:200]).any() and (three_epochs[100:200] != three_epochs[200:]).any()
     assert (first_columns(7, 20) == two_epochs).all() and (first_columns(8, 20) != two_epochs).any()
     one_pass = pipeline.from_arrays((x, x), 30, 7, training=True)
     assert [int(xs.shape[0]) for xs, _ in one_pass] == [30, 30, 30]
@@ -258,9 +263,10 @@ def test_shards_of_every_batch_make_the_global_batch_and_no_shard_builds_another
     batch = 12
 
     def batches(shard, training, steps=None):
-        ds = pipeline.from_arrays((x, 2 * x), batch, 5, training=training, shuffle_buffer=40, shard=shard)
+        ds = pipeline.from_arrays((x, 2 * x), batch, 5, training=training, shuffle_buffer=40, shard=shard,
+                                  repeat=bool(steps))
         out = []
-        for xs, ys in (ds.repeat().take(steps) if steps else ds):
+        for xs, ys in (ds.take(steps) if steps else ds):
             assert (ys.numpy() == 2 * xs.numpy()).all()
             out.append(xs.numpy())
         return out
@@ -297,10 +303,13 @@ def test_a_stateful_shard_keeps_its_own_contiguous_streams():
 @pytest.mark.stack
 def test_a_training_pass_states_its_length():
     """Keras counts evaluate()'s and fit()'s steps from it (unknown, it averaged 3 batches as 4)."""
+    import tensorflow as tf
     from bench.sharding import Shard
     from bench.workloads import pipeline
     x = np.arange(103, dtype=np.int32)
     for shard in (Shard(), Shard(1, 3)):
         ds = pipeline.from_arrays((x, x), 12, 5, training=True, shard=shard)
         assert int(ds.cardinality()) == 8 and int(ds.take(3).cardinality()) == 3
+        stream = pipeline.from_arrays((x, x), 12, 5, training=True, shard=shard, repeat=True)
+        assert int(stream.cardinality()) == tf.data.INFINITE_CARDINALITY
         assert int(pipeline.from_arrays((x, x), 12, 5, training=False, shard=shard).cardinality()) == 9

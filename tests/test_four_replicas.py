@@ -2,7 +2,8 @@
 (two ranks sharing a node, as its 2-GPU nodes run) and 4 nodes x 1 (half a core each). Each
 run trains the same computation as one device (loss after 8 steps), and its record names every
 rank's host, local rank and cores, read back from the processes; a dead node among 4 ends the
-job with a record naming it."""
+job with a record naming it. At 2 x 2: bench comm, a Ray study with 2 trials on each node, and
+a generated study at 1, 2 and 4 replicas submitted, collected and reported."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pytest
 from bench.config import RUN_CONFIG_ENV
 from bench.record import read_record
 from conftest import record_paths
+
 
 pytestmark = pytest.mark.stack
 
@@ -58,8 +60,10 @@ def test_two_nodes_of_two_ranks(emulated_2x2, tmp_path, strategy, mpi, one_devic
     check_four(record, [h for h in cluster.hostnames for _ in range(2)], one_device_loss)
     assert record.ranks_per_node == 2
     assert record.host["rank_local_ranks"] == [0, 1, 0, 1]
-    # both ranks of a node on its one core (Slurm CPUs 2 on 1 core: half a core each)
+    # both ranks of a node on its one core (Slurm CPUs 2 on 1 core: half a core each, each its own share)
     assert record.host["rank_cores"] == [[0], [0], [1], [1]]
+    assert record.host["binding"]["cpu_share"] == 0.5
+    assert cluster.task_cgroups() == []                   # each task's share removed after it
 
 
 @pytest.mark.parametrize("strategy, mpi", [("mwms", []), ("horovod", ["--mpi=pmix"])])
@@ -110,3 +114,69 @@ def test_a_dead_node_among_four_ends_the_job_with_a_record_naming_it(emulated_4x
     record = read_record(record_paths(results)[0])
     assert record.status == "failed" and cluster.hostnames[2] in record.error, record.error
     assert ended_after < 120
+
+
+def test_ray_study_with_two_trials_on_each_node(emulated_2x2, tmp_path):
+    """bench tune --ray slurm in a batch job of 2 nodes x 2 CPUs: one Ray node per Slurm node
+    (the head on the first, the workers' srun step on the second), 4 trials at once, 2 on each."""
+    results = tmp_path / "results"
+    study = (f"{sys.executable} -m bench tune search mlp --ray slurm --samples 4 --iterations 2 "
+             f"--steps-per-iteration 5 --data generated --set n_neurons=16 --no-retrain --results {results}")
+    done = subprocess.run(["sbatch", "--wait", "--nodes=2", "--ntasks-per-node=1", "--cpus-per-task=2",
+                           "-o", str(tmp_path / "job.out"), "--wrap", study],
+                          capture_output=True, text=True, env={**os.environ, **emulated_2x2.env}, cwd=tmp_path,
+                          timeout=600)
+    output = (tmp_path / "job.out").read_text()
+    assert done.returncode == 0, output[-3000:]
+    records = [read_record(p) for p in record_paths(results)]
+    [study_record] = [r for r in records if r.kind == "study"]
+    assert study_record.status == "ok" and study_record.extra["ray"]["nodes"] == 2
+    trials_on = {}
+    for log in (results / study_record.run_id / "trials").glob("*.jsonl"):
+        for host in {json.loads(line)["host"] for line in log.read_text().splitlines()}:
+            trials_on[host] = trials_on.get(host, 0) + 1
+    assert trials_on == {host: 2 for host in emulated_2x2.hostnames}
+
+
+STUDY = """
+[study]
+name = "ft3shape"
+profile = "emulated-ft3"
+results = "results"
+steps_per_epoch = 8
+time_limit = "00:10:00"
+scaling = "weak"
+batch_size = 32
+
+[matrix]
+strategies = ["mwms", "horovod"]
+gpus = [1, 2, 4]
+
+[[workloads]]
+name = "mlp"
+data = "generated"
+set = { n_neurons = 16 }
+"""
+
+
+def test_a_generated_study_at_one_two_and_four_replicas_is_submitted_collected_and_reported(
+        emulated_2x2, bench, tmp_path):
+    """FinisTerrae III's shape (profile emulated-ft3: 2 replicas a node): 1 replica, 2 on one
+    node, 4 on two; every replica half a core, alone on its node or not."""
+    (tmp_path / "study.toml").write_text(STUDY)
+    env = {**emulated_2x2.env, "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
+    jobs = str(tmp_path / "jobs")
+    assert bench("jobs", "write", str(tmp_path / "study.toml"), "-o", jobs, env=env).returncode == 0
+    done = bench("jobs", "submit", jobs, env=env)
+    assert "submitted 6 jobs (0 already submitted)" in done.stdout, done.stderr
+    waited = bench("jobs", "wait", jobs, "--timeout", "500", "--poll", "2", env=env)
+    assert waited.returncode == 0, waited.stdout + waited.stderr
+    collected = bench("jobs", "collect", jobs, "--results", str(tmp_path / "results"), env=env)
+    assert collected.returncode == 0 and collected.stdout.count("ok ") == 6, collected.stdout
+    records = [read_record(p) for p in record_paths(tmp_path / "results")]
+    hosts = {r.num_replicas: r.host["rank_hosts"] for r in records}
+    assert sorted(r.num_replicas for r in records) == [1, 1, 2, 2, 4, 4]
+    assert len(set(hosts[2])) == 1 and hosts[4] == [h for h in emulated_2x2.hostnames for _ in range(2)]
+    assert {r.host["binding"]["cpu_share"] for r in records} == {0.5}
+    report = (tmp_path / "results" / "report" / "report.md").read_text()    # the study's report job, after all
+    assert "| mlp" in report and "4 replicas" in report

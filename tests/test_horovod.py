@@ -22,8 +22,9 @@ def test_horovod_build_has_tensorflow_gloo_and_mpi():
     assert {"[X] TensorFlow", "[X] Gloo", "[X] MPI"} <= lines, done.stdout
 
 
-@pytest.mark.parametrize("launcher", ["gloo", "mpi"])
-@pytest.mark.parametrize("workload", list(SMALL))
+# both launchers; every workload under Horovod at 2 and 4 ranks is also in test_equivalence.py
+@pytest.mark.parametrize("workload, launcher", [("mlp", "gloo"), ("mlp", "mpi"), ("charrnn-lstm", "gloo"),
+                                                ("memnn", "mpi")])
 def test_horovod_with_two_local_processes(bench, tmp_path, workload, launcher):
     results = tmp_path / "results"
     done = bench("run", "-w", workload, "-s", "horovod", "--local-workers", "2", "--launcher", launcher,

@@ -1,7 +1,8 @@
 """The multi-node paths on an emulated 2-node Slurm cluster (bench.emucluster): each node its
 own network, hostname, munged and slurmd on its own core. MultiWorkerMirroredStrategy through
-SlurmClusterResolver, Horovod through srun --mpi=pmix, bench comm between the nodes, a Ray
-study whose workers join through the srun worker step."""
+SlurmClusterResolver, Horovod through srun --mpi=pmix, bench comm between the nodes, a dead
+node or cut link. (A Ray study across nodes and a generated study: tests/test_four_replicas.py,
+at 2 nodes x 2.)"""
 
 import json
 import os
@@ -54,27 +55,6 @@ def test_bench_comm_between_nodes(emulated, tmp_path, strategy):
     assert record.metrics["peak_busbw_GBps"] > 0 and len(record.metrics["allreduce"]) == 11
 
 
-def test_ray_study_with_a_worker_on_the_other_node(emulated, tmp_path):
-    """bench tune --ray slurm in a 2-node batch job: the head on the first node, the workers'
-    srun step on the second, one trial on each."""
-    results = tmp_path / "results"
-    study = (f"{sys.executable} -m bench tune search mlp --ray slurm --samples 2 --iterations 2 "
-             f"--steps-per-iteration 5 --data generated --set n_neurons=16 --no-retrain --results {results}")
-    done = subprocess.run(["sbatch", "--wait", "--nodes=2", "--ntasks-per-node=1", "--cpus-per-task=1",
-                           "-o", str(tmp_path / "job.out"), "--wrap", study],
-                          capture_output=True, text=True, env={**os.environ, **emulated.env}, cwd=tmp_path,
-                          timeout=600)
-    output = (tmp_path / "job.out").read_text()
-    assert done.returncode == 0, output[-3000:]
-    records = [read_record(p) for p in record_paths(results)]
-    [study_record] = [r for r in records if r.kind == "study"]
-    assert study_record.status == "ok" and study_record.extra["ray"]["nodes"] == 2
-    hosts = set()
-    for log in (results / study_record.run_id / "trials").glob("*.jsonl"):
-        hosts |= {json.loads(line)["host"] for line in log.read_text().splitlines()}
-    assert hosts == set(emulated.hostnames)
-
-
 @pytest.mark.parametrize("strategy, fault", [("mwms", "kill"), ("horovod", "link")])
 def test_a_dead_node_or_cut_link_ends_the_job_with_a_record_naming_the_node(emulated, tmp_path, strategy, fault):
     """Node 2 dies (its slurmd and tasks killed) or its link goes down mid-run: the job ends
@@ -107,45 +87,6 @@ def test_a_dead_node_or_cut_link_ends_the_job_with_a_record_naming_the_node(emul
     record = read_record(path)
     assert record.status == "failed" and emulated.hostnames[1] in record.error, record.error
     assert ended_after < 90
-
-
-STUDY = """
-[study]
-name = "emu"
-profile = "emulated"
-results = "results"
-steps_per_epoch = 8
-time_limit = "00:10:00"
-scaling = "weak"
-batch_size = 32
-
-[matrix]
-strategies = ["mwms", "horovod"]
-gpus = [1, 2]
-
-[[workloads]]
-name = "mlp"
-data = "generated"
-set = { n_neurons = 16 }
-"""
-
-
-def test_a_generated_study_is_submitted_watched_collected_and_reported(emulated, bench, tmp_path):
-    (tmp_path / "study.toml").write_text(STUDY)
-    env = {**emulated.env, "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
-    jobs = str(tmp_path / "jobs")
-    assert bench("jobs", "write", str(tmp_path / "study.toml"), "-o", jobs, env=env).returncode == 0
-    done = bench("jobs", "submit", jobs, env=env)
-    assert "submitted 4 jobs (0 already submitted)" in done.stdout, done.stderr
-    waited = bench("jobs", "wait", jobs, "--timeout", "400", "--poll", "2", env=env)
-    assert waited.returncode == 0, waited.stdout + waited.stderr
-    collected = bench("jobs", "collect", jobs, "--results", str(tmp_path / "results"), env=env)
-    assert collected.returncode == 0 and collected.stdout.count("ok ") == 4, collected.stdout
-    records = [read_record(p) for p in record_paths(tmp_path / "results")]
-    two_nodes = [r for r in records if r.num_replicas == 2]
-    assert len(two_nodes) == 2 and all(r.host["rank_hosts"] == emulated.hostnames for r in two_nodes)
-    report = tmp_path / "results" / "report" / "report.md"      # the study's report job, after all
-    assert report.is_file() and "| mlp" in report.read_text()
 
 
 def test_bench_comm_on_a_shaped_link_stays_within_its_rate_and_names_the_algorithm(emulated, tmp_path):

@@ -28,9 +28,11 @@ def run(bench, tmp_path, workload, strategy, precision, *extra):
     return read_record(done.stdout.strip().splitlines()[-1])
 
 
+# the other workloads run mixed_bfloat16 under every strategy in test_equivalence.py (numerics
+# checked there too)
 @pytest.mark.parametrize("strategy", list(STRATEGIES))
-@pytest.mark.parametrize("workload", list(SMALL))
-def test_mixed_bfloat16_runs_every_workload_under_every_strategy(bench, tmp_path, workload, strategy):
+@pytest.mark.parametrize("workload", ["charrnn-lstm"])
+def test_mixed_bfloat16_runs_the_stateful_charrnn_under_every_strategy(bench, tmp_path, workload, strategy):
     record = run(bench, tmp_path, workload, strategy, "mixed_bfloat16")
     numerics = record.extra["numerics"]
     assert record.status == "ok" and record.config["precision"] == "mixed_bfloat16"

@@ -40,10 +40,10 @@ class Workload:
         raise NotImplementedError
 
     def dataset(self, data: Data, split: str, global_batch: int, hp: dict[str, Any],
-                seed: int, training: bool, shard: Shard = WHOLE):
+                seed: int, training: bool, shard: Shard = WHOLE, repeat: bool = False):
         """A tf.data pipeline of `shard`'s rows of every global batch of `split` (the whole
-        batch by default), built without the other shards' rows; synthetic data repeats one
-        in-memory batch."""
+        batch by default), built without the other shards' rows: one pass, or with `repeat`
+        pass after pass in one stream (training); synthetic data repeats one in-memory batch."""
         raise NotImplementedError
 
     def build(self, data: Data, hp: dict[str, Any], per_replica_batch: int,

@@ -104,7 +104,7 @@ class CharRNNGRU(_CharRNN):
     name = "charrnn-gru"
     description = "char-RNN, GRU 1024 with embedding 256 (TensorFlow text-generation tutorial)"
 
-    def dataset(self, data, split, global_batch, hp, seed, training, shard=WHOLE):
+    def dataset(self, data, split, global_batch, hp, seed, training, shard=WHOLE, repeat=False):
         if data.source == "synthetic":
             return self._synthetic(data, global_batch, hp, seed, shard)
         seq = hp["seq_length"]
@@ -112,7 +112,7 @@ class CharRNNGRU(_CharRNN):
         n = len(ids) // (seq + 1)
         chunks = ids[: n * (seq + 1)].reshape(n, seq + 1)
         return pipeline.from_arrays((chunks[:, :-1], chunks[:, 1:]), global_batch, seed, training,
-                                    shuffle_buffer=hp["shuffle_buffer"], shard=shard)
+                                    shuffle_buffer=hp["shuffle_buffer"], shard=shard, repeat=repeat)
 
     def _rnn_layers(self, hp):
         return [keras.layers.GRU(hp["rnn_units"], return_sequences=True, name="gru")]
@@ -129,11 +129,12 @@ class CharRNNLSTM(_CharRNN):
     def steps_per_epoch(self, data, global_batch):
         return max(1, (data.info["chars"] // global_batch - 1) // 100)
 
-    def dataset(self, data, split, global_batch, hp, seed, training, shard=WHOLE):
+    def dataset(self, data, split, global_batch, hp, seed, training, shard=WHOLE, repeat=False):
         if data.source == "synthetic":
             return self._synthetic(data, global_batch, hp, seed, shard)
         x, y = contiguous_batches(data.splits["train"], global_batch, hp["seq_length"], shard)
-        return tf.data.Dataset.from_tensor_slices((x, y)).cache().prefetch(pipeline.AUTOTUNE)
+        batches = tf.data.Dataset.from_tensor_slices((x, y))
+        return (batches.repeat() if repeat else batches).prefetch(pipeline.AUTOTUNE)
 
     def _input(self, per_replica_batch):
         return keras.Input(batch_shape=(per_replica_batch, None), dtype="int32", name="ids")

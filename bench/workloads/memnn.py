@@ -163,7 +163,7 @@ class MemNN(Workload):
         info = {"train_samples": len(parts["train"]), "vocab_size": len(words) + 1, **shapes}
         return Data(source, str(location), splits, info)
 
-    def dataset(self, data, split, global_batch, hp, seed, training, shard=WHOLE):
+    def dataset(self, data, split, global_batch, hp, seed, training, shard=WHOLE, repeat=False):
         info = data.info
         if data.source == "synthetic":
             story_shape = _story_shape(info, hp)
@@ -174,7 +174,7 @@ class MemNN(Workload):
                          rng.uniform((rows, info["query_len"]), 1, vocab, dtype=tf.int32)),
                         rng.uniform((rows,), 1, vocab, dtype=tf.int32))
             return pipeline.synthetic(make, global_batch, seed, shard)
-        return pipeline.from_arrays(data.splits[split], global_batch, seed, training, shard=shard)
+        return pipeline.from_arrays(data.splits[split], global_batch, seed, training, shard=shard, repeat=repeat)
 
     def callbacks(self, hp):
         if not hp["reduce_lr_patience"]:

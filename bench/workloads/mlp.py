@@ -54,12 +54,13 @@ class MLP(Workload):
         }
         return Data(source, location, splits, {"train_samples": len(x) - VALIDATION, "classes": 10})
 
-    def dataset(self, data, split, global_batch, hp, seed, training, shard=WHOLE):
+    def dataset(self, data, split, global_batch, hp, seed, training, shard=WHOLE, repeat=False):
         if data.source == "synthetic":
             def make(rng, rows):
                 return (rng.uniform((rows, *SHAPE)), rng.uniform((rows,), 0, 10, dtype=tf.int32))
             return pipeline.synthetic(make, global_batch, seed, shard)
-        return pipeline.from_arrays(data.splits[split], global_batch, seed, training, batch_map=_scale, shard=shard)
+        return pipeline.from_arrays(data.splits[split], global_batch, seed, training, batch_map=_scale, shard=shard,
+                                    repeat=repeat)
 
     def build(self, data, hp, per_replica_batch, jit_compile=False):
         layers = [keras.Input(SHAPE), keras.layers.Flatten()]

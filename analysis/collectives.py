@@ -1,0 +1,88 @@
+"""The time of one allreduce of S bytes over N nodes of g ranks each (P = N x g), as each
+backend runs it: the alpha-beta model per level (Hockney: a message of m bytes over a link
+costs alpha + m / B), with B the link's bus bandwidth (nccl-tests' busbw, which `bench comm`
+measures: a ring over ranks on that link takes 2(n-1)/n x S / B).
+
+- `ring`: one flat ring over all P ranks (TensorFlow's RingReducer, MultiWorkerMirrored's
+  CPU collective; Open MPI's ring for large messages; NCCL's ring). Its 2(P-1) steps each move
+  S/P bytes over every edge at once, so with more than one node every step waits for an
+  inter-node edge: 2(P-1) (alpha_b + S / (P B_b)). Ranks ordered by node (as Slurm and
+  NCCL order them), one edge enters and one leaves each node: its link is not shared.
+- `tree`: NCCL's double binary tree between nodes (NCCL 2.4+, "Massively Scale Your Deep
+  Learning Training with NCCL 2.4", NVIDIA 2019): a chain inside each node, reduce up and
+  broadcast down trees of depth ceil(log2 N) between them, pipelined, so latency grows with
+  log2 N and every byte crosses a node's link twice: 2(g-1) alpha_i + 2 ceil(log2 N) alpha_b
+  + 2 S / B_b (B_i for one node).
+- `hierarchical`: Horovod's HOROVOD_HIERARCHICAL_ALLREDUCE (and NCCL's own split of a
+  multi-node ring): a reduce-scatter inside each node, g concurrent allreduces of S/g between
+  the nodes (sharing the node's link, B_b / g each), an all-gather inside:
+  2 [(g-1) alpha_i + (g-1)/g S / B_i] + 2(N-1) alpha_b + 2(N-1)/N S / B_b.
+
+With one node every form is a ring inside it. Pure arithmetic: no TensorFlow here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+ALGORITHMS = ("ring", "tree", "hierarchical")
+
+
+@dataclass(frozen=True)
+class Level:
+    """A link's cost: seconds per message (alpha) and bus bandwidth in bytes/s."""
+    alpha: float
+    bandwidth: float
+
+
+def ring_s(nbytes: float, ranks: int, link: Level) -> float:
+    """A ring allreduce over `ranks` ranks on one kind of link."""
+    if ranks < 2:
+        return 0.0
+    return 2 * (ranks - 1) * link.alpha + 2 * (ranks - 1) / ranks * nbytes / link.bandwidth
+
+
+def allreduce_s(algorithm: str, nbytes: float, nodes: int, per_node: int, inside: Level, between: Level) -> float:
+    """One allreduce of `nbytes` over `nodes` x `per_node` ranks by `algorithm`."""
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown allreduce algorithm {algorithm!r}: one of {', '.join(ALGORITHMS)}")
+    if nodes < 1 or per_node < 1:
+        raise ValueError(f"{nodes} nodes x {per_node} ranks: both must be >= 1")
+    ranks = nodes * per_node
+    if nodes == 1:
+        return ring_s(nbytes, ranks, inside)
+    if algorithm == "ring":
+        return ring_s(nbytes, ranks, between)
+    if algorithm == "tree":
+        return (2 * (per_node - 1) * inside.alpha + 2 * math.ceil(math.log2(nodes)) * between.alpha
+                + 2 * nbytes / between.bandwidth)
+    # hierarchical: inside, g pieces of S/g; between, g rings of S/g sharing the node's link
+    inside_s = 2 * ((per_node - 1) * inside.alpha + (per_node - 1) / per_node * nbytes / inside.bandwidth)
+    shared = Level(between.alpha, between.bandwidth / per_node)
+    return inside_s + ring_s(nbytes / per_node, nodes, shared)
+
+
+def inter_node_bytes(algorithm: str, nbytes: float, nodes: int, per_node: int) -> float:
+    """Bytes one node sends over its link in one allreduce (0 on one node)."""
+    if nodes < 2:
+        return 0.0
+    ranks = nodes * per_node
+    if algorithm == "ring":
+        return 2 * (ranks - 1) / ranks * nbytes
+    if algorithm == "tree":
+        return 2 * nbytes
+    return 2 * (nodes - 1) / nodes * nbytes
+
+
+def expected_max_normal(count: int) -> float:
+    """E[max of `count` independent standard normals] (0 for one; 0.564 for 2, 1.029 for 4,
+    2.344 for 64): how far the slowest of `count` replicas' steps lies above the mean, in
+    standard deviations of one replica's step time, when every step waits for all of them."""
+    if count < 2:
+        return 0.0
+    import numpy as np
+    x = np.linspace(-10, 10, 40001)
+    pdf = np.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+    cdf = 0.5 * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
+    return float(np.trapezoid(x * count * pdf * cdf ** (count - 1), x))

@@ -1,0 +1,58 @@
+"""Known answers of the allreduce model (analysis/collectives.py), computed by hand: S = 1e8
+bytes; inside a node alpha 1 us, B 100 GB/s; between nodes alpha 5 us, B 10 GB/s."""
+
+import pytest
+
+from analysis.collectives import Level, allreduce_s, inter_node_bytes, ring_s
+
+S = 1e8
+INSIDE, BETWEEN = Level(1e-6, 1e11), Level(5e-6, 1e10)
+
+# (per_node, nodes): (ring, tree, hierarchical) seconds
+KNOWN = {
+    # g = 1: ring = 2(N-1) 5us + 2(N-1)/N 10 ms; tree = 2 log2(N) 5us + 20 ms; hierarchical = ring
+    (1, 2): (0.01001, 0.02001, 0.01001),
+    (1, 4): (0.01503, 0.02002, 0.01503),
+    (1, 8): (0.01757, 0.02003, 0.01757),
+    (1, 64): (0.0203175, 0.02006, 0.0203175),
+    # g = 2, P = 2N: ring over P ranks at the inter-node link; tree + 2 us of the chain inside;
+    # hierarchical: inside 2 (1 us + 0.5 ms) = 1.002 ms, then 2(N-1) 5 us + 2(N-1)/N 10 ms
+    (2, 2): (0.01503, 0.020012, 0.011012),
+    (2, 4): (0.01757, 0.020022, 0.016032),
+    (2, 8): (0.0189, 0.020032, 0.018572),
+    (2, 64): (0.02111375, 0.020062, 0.0213195),
+}
+
+
+@pytest.mark.parametrize("shape", list(KNOWN))
+def test_each_algorithm_at_known_shapes(shape):
+    per_node, nodes = shape
+    for algorithm, expected in zip(("ring", "tree", "hierarchical"), KNOWN[shape]):
+        assert allreduce_s(algorithm, S, nodes, per_node, INSIDE, BETWEEN) == pytest.approx(expected, rel=1e-9), algorithm
+
+
+def test_one_node_is_a_ring_inside_it_whatever_the_algorithm():
+    for algorithm in ("ring", "tree", "hierarchical"):
+        assert allreduce_s(algorithm, S, 1, 2, INSIDE, BETWEEN) == pytest.approx(0.001002)   # 2 us + 1 ms
+        assert allreduce_s(algorithm, S, 1, 1, INSIDE, BETWEEN) == 0.0
+    assert ring_s(S, 4, INSIDE) == pytest.approx(6e-6 + 1.5e-3)
+
+
+def test_bytes_over_a_nodes_link():
+    assert inter_node_bytes("ring", S, 4, 2) == pytest.approx(2 * 7 / 8 * S)
+    assert inter_node_bytes("hierarchical", S, 4, 2) == pytest.approx(2 * 3 / 4 * S)
+    assert inter_node_bytes("tree", S, 4, 2) == 2 * S and inter_node_bytes("ring", S, 1, 2) == 0.0
+
+
+def test_unknown_algorithm_or_shape_is_refused():
+    with pytest.raises(ValueError, match="unknown allreduce algorithm 'butterfly'"):
+        allreduce_s("butterfly", S, 2, 1, INSIDE, BETWEEN)
+    with pytest.raises(ValueError, match="0 nodes"):
+        allreduce_s("ring", S, 0, 1, INSIDE, BETWEEN)
+
+
+def test_the_slowest_of_n_replicas_in_standard_deviations():
+    from analysis.collectives import expected_max_normal
+    # tabulated expected maxima of n standard normals (Tippett 1925; Harter 1961)
+    for count, expected in ((1, 0.0), (2, 0.5642), (4, 1.0294), (8, 1.4236), (100, 2.5076)):
+        assert expected_max_normal(count) == pytest.approx(expected, abs=1e-3), count
