@@ -17,8 +17,21 @@ measures: a ring over ranks on that link takes 2(n-1)/n x S / B).
   multi-node ring): a reduce-scatter inside each node, g concurrent allreduces of S/g between
   the nodes (sharing the node's link, B_b / g each), an all-gather inside:
   2 [(g-1) alpha_i + (g-1)/g S / B_i] + 2(N-1) alpha_b + 2(N-1)/N S / B_b.
+- `halving_doubling`: Rabenseifner's allreduce (Open MPI's coll/tuned "rabenseifner"): a
+  reduce-scatter by recursive halving at distances 1, 2, 4, ... then an all-gather by
+  recursive doubling back. With ranks ordered by node, the first log2(g) exchanges stay
+  inside a node and the rest cross: 2 [log2(g) alpha_i + (g-1)/g S / B_i] + 2 [log2(N)
+  alpha_b + (N-1)/N S / B_b] (the g ranks of a node each send their S/g share at once, sharing
+  its link). A count of nodes that is not a power of two folds the extra ones in first and
+  out last: 2 (alpha_b + S / B_b) more.
+- `nccl`: NCCL picks ring or tree by its own cost model; here the faster of the two.
 
-With one node every form is a ring inside it. Pure arithmetic: no TensorFlow here.
+Which one a backend runs, here and on GPUs, is the backend's to say (its `allreduce`, in every
+record's `extra.allreduce`): TensorFlow's ring on CPUs and NCCL on GPUs for MultiWorkerMirrored;
+for Horovod, Gloo's ring, or Open MPI's MPI_Allreduce (4.1's coll/tuned fixed decision:
+Rabenseifner's for gradient-sized messages) under its MPI controller, and NCCL on GPUs.
+
+With one node every form but halving-doubling is a ring inside it. Pure arithmetic: no TensorFlow here.
 """
 
 from __future__ import annotations
@@ -26,7 +39,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-ALGORITHMS = ("ring", "tree", "hierarchical")
+ALGORITHMS = ("ring", "tree", "hierarchical", "halving_doubling", "nccl")
+
 
 
 @dataclass(frozen=True)
@@ -50,10 +64,14 @@ def allreduce_s(algorithm: str, nbytes: float, nodes: int, per_node: int, inside
     if nodes < 1 or per_node < 1:
         raise ValueError(f"{nodes} nodes x {per_node} ranks: both must be >= 1")
     ranks = nodes * per_node
+    if algorithm == "halving_doubling":
+        return _halving_doubling_s(nbytes, nodes, per_node, inside, between)
     if nodes == 1:
         return ring_s(nbytes, ranks, inside)
     if algorithm == "ring":
         return ring_s(nbytes, ranks, between)
+    if algorithm == "nccl":
+        return min(allreduce_s(a, nbytes, nodes, per_node, inside, between) for a in ("ring", "tree"))
     if algorithm == "tree":
         return (2 * (per_node - 1) * inside.alpha + 2 * math.ceil(math.log2(nodes)) * between.alpha
                 + 2 * nbytes / between.bandwidth)
@@ -61,6 +79,15 @@ def allreduce_s(algorithm: str, nbytes: float, nodes: int, per_node: int, inside
     inside_s = 2 * ((per_node - 1) * inside.alpha + (per_node - 1) / per_node * nbytes / inside.bandwidth)
     shared = Level(between.alpha, between.bandwidth / per_node)
     return inside_s + ring_s(nbytes / per_node, nodes, shared)
+
+
+def _halving_doubling_s(nbytes: float, nodes: int, per_node: int, inside: Level, between: Level) -> float:
+    if per_node * nodes < 2:
+        return 0.0
+    inside_s = 2 * (math.log2(per_node) * inside.alpha + (per_node - 1) / per_node * nbytes / inside.bandwidth)
+    folded = 2 ** int(math.log2(nodes))
+    fold_s = 0.0 if folded == nodes else 2 * (between.alpha + nbytes / between.bandwidth)
+    return inside_s + 2 * (math.log2(folded) * between.alpha + (folded - 1) / folded * nbytes / between.bandwidth) + fold_s
 
 
 def inter_node_bytes(algorithm: str, nbytes: float, nodes: int, per_node: int) -> float:
@@ -72,6 +99,9 @@ def inter_node_bytes(algorithm: str, nbytes: float, nodes: int, per_node: int) -
         return 2 * (ranks - 1) / ranks * nbytes
     if algorithm == "tree":
         return 2 * nbytes
+    if algorithm == "halving_doubling" and 2 ** int(math.log2(nodes)) != nodes:
+        folded = 2 ** int(math.log2(nodes))
+        return 2 * (folded - 1) / folded * nbytes + 2 * nbytes
     return 2 * (nodes - 1) / nodes * nbytes
 
 

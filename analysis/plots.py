@@ -170,3 +170,28 @@ def pbt_trials(studies: list, trials: dict, out: Path) -> list[Path]:
         _legend(axis)
         paths.append(_save(figure, out / f"pbt-{study.run_id}.png"))
     return paths
+
+
+def what_if(prediction: pd.DataFrame, table: pd.DataFrame, profile: str, out: Path) -> list[Path]:
+    """Throughput vs GPUs per strategy: measured (markers, solid), the model out to the what-if
+    counts (dashed) inside its validated error (a band)."""
+    plt, paths = _pyplot(), []
+    for (workload, scaling), group in prediction.groupby(["workload", "scaling"]):
+        figure, axis = plt.subplots(figsize=(7.0, 3.8))
+        for strategy, rows in group.groupby("strategy"):
+            rows = rows.sort_values("gpus")
+            measured = table[(table.workload == workload) & (table.scaling == scaling)
+                             & (table.strategy == strategy)].sort_values("num_replicas")
+            line, = axis.plot(measured["num_replicas"], measured["samples_per_s"], marker="o", label=f"{strategy}")
+            if len(rows) > 1:
+                axis.plot(rows["gpus"], rows["samples_per_s"], linestyle="--", color=line.get_color())
+                axis.fill_between(rows["gpus"], rows["low"], rows["high"], color=line.get_color(), alpha=0.15)
+        axis.set_xscale("log", base=2)
+        axis.set_yscale("log")
+        counts = sorted(set(group["gpus"]) | set(table[table.workload == workload]["num_replicas"]))
+        axis.set_xticks(counts, [str(int(c)) for c in counts])
+        axis.set(xlabel="GPUs", ylabel="samples/s (total)",
+                 title=f"{workload} ({scaling}): what-if on {profile}\n(solid: measured; dashed: model, band: its error)")
+        _legend(axis)
+        paths.append(_save(figure, out / f"whatif-{workload}-{scaling}.png"))
+    return paths

@@ -26,6 +26,8 @@ class Options:
     gpus_per_node: int | None = None           # replicas per node; default: from the runs that span nodes
     compare: list[str] | None = None           # results of another study: A/B columns against these
     tolerance: float = 0.05                    # --compare: a change beyond it with disjoint intervals is flagged
+    profile: str | None = None                 # what-if: a cluster profile (name or path) ...
+    what_if_gpus: list[int] | None = None      # ... and the GPU counts to predict there
 
 
 @dataclass
@@ -62,6 +64,8 @@ def build(results: list[str], out: str | Path, options: Options | None = None) -
     blocks += _plot_blocks(table, prediction, runs[runs["status"] == "ok"], out)
     blocks += [Block("details", ("All measurements", _measurement_blocks(table))),
                Block("details", ("Scaling prediction (ring allreduce)", prediction_blocks))]
+    if options.profile and options.what_if_gpus:
+        blocks += _what_if_blocks(results, table, options, out)
     blocks += _tuning_blocks([r for r, _ in records], out)
     blocks += _problem_blocks(frame)
     blocks += _provenance_blocks(frame)
@@ -206,6 +210,29 @@ def _prediction_blocks(table, records, runs: pd.DataFrame, options: Options, out
     blocks.append(Block("table", shown))
     blocks += [Block("image", p) for p in plots.prediction(model, table, out)]
     return model
+
+
+def _what_if_blocks(results: list[str], table: pd.DataFrame, options: Options, out: Path) -> list[Block]:
+    from analysis import whatif
+    prediction, inputs = whatif.from_results(results, options.profile, options.what_if_gpus)
+    prediction.to_csv(out / "whatif.csv", index=False)
+    counts = ", ".join(map(str, options.what_if_gpus))
+    blocks = [Block("h2", f"What-if: {counts} GPUs on {options.profile}"),
+              Block("p", "Each strategy's step at counts not run, from its measured counts (compute, spread, "
+                         "launch and overlap) and the cluster's links (analysis/stepmodel.py); the band is the "
+                         "model's validated error. Inputs:"),
+              Block("list", inputs)]
+    if prediction.empty:
+        return blocks + [Block("p", "Nothing to predict: see the inputs above.")]
+    shown = pd.DataFrame({"workload": prediction["workload"], "strategy": prediction["strategy"],
+                          "GPUs": prediction["gpus"],
+                          "nodes x GPUs": [f"{n}x{g}" for n, g in zip(prediction["nodes"], prediction["per_node"])],
+                          "kind": ["measured count" if m else "what-if" for m in prediction["measured"]],
+                          "samples/s": [f"{v:,.0f} [{lo:,.0f}, {hi:,.0f}]" for v, lo, hi in
+                                        zip(prediction["samples_per_s"], prediction["low"], prediction["high"])],
+                          "efficiency": prediction["efficiency"].map(lambda v: f"{v:.2f}")})
+    images = plots.what_if(prediction, table, options.profile, out)
+    return blocks + [Block("table", shown)] + [Block("image", path) for path in images]
 
 
 def replicas_per_node(records, default: int = 2) -> tuple[int, str]:

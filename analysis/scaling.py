@@ -41,12 +41,14 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
                      "samples_per_s": float(np.median(throughput)), "ci_low": low, "ci_high": high,
                      "samples_per_s_per_gpu": float(np.median(throughput)) / gpus,
                      "median_step_s": float(group["median_step_s"].median()),
+                     "p90_step_s": float(group["p90_step_s"].median()),
+                     "ranks_per_node": group["ranks_per_node"].median(),
                      "gpu_util_pct": group["gpu_util_pct"].median(),
                      "energy_per_sample_j": float(energy.median()) if len(energy) else np.nan,
                      "parameters": group["parameters"].median()})
     return pd.DataFrame(rows, columns=[*KEYS, "runs", "global_batch_size", "per_replica_batch_size",
                                        "samples_per_s", "ci_low", "ci_high", "samples_per_s_per_gpu",
-                                       "median_step_s", "gpu_util_pct", "energy_per_sample_j", "parameters"])
+                                       "median_step_s", "p90_step_s", "ranks_per_node", "gpu_util_pct", "energy_per_sample_j", "parameters"])
 
 
 def speedup(table: pd.DataFrame) -> pd.DataFrame:

@@ -13,7 +13,7 @@ from bench.precision import label
 from bench.record import RunRecord, iter_record_paths
 
 COLUMNS = ["run_id", "kind", "workload", "strategy", "backend", "numerics", "status", "scaling", "data_source", "num_replicas",
-           "global_batch_size", "per_replica_batch_size", "samples_per_s", "samples_per_s_per_device",
+           "ranks_per_node", "global_batch_size", "per_replica_batch_size", "samples_per_s", "samples_per_s_per_device",
            "tokens_per_s", "median_step_s", "p90_step_s", "timed_steps", "final_loss", "final_accuracy",
            "test_accuracy", "gpu_util_pct", "energy_j", "samples_trained", "parameters", "hostname",
            "gpu_models", "slurm_job_id", "git_sha", "tensorflow", "error", "path"]
@@ -35,7 +35,8 @@ def row(record: RunRecord, path: Path) -> dict:
         "status": record.status, "data_source": record.data_source,
         # a fixed per-replica batch is weak scaling; a fixed global batch strong scaling
         "scaling": "weak" if record.config.get("per_replica_batch_size") else "strong",
-        "num_replicas": record.num_replicas, "global_batch_size": record.global_batch_size,
+        "num_replicas": record.num_replicas, "ranks_per_node": record.ranks_per_node,
+        "global_batch_size": record.global_batch_size,
         "per_replica_batch_size": record.per_replica_batch_size,
         "samples_per_s": record.throughput.get("samples_per_s"),
         "samples_per_s_per_device": record.throughput.get("samples_per_s_per_device"),

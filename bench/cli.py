@@ -196,7 +196,15 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--compare", nargs="+", metavar="RESULTS",
                         help="B: another study's results; the report adds A/B columns (change, intervals overlap)")
     report.add_argument("--tolerance", default="5%", help="--compare: the change flagged when intervals are disjoint")
+    report.add_argument("--profile", help="what-if: a cluster profile (ft3, or a path) to predict --gpus on")
+    report.add_argument("--gpus", metavar="N,N,...", help="what-if: GPU counts, e.g. 8,16,32,64 (with --profile)")
 
+    predict = sub.add_parser("predict", help="what-if: each strategy at GPU counts not run, from a study's records "
+                             "and a cluster profile's links")
+    predict.add_argument("results", nargs="+")
+    predict.add_argument("--profile", required=True, help="a cluster profile (jobs/profiles: ft3, ...) or its path")
+    predict.add_argument("--gpus", required=True, metavar="N,N,...", help="GPU counts, e.g. 8,16,32,64")
+    predict.add_argument("-o", "--out", metavar="CSV", help="also write the table here")
     tune = sub.add_parser("tune", help="Ray Tune studies: population based training, hyperparameter search")
     tune_sub = tune.add_subparsers(dest="scheduler", required=True, parser_class=_Parser)
     for name, text in (("pbt", "Population Based Training (metric: mean validation accuracy)"),
@@ -421,11 +429,30 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.gpus_per_node is not None and args.gpus_per_node < 1:
         raise UsageError(f"--gpus-per-node {args.gpus_per_node}: must be >= 1")
     from analysis.compare import parse_tolerance
+    if bool(args.profile) != bool(args.gpus):
+        raise UsageError("the what-if needs both --profile and --gpus (e.g. --profile ft3 --gpus 8,16,32,64)")
     built = report.build(args.results, args.out, report.Options(
         args.bandwidth, args.inter_node_bandwidth, args.gpus_per_node, compare=args.compare,
-        tolerance=parse_tolerance(args.tolerance)))
+        tolerance=parse_tolerance(args.tolerance), profile=args.profile,
+        what_if_gpus=_gpu_counts(args.gpus) if args.gpus else None))
     print(built.summary.strip())
     print(f"\nreport: {built.markdown} and {built.html}")
+    return 0
+
+
+def _gpu_counts(text: str) -> list[int]:
+    try:
+        return [int(n) for n in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--gpus {text!r}: GPU counts separated by commas, e.g. 8,16,32,64") from None
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from analysis import whatif
+    prediction, inputs = whatif.from_results(args.results, args.profile, _gpu_counts(args.gpus))
+    print(whatif.text(prediction, inputs))
+    if args.out:
+        prediction.to_csv(args.out, index=False)
     return 0
 
 
@@ -539,7 +566,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 COMMANDS = {"run": cmd_run, "list": cmd_list, "env": cmd_env, "generate": cmd_generate,
             "data": cmd_data, "study": cmd_study, "summary": cmd_summary, "comm": cmd_comm,
-            "jobs": cmd_jobs, "report": cmd_report, "tune": cmd_tune,
+            "jobs": cmd_jobs, "report": cmd_report, "predict": cmd_predict, "tune": cmd_tune,
             "compare": cmd_compare, "cluster": cmd_cluster, "doctor": cmd_doctor}
 
 if __name__ == "__main__":

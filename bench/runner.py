@@ -217,6 +217,10 @@ def _train(state: _Run, record: RunRecord, life: Lifecycle, resume_from: Path | 
                          "embedding_gradients": "sparse" if cfg.sparse_gradients else "dense"})
     if backend.settings:
         record.extra["backend_settings"] = backend.settings
+    if backend.allreduce:
+        record.extra["allreduce"] = dict(backend.allreduce)
+    if backend.multi_device and not backend.multi_process:
+        record.extra["one_node"] = True         # one process over a node's devices: never more
     if interrupted:
         life.interrupted()      # this rank's signal, or a peer's
     else:

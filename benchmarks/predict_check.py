@@ -1,28 +1,27 @@
-"""The scaling model against measurement on links of known speed, in one run.
+"""The scaling model predicts 4 replicas from runs at 1 and 2, in one run.
 
-On the emulated 2-node cluster (one core per node), for each workload and strategy:
+On emulated nodes where every rank owns half a core (2 nodes of one core, 2 ranks a node, for
+1 x 1, 1 x 2, 2 x 1 and 2 x 2; 4 nodes of half a core for 4 x 1), for each workload and
+strategy, per-replica batch fixed (weak scaling):
 
-  fitted on   one node: t(b) = t0 + c x b from runs at two per-replica batches;
-              each link rate and strategy: alpha and B of a ring allreduce fitted to the
-              message sizes within a factor 2.5 of the gradient's bytes of a `bench comm --strategy S` between
-              the nodes (the collective the strategy's train step runs: TensorFlow's over gRPC
-              for mwms, Horovod's for horovod);
-              the fastest link (the first of --rates; `none`, the unshaped link, by default):
-              one 2-node run, whose step time minus compute and modelled communication is
-              the strategy's fixed overhead per step (what taking part in a collective costs
-              beyond its bytes: gRPC or Horovod's cycle, waiting for the slower replica);
-  tested on   the 2-node runs at the other rates:
-              step = t(b) + overhead + 2(N-1) alpha + 2(N-1)/N x gradient bytes / B
+  fitted on   1 x 1: compute (the median step) and its spread (sigma, from the p90);
+              `bench comm --strategy S` (the collective S's train step runs) on one node x 2:
+              the inside level's alpha and B; on 2 nodes x 1 at each link rate: the between
+              level's; both fitted to the message sizes around the gradient's bytes;
+              1 x 2 and 2 x 1 (every rate): the launch per step and the share of the
+              collective not hidden behind compute (analysis/stepmodel.py);
+  tested on   2 x 2 and 4 x 1 at every rate: the model's step with the collective as the
+              backend runs it on that shape (analysis/collectives.py: mwms a ring, horovod
+              Open MPI's Rabenseifner), the straggler of 4, the fitted launch and overlap.
 
-and prints `case measured predicted ratio` lines of weak-scaling efficiency (median step on
-1 node / median step on 2 nodes, same per-replica batch), then the worst |ratio - 1| over the
-tested cases. Every run and `bench comm` is repeated --repeat times, the whole sequence
-alternated (a slow spell of the machine hits every case once), and medians are used: the
-step times' per case and rate, the collective's times per message size.
+It prints `case measured predicted ratio` lines of weak-scaling efficiency (median step of
+1 x 1 / median step of the case) and last `worst |ratio - 1| at 4 replicas = X` (goal <= 0.10).
+The fitted runs and the tested runs are never the same runs. Every run and `bench comm` is
+repeated --repeat times, the whole sequence alternated (a slow spell of the machine hits every
+case once); medians are used.
 
-    .venv/bin/python benchmarks/predict_check.py
-    .venv/bin/python benchmarks/predict_check.py --rates none,1gbit,200mbit,50mbit --repeat 2 --save m.json
-    .venv/bin/python benchmarks/predict_check.py --load m.json       # the model again, no runs
+    .venv/bin/python benchmarks/predict_check.py --save m.json      # measures (~40 min a repeat)
+    .venv/bin/python benchmarks/predict_check.py --load m.json      # the model again, no runs
 """
 
 from __future__ import annotations
@@ -35,30 +34,94 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from analysis import predict  # noqa: E402
+from analysis import predict, stepmodel  # noqa: E402
+from analysis.collectives import Level  # noqa: E402
 from bench.emucluster import EmulatedCluster  # noqa: E402
 from benchrun import bench_record, run_record, until_stopped  # noqa: E402
 
 WORKLOADS = {"charrnn-gru": {"data": "synthetic", "overrides": {"rnn_units": "256"}},
              "mlp": {"data": "generated"}}
-# Per-replica batches that spread each workload's efficiencies across the tested rates (mlp
-# 0.17-0.79, charrnn-gru 0.33-0.94). At 64 samples mlp computes for 1.8 ms a step, less than
-# one of Horovod's 5 ms cycles and than the gRPC jitter of a 2-node MWMS step (2-node steps
-# of 7-10 ms from run to run): its efficiency (0.01-0.28) then measures that jitter. At 4096
-# it computes for 25 ms.
+# Per-replica batches that spread each workload's efficiencies across the rates: at 64 samples
+# mlp computes for less than one of Horovod's 5 ms cycles, and its efficiency measures jitter.
 BATCHES = {"charrnn-gru": 64, "mlp": 4096}
+FITTED = {"1x1": (1, 1), "1x2": (1, 2), "2x1": (2, 1)}
+TESTED = {"2x2": (2, 2), "4x1": (4, 1)}
+VERSION = 2
 
 
-def srun(nodes: int) -> list[str]:
-    return ["srun", f"-N{nodes}", f"-n{nodes}", "-c1", "--mpi=pmix"]
+def srun(nodes: int, per_node: int) -> list[str]:
+    return ["srun", f"-N{nodes}", "--ntasks-per-node", str(per_node), "-c1", "--mpi=pmix"]
 
 
-def run(cluster, workload: str, strategy: str, nodes: int, batch: int, args, results: str) -> tuple[float, float]:
-    """(median step seconds, gradient bytes)."""
-    config = {"workload": workload, "strategy": strategy, "epochs": 2, "steps_per_epoch": args.steps,
-              "per_replica_batch_size": batch, "results": results, "verbose": 0, **WORKLOADS[workload]}
-    record = run_record(config, f"{workload}/{strategy} on {nodes} node(s)", srun(nodes), cluster.env)
-    return record["timing"]["step_time"]["median_s"], 4.0 * record["extra"]["parameters"]
+def summary(record: dict) -> dict:
+    timing = record["timing"]
+    return {"step_s": timing["step_time"]["median_s"], "p90_s": timing["step_time"]["p90_s"],
+            "collective_alone_s": (timing.get("communication") or {}).get("allreduce_s"),
+            "gradient_bytes": 4.0 * record["extra"]["parameters"], "hosts": record["host"].get("rank_hosts"),
+            "allreduce": record["extra"].get("allreduce", {}).get("cpu")}
+
+
+def measure(args) -> dict:
+    """Every run's summary, keyed "workload/strategy/shape" (and "@rate" where it crosses a
+    link), and every `bench comm`'s rows, keyed "strategy/shape" (and "@rate")."""
+    rates = args.rates.split(",")
+
+    def keep(data: dict) -> None:
+        if args.save:
+            Path(args.save + ".part").write_text(json.dumps(data, indent=1))
+            Path(args.save + ".part").replace(args.save)
+
+    cases = [f"{w}/{s}" for w in args.workloads.split(",") for s in args.strategies.split(",")]
+    batches = {case: args.batch or BATCHES[case.split("/")[0]] for case in cases}
+    data = {"version": VERSION, "batches": batches, "rates": rates, "cases": cases, "steps": args.steps,
+            "runs": {}, "comms": {}}
+    with tempfile.TemporaryDirectory() as work:
+        results = str(Path(work) / "results")
+        with EmulatedCluster(Path(work) / "pairs", nodes=2, cores_per_node=1, slots_per_node=2,
+                             name="pair") as pairs, \
+                EmulatedCluster(Path(work) / "four", nodes=4, cores_per_node=0.5, name="quad") as four:
+            on = {"1x1": pairs, "1x2": pairs, "2x1": pairs, "2x2": pairs, "4x1": four}
+
+            def run(case: str, shape: str, key: str) -> None:
+                workload, strategy = case.split("/")
+                config = {"workload": workload, "strategy": strategy, "epochs": 2, "steps_per_epoch": args.steps,
+                          "per_replica_batch_size": batches[case], "results": results, "verbose": 0,
+                          **WORKLOADS[workload]}
+                record = run_record(config, f"{key}", srun(*(FITTED | TESTED)[shape]), on[shape].env)
+                data["runs"].setdefault(key, []).append(summary(record))
+                keep(data)
+
+            def comm(strategy: str, shape: str, key: str) -> None:
+                record = bench_record(["comm", "--strategy", strategy, "--min-bytes", "4096", "--max-bytes",
+                                       str(16 << 20), "--warmup", "2", "--iters", "5", "--results", results],
+                                      key, srun(*FITTED[shape]), pairs.env)
+                data["comms"].setdefault(key, []).append(record["metrics"]["allreduce"])
+                keep(data)
+
+            def shape_links(rate: str) -> None:
+                for cluster in (pairs, four):
+                    for index in range(cluster.nodes):
+                        cluster.shape(index, rate=None if rate == "none" else rate)
+
+            for repeat in range(args.repeat):
+                shape_links("none")
+                for strategy in args.strategies.split(","):
+                    comm(strategy, "1x2", f"{strategy}/1x2")
+                for case in cases:
+                    for shape in ("1x1", "1x2"):
+                        run(case, shape, f"{case}/{shape}")
+                for rate in rates:
+                    shape_links(rate)
+                    for strategy in args.strategies.split(","):
+                        comm(strategy, "2x1", f"{strategy}/2x1@{rate}")
+                    for case in cases:
+                        for shape in ("2x1", *TESTED):
+                            run(case, shape, f"{case}/{shape}@{rate}")
+                        steps = {shape: data["runs"][f"{case}/{shape}@{rate}"][-1]["step_s"] * 1e3
+                                 for shape in ("2x1", *TESTED)}
+                        print(f"# round {repeat + 1}, {case}@{rate}: 1x1 {data['runs'][f'{case}/1x1'][-1]['step_s'] * 1e3:.1f} ms, "
+                              + ", ".join(f"{shape} {ms:.1f} ms" for shape, ms in steps.items()), flush=True)
+    return data
 
 
 def median_rows(runs: list[list[dict]]) -> list[dict]:
@@ -70,89 +133,75 @@ def median_rows(runs: list[list[dict]]) -> list[dict]:
     return [{"bytes": size, "time_us": statistics.median(values)} for size, values in sorted(times.items())]
 
 
-def medians(samples: dict) -> dict:
-    return {key: statistics.median(values) for key, values in samples.items()}
+def level(rows: list[dict], nbytes: float) -> Level:
+    return Level(*predict.fit_alpha_beta(median_rows(rows), 2, around=nbytes))
 
 
-def measure(args) -> dict:
-    """Every run's median step and every `bench comm`'s rows, keyed "workload/strategy"
-    (1 node) and "workload/strategy@rate" (2 nodes)."""
-    rates = args.rates.split(",")
-    cases = [(w, s) for w in args.workloads.split(",") for s in args.strategies.split(",")]
-    batches = {"/".join(c): args.batch or BATCHES[c[0]] for c in cases}
-    data = {"batches": batches, "rates": rates, "cases": ["/".join(c) for c in cases],
-            "halves": {}, "ones": {}, "twos": {}, "comms": {}, "gradient": {}}
-    with tempfile.TemporaryDirectory() as work:
-        results = str(Path(work) / "results")
-        with EmulatedCluster(Path(work) / "cluster", nodes=2) as cluster:
-            for repeat in range(args.repeat):
-                for index in range(2):
-                    cluster.shape(index)        # the last round left the slowest rate on
-                for case in cases:
-                    key = "/".join(case)
-                    data["halves"].setdefault(key, []).append(run(cluster, *case, 1, batches[key] // 2, args, results)[0])
-                    step, data["gradient"][key] = run(cluster, *case, 1, batches[key], args, results)
-                    data["ones"].setdefault(key, []).append(step)
-                for rate in rates:
-                    for index in range(2):
-                        cluster.shape(index, rate=None if rate == "none" else rate)
-                    for strategy in sorted({s for _, s in cases}):
-                        comm = bench_record(["comm", "--strategy", strategy, "--min-bytes", "4096", "--max-bytes",
-                                             str(16 << 20), "--warmup", "2", "--iters", "5", "--results", results],
-                                            f"bench comm --strategy {strategy}", srun(2), cluster.env)
-                        data["comms"].setdefault(f"{strategy}@{rate}", []).append(comm["metrics"]["allreduce"])
-                    for case in cases:
-                        key = "/".join(case)
-                        step = run(cluster, *case, 2, batches[key], args, results)[0]
-                        data["twos"].setdefault(f"{key}@{rate}", []).append(step)
-                        print(f"# round {repeat + 1}, {key}@{rate}: 1 node {data['ones'][key][-1] * 1e3:.1f} ms, "
-                              f"2 nodes {step * 1e3:.1f} ms", flush=True)
-    return data
+def median_of(runs: list[dict], field: str) -> float:
+    return statistics.median(run[field] for run in runs)
+
+
+def case_model(data: dict, case: str) -> tuple[stepmodel.StepModel, dict[str, stepmodel.Levels]]:
+    """The step model of `case`, fitted on its 1 x 1, 1 x 2 and 2 x 1 runs, and the links at each rate."""
+    runs = data["runs"]
+    strategy = case.split("/")[1]
+    one = runs[f"{case}/1x1"]
+    gradient = one[0]["gradient_bytes"]
+    compute = median_of(one, "step_s")
+    sigma = statistics.median(stepmodel.robust_sigma(r["step_s"], r["p90_s"]) for r in one)
+    inside = level(data["comms"][f"{strategy}/1x2"], gradient)
+    levels = {rate: stepmodel.Levels(inside, level(data["comms"][f"{strategy}/2x1@{rate}"], gradient), rate)
+              for rate in data["rates"]}
+    points = [stepmodel.FitPoint(1, 2, median_of(runs[f"{case}/1x2"], "step_s"), levels[data["rates"][0]])]
+    points += [stepmodel.FitPoint(2, 1, median_of(runs[f"{case}/2x1@{rate}"], "step_s"), levels[rate])
+               for rate in data["rates"]]
+    algorithm = runs[f"{case}/1x2"][0]["allreduce"]      # as the backend's records say it runs here
+    return stepmodel.fit(compute, sigma, gradient, algorithm, points), levels
 
 
 def evaluate(data: dict) -> float:
-    """Prints the table; returns the worst |ratio - 1| over the tested cases."""
-    rates = data["rates"]
-    batches = data.get("batches") or {case: data["batch"] for case in data["cases"]}   # older --save files
-    one_node, two_node = medians(data["ones"]), medians(data["twos"])
-    link = {key: median_rows(runs) for key, runs in data["comms"].items()}
+    """Prints the table; returns the worst |ratio - 1| over the cases at 4 replicas."""
+    if data.get("version") != VERSION:
+        raise SystemExit("predict_check: this --load file was measured by the 2-replica check before "
+                         f"version {VERSION}; measure again")
     print("case measured predicted ratio")
     worst = 0.0
     for case in data["cases"]:
-        strategy, gradient, batch = case.split("/")[1], data["gradient"][case], batches[case]
-        t0, c = predict.fit_compute([(batch // 2, statistics.median(data["halves"][case])), (batch, one_node[case])])
-        t_compute = t0 + c * batch
-
-        def communication(rate: str) -> float:
-            alpha, bandwidth = predict.fit_alpha_beta(link[f"{strategy}@{rate}"], 2, around=gradient)
-            return predict.allreduce_s(gradient, 2, alpha, bandwidth)
-
-        overhead = two_node[f"{case}@{rates[0]}"] - t_compute - communication(rates[0])
-        for rate in rates:
-            predicted_step = predict.step_s(t_compute, overhead, communication(rate))
-            measured = one_node[case] / two_node[f"{case}@{rate}"]
-            predicted = one_node[case] / predicted_step
-            role = "fitted" if rate == rates[0] else "tested"
-            if role == "tested":
-                worst = max(worst, abs(predicted / measured - 1))
-            print(f"{case}@{rate} {measured:.3f} {predicted:.3f} ratio={predicted / measured:.3f} "
-                  f"({role}; compute {t_compute * 1e3:.1f} ms, overhead {overhead * 1e3:.1f} ms, "
-                  f"communication {communication(rate) * 1e3:.1f} ms)")
-    print(f"worst |ratio - 1| over tested cases = {worst:.3f} (goal <= 0.10)")
+        model, levels = case_model(data, case)
+        print(f"# {case}: compute {model.compute_s * 1e3:.1f} ms, sigma {model.sigma_s * 1e3:.2f} ms, launch "
+              f"{model.launch_s * 1e3:.1f} ms, overlap {model.overlap:.2f}, {model.algorithm}, "
+              f"{model.gradient_bytes / 1e6:.2f} MB; inside alpha {levels[data['rates'][0]].inside.alpha * 1e6:.0f} us "
+              f"B {levels[data['rates'][0]].inside.bandwidth / 1e9:.3f} GB/s; between "
+              + ", ".join(f"{rate}: alpha {lv.between.alpha * 1e6:.0f} us B {lv.between.bandwidth / 1e9:.3f} GB/s"
+                          for rate, lv in levels.items()))
+        for rate in data["rates"]:
+            for shape, (nodes, per_node) in {"1x2": (1, 2), "2x1": (2, 1), **TESTED}.items():
+                key = f"{case}/{shape}" + ("" if shape == "1x2" else f"@{rate}")
+                if shape == "1x2" and rate != data["rates"][0]:
+                    continue
+                parts = model.parts(nodes, per_node, levels[rate])
+                measured = model.compute_s / median_of(data["runs"][key], "step_s")
+                predicted = model.compute_s / parts["step_s"]
+                role = "tested" if shape in TESTED else "fitted"
+                if role == "tested":
+                    worst = max(worst, abs(predicted / measured - 1))
+                print(f"{key} {measured:.3f} {predicted:.3f} ratio={predicted / measured:.3f} ({role}; "
+                      + ", ".join(f"{name[:-2]} {value * 1e3:.1f}" for name, value in parts.items()
+                                  if name not in ("compute_s", "step_s")) + " ms)")
+    print(f"worst |ratio - 1| at 4 replicas = {worst:.3f} (goal <= 0.10)")
     return worst
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rates", default="none,1gbit,200mbit,50mbit",
-                        help="link rates, the fitted one first (none: unshaped)")
+    parser.add_argument("--rates", default="none,1gbit,200mbit", help="link rates (none: unshaped)")
     parser.add_argument("--workloads", default="charrnn-gru,mlp")
     parser.add_argument("--strategies", default="mwms,horovod")
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--batch", type=int, help="per replica, every workload (and half of it for the compute fit); "
-                        f"default: {', '.join(f'{w} {b}' for w, b in BATCHES.items())}")
-    parser.add_argument("--repeat", type=int, default=3, help="the whole sequence of runs, alternated; medians")
-    parser.add_argument("--save", help="write every measurement to this JSON file")
+    parser.add_argument("--steps", type=int, default=20, help="steps per epoch (2 epochs, 5 of warm-up)")
+    parser.add_argument("--batch", type=int, help="per replica, every workload; default: "
+                        + ", ".join(f"{w} {b}" for w, b in BATCHES.items()))
+    parser.add_argument("--repeat", type=int, default=2, help="the whole sequence of runs, alternated; medians")
+    parser.add_argument("--save", help="write every measurement to this JSON file (as it goes)")
     parser.add_argument("--load", help="evaluate the model on a --save file instead of measuring")
     args = parser.parse_args()
     unknown = sorted(set(args.workloads.split(",")) - set(WORKLOADS))

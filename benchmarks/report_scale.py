@@ -1,4 +1,5 @@
-"""Time `bench report` on 10,000 synthetic records in the real schema (goal: < 10 s here).
+"""Time `bench report` and `bench predict` on 10,000 synthetic records in the real schema
+(goal: each < 10 s here).
 
     python benchmarks/report_scale.py [--records 10000]
 
@@ -31,12 +32,13 @@ def synthetic_records(count: int, seed: int = 0):
         step = 0.1 * (1 + 0.1 * rng.random()) * (1 + 0.05 * gpus)
         yield RunRecord(
             run_id=f"run-{i:06d}", workload=workload, strategy=strategy, status="ok", num_replicas=gpus,
-            world_size=gpus, global_batch_size=64 * gpus, per_replica_batch_size=64,
+            world_size=gpus, ranks_per_node=min(gpus, 2), global_batch_size=64 * gpus, per_replica_batch_size=64,
             config={"per_replica_batch_size": 64, "epochs": 1},
             timing={"steps": 100, "warmup_steps": 5,
                     "step_time": {"count": 95, "median_s": step, "p90_s": step * 1.1, "mean_s": step}},
             throughput={"samples_per_s": 64 * gpus / step, "samples_per_s_per_device": 64 / step},
-            metrics={"final_loss": rng.random()}, extra={"parameters": 4_000_000},
+            metrics={"final_loss": rng.random()},
+            extra={"parameters": 4_000_000, **({} if strategy == "default" else {"allreduce": {"cpu": "ring", "gpu": "nccl"}})},
             provenance={"hostname": f"c{i % 64:03d}", "packages": {"tensorflow": "2.21.0"},
                         "slurm": {"SLURM_JOB_ID": str(100000 + i)}, "git": {"sha": "0" * 40}, "gpu_models": []})
 
@@ -54,10 +56,16 @@ def main() -> int:
         built = report.build([str(root / "results")], root / "report", report.Options(bandwidth_GBps=100.0))
         seconds = time.perf_counter() - start
         sizes = f"report.html {built.html.stat().st_size / 1e6:.2f} MB, report.md {built.markdown.stat().st_size / 1e3:.0f} kB"
+        from analysis import whatif
+        start = time.perf_counter()
+        prediction, _ = whatif.from_results([str(root / "results")], "ft3", [8, 16, 32, 64])
+        predict_seconds = time.perf_counter() - start
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(f"bench report on {args.records} records: {seconds:.2f} s (goal < 10 s); ratio goal/measured={10 / seconds:.2f}; "
           f"{sizes}")
+    print(f"bench predict --profile ft3 --gpus 8,16,32,64 on {args.records} records: {predict_seconds:.2f} s "
+          f"(goal < 10 s; {len(prediction)} rows); ratio goal/measured={10 / predict_seconds:.2f}")
     return 0
 
 

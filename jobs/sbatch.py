@@ -65,7 +65,9 @@ def render_report(study: Study) -> str:
              "#SBATCH --ntasks=1", f"#SBATCH --output=logs/{study.name}-report.out",
              f"#SBATCH --error=logs/{study.name}-report.err", "#SBATCH --time=00:30:00", "",
              "set -euo pipefail", *study.profile.setup,
-             f"bench report {shlex.quote(study.results)} -o {shlex.quote(study.results + '/report')}", ""]
+             f"bench report {shlex.quote(study.results)} -o {shlex.quote(study.results + '/report')}"
+             + (f" --profile {shlex.quote(study.profile.path)} --gpus {','.join(map(str, study.what_if_gpus))}"
+                if study.what_if_gpus else ""), ""]
     return "\n".join(lines)
 
 

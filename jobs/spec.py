@@ -46,12 +46,25 @@ PROFILES = Path(__file__).resolve().parent / "profiles"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 TIME = re.compile(r"^(\d+-)?\d{1,2}:\d{2}:\d{2}$")
 STUDY_KEYS = {"name", "profile", "results", "repeats", "epochs", "steps_per_epoch", "time_limit",
-              "scaling", "batch_size", "tune", "jit_compile"}
+              "scaling", "batch_size", "tune", "jit_compile", "what_if_gpus"}
 TUNE_SCHEDULERS = ("search", "pbt")
 MATRIX_KEYS = {"strategies", "gpus", "nodes", "precision", "tf32"}
 WORKLOAD_KEYS = {"name", "data", "set"}
 PROFILE_KEYS = {"name", "gpus_per_node", "gres", "cpus_per_task", "mem", "partition", "qos", "account",
-                "setup", "mpi", "cpu_bind"}
+                "setup", "mpi", "cpu_bind", "links"}
+LINK_KEYS = {"inside_alpha_us", "inside_GBps", "inside_source", "between_alpha_us", "between_GBps", "between_source"}
+
+
+@dataclass(frozen=True)
+class Links:
+    """A cluster's two levels as the scaling model takes them: seconds per message (alpha) and
+    bus bandwidth (nccl-tests' busbw) inside a node and between nodes, each with its source."""
+    inside_alpha_us: float
+    inside_GBps: float
+    inside_source: str
+    between_alpha_us: float
+    between_GBps: float
+    between_source: str
 
 
 @dataclass(frozen=True)
@@ -67,6 +80,8 @@ class Profile:
     setup: tuple[str, ...]
     mpi: str
     cpu_bind: str = ""              # srun --cpu-bind for every step (e.g. cores); "" where the site binds
+    links: Links | None = None      # [links]: the what-if's figures where no `bench comm` measured them
+    path: str = ""                  # the file it was read from
 
 
 @dataclass(frozen=True)
@@ -116,6 +131,7 @@ class Study:
     workloads: list[WorkloadSpec]
     tune: str = "search"
     jit_compile: str = "auto"
+    what_if_gpus: list[int] = field(default_factory=list)     # the report job's what-if on the profile
     precisions: list[str] = field(default_factory=lambda: ["float32"])
     tf32: list[str] = field(default_factory=lambda: ["on"])
     skipped: list[tuple[str, str]] = field(default_factory=list)   # (combination, why)
@@ -209,6 +225,9 @@ def load(path: str | Path) -> Study:
         nodes=[where.positive({"n": n}, f"matrix.nodes[{i}]", None, "n") for i, n in enumerate(where.list_of(matrix, "matrix.nodes", int))]
         if "nodes" in matrix else None,
         workloads=specs, tune=tune, jit_compile=jit,
+        what_if_gpus=[where.positive({"g": g}, f"study.what_if_gpus[{i}]", None, "g")
+                      for i, g in enumerate(where.list_of(study, "study.what_if_gpus", int))]
+        if "what_if_gpus" in study else [],
         precisions=_choices(where, matrix, "precision", PRECISIONS), tf32=_choices(where, matrix, "tf32", TF32_CHOICES))
 
 
@@ -241,7 +260,26 @@ def load_profile(ref: str, spec_path: Path) -> Profile:
                    mem=str(data.get("mem", "")), partition=str(data.get("partition", "")),
                    qos=str(data.get("qos", "")), account=str(data.get("account", "")),
                    setup=tuple(str(line) for line in setup), mpi=str(data.get("mpi", "")),
-                   cpu_bind=_cpu_bind(where, data.get("cpu_bind", "")))
+                   cpu_bind=_cpu_bind(where, data.get("cpu_bind", "")), links=_links(where, data.get("links")),
+                   path=str(path))
+
+
+def _links(where: "_Where", table) -> Links | None:
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise where.error("links", "must be a table ([links])")
+    where.keys(table, LINK_KEYS, "links.")
+    values = {}
+    for key in sorted(LINK_KEYS):
+        value = table.get(key)
+        if key.endswith("_source"):
+            if not isinstance(value, str) or not value.strip():
+                raise where.error(f"links.{key}", "say where the figure comes from (a datasheet, a measurement)")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise where.error(f"links.{key}", f"{value!r}: must be a positive number")
+        values[key] = value
+    return Links(**values)
 
 
 def _cpu_bind(where: "_Where", value) -> str:

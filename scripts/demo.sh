@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: a small scaling study ending in a report. Where the machine allows it (root,
-# network namespaces, Slurm), the real workflow on an emulated 2-node Slurm cluster: the
+# network namespaces, Slurm), the real workflow on an emulated Slurm cluster of FinisTerrae
+# III's shape (2 nodes of 2 replicas, half a core each; 1, 2 and 4 replicas): the
 # study written with `bench jobs`, submitted through Slurm, watched, collected and reported
 # (by the study's own report job). Elsewhere, the local study, and why.
 set -euo pipefail
@@ -26,8 +27,9 @@ mkdir -p "$results"
 bench tune pbt memnn --data generated --set train_questions=2000 --smoke-test \
     --steps-per-iteration 50 --synch --num-cpus 2 --results "$results"
 bench jobs write examples/emulated-demo.toml -o "$results-jobs"
-bench cluster run --dir "$results-jobs/cluster" --nodes 2 --cores-per-node 1 -- bash -euo pipefail -c "
-    for collective in mpi mwms horovod; do     # each strategy's prediction uses its own collective
+bench cluster run --dir "$results-jobs/cluster" --nodes 2 --cpus-per-node 1 --slots-per-node 2 -- bash -euo pipefail -c "
+    for collective in mwms horovod; do     # each strategy's collective, inside a node and between nodes
+        srun -N1 -n2 -c1 --mpi=pmix bench comm --strategy \$collective --max-bytes 16777216 --iters 10 --results $results
         srun -N2 -n2 -c1 --mpi=pmix bench comm --strategy \$collective --max-bytes 16777216 --iters 10 --results $results
     done
     bench jobs submit $results-jobs

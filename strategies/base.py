@@ -92,6 +92,10 @@ class Backend:
     kind: str = "run"               # "run": `bench run` trains once; "study": a study of trials
     multi_process: bool = False     # one process per worker/rank (supports --local-workers)
     multi_device: bool = False      # one process over several local devices (--devices)
+    # The allreduce its train step runs, on CPUs and on GPUs, by the scaling model's names
+    # (analysis/collectives.py); written in every record for the analysis, which never imports
+    # a backend. Empty: no collective.
+    allreduce: dict[str, str] = {}
 
     def __init__(self) -> None:
         self.topology = Topology()

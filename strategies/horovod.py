@@ -33,6 +33,7 @@ class HorovodBackend(Backend):
     name = "horovod"
     description = "Horovod allreduce, one process per device (Gloo or MPI)"
     multi_process = True
+    allreduce = {"cpu": "halving_doubling", "gpu": "nccl"}     # MPI's; setup() says which it runs
 
     @classmethod
     def available(cls) -> tuple[bool, str]:
@@ -56,6 +57,10 @@ class HorovodBackend(Backend):
         self.settings = _few_core_settings()
         hvd.init()
         self.hvd = hvd
+        # Gloo's controller reduces CPU tensors with its chunked ring; MPI's with MPI_Allreduce,
+        # which Open MPI 4.1's coll/tuned runs as Rabenseifner's for gradients (>= 8 KiB at 4-7
+        # ranks, >= 256 KiB at 2-3: coll_tuned_decision_fixed.c); GPU tensors go through NCCL
+        self.allreduce = {"cpu": "ring" if hvd.gloo_enabled() else "halving_doubling", "gpu": "nccl"}
         gpus = tf.config.list_physical_devices("GPU")
         if gpus:
             gpu = gpus[hvd.local_rank() % len(gpus)]

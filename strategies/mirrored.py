@@ -17,6 +17,9 @@ from bench.errors import UsageError
 class MirroredBackend(Backend):
     name = "mirrored"
     description = "tf.distribute.MirroredStrategy over local GPUs (or N logical CPU devices)"
+    # NCCL across GPUs; on CPU devices one process reduces to one device (copies in memory),
+    # modelled as a ring inside the node
+    allreduce = {"cpu": "ring", "gpu": "nccl"}
     multi_device = True
 
     def setup(self, options: BackendOptions) -> Topology:

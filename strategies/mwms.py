@@ -25,6 +25,8 @@ BYTES_PER_PACK_ENV = "DISTBENCH_MWMS_BYTES_PER_PACK"
 class MultiWorkerMirroredBackend(Backend):
     name = "mwms"
     description = "tf.distribute.MultiWorkerMirroredStrategy (TF_CONFIG, srun, or --local-workers N)"
+    # CommunicationImplementation.AUTO: TensorFlow's ring over gRPC without GPUs, NCCL with them
+    allreduce = {"cpu": "ring", "gpu": "nccl"}
     multi_process = True
 
     def setup(self, options: BackendOptions) -> Topology:

@@ -56,3 +56,36 @@ def test_the_slowest_of_n_replicas_in_standard_deviations():
     # tabulated expected maxima of n standard normals (Tippett 1925; Harter 1961)
     for count, expected in ((1, 0.0), (2, 0.5642), (4, 1.0294), (8, 1.4236), (100, 2.5076)):
         assert expected_max_normal(count) == pytest.approx(expected, abs=1e-3), count
+
+
+# Rabenseifner's: 2 [log2(g) 1 us + (g-1)/g 1 ms] + 2 [log2(N) 5 us + (N-1)/N 10 ms]
+HALVING_DOUBLING = {(1, 2): 0.01001, (1, 4): 0.01502, (1, 8): 0.01753, (1, 64): 0.0197475,
+                    (2, 2): 0.011012, (2, 4): 0.016022, (2, 8): 0.018532, (2, 64): 0.0207495,
+                    # 3 nodes: 2 of them as above, the third folded in and out: + 2 (5 us + 10 ms)
+                    (1, 3): 0.03002}
+
+
+@pytest.mark.parametrize("shape", list(HALVING_DOUBLING))
+def test_halving_doubling_at_known_shapes(shape):
+    per_node, nodes = shape
+    assert allreduce_s("halving_doubling", S, nodes, per_node, INSIDE, BETWEEN) == pytest.approx(
+        HALVING_DOUBLING[shape], rel=1e-9)
+
+
+def test_halving_doubling_inside_one_node_has_log_latency():
+    assert allreduce_s("halving_doubling", S, 1, 4, INSIDE, BETWEEN) == pytest.approx(2 * (2e-6 + 0.75e-3))
+
+
+def test_nccl_takes_the_faster_of_ring_and_tree():
+    for per_node, nodes in KNOWN:
+        ring, tree, _ = KNOWN[per_node, nodes]
+        assert allreduce_s("nccl", S, nodes, per_node, INSIDE, BETWEEN) == pytest.approx(min(ring, tree), rel=1e-9)
+
+
+def test_every_backend_with_a_collective_names_a_known_algorithm_on_cpus_and_gpus():
+    import strategies
+    from analysis.collectives import ALGORITHMS
+    said = {name: strategies.get_class(name).allreduce for name in ("default", "mirrored", "mwms", "horovod")}
+    assert said["default"] == {}
+    for name in ("mirrored", "mwms", "horovod"):
+        assert set(said[name]) == {"cpu", "gpu"} and set(said[name].values()) <= set(ALGORITHMS), name

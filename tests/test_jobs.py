@@ -82,7 +82,20 @@ def test_write_makes_one_script_per_job_and_a_report(tmp_path):
     assert (tmp_path / "out" / "report.sbatch").is_file() and (tmp_path / "out" / "logs").is_dir()
 
 
+def test_the_report_job_runs_the_studys_what_if_on_its_profile(tmp_path):
+    text = BASE.format(profile="ft3", results="r", scaling="weak").replace(
+        'batch_size = 32', 'batch_size = 32\nwhat_if_gpus = [8, 16, 64]')
+    study = spec.load(write_spec(tmp_path, text))
+    line = sbatch.render_report(study).splitlines()[-1]
+    profile = (spec.PROFILES / "ft3.toml").resolve()
+    assert line.endswith(f"/r/report --profile {profile} --gpus 8,16,64"), line
+    plain = spec.load(write_spec(tmp_path, BASE.format(profile="ft3", results="r", scaling="weak")))
+    assert "--gpus" not in sbatch.render_report(plain)
+
+
 @pytest.mark.parametrize("text, message", [
+    ('[study]\nname = "s"\nwhat_if_gpus = [8, 0]\n[matrix]\nstrategies=["default"]\ngpus=[1]\n[[workloads]]\nname="mlp"\n',
+     "study.what_if_gpus[1]: 0: must be a positive integer"),
     ('[study]\nname = "s"\n[matrix]\nstrategies=["default"]\ngpus=[1]\nprecision=["fp8"]\n[[workloads]]\nname="mlp"\n',
      "matrix.precision[0]: 'fp8' is not one of float32, mixed_float16, mixed_bfloat16"),
     ('[study]\nname = "s"\njit_compile = "yes"\n[matrix]\nstrategies=["default"]\ngpus=[1]\n[[workloads]]\nname="mlp"\n',
