@@ -217,7 +217,8 @@ def _what_if_blocks(results: list[str], table: pd.DataFrame, options: Options, o
     prediction, inputs = whatif.from_results(results, options.profile, options.what_if_gpus)
     prediction.to_csv(out / "whatif.csv", index=False)
     counts = ", ".join(map(str, options.what_if_gpus))
-    blocks = [Block("h2", f"What-if: {counts} GPUs on {options.profile}"),
+    profile = Path(options.profile).stem          # a profile's name is its file's stem
+    blocks = [Block("h2", f"What-if: {counts} GPUs on {profile}"),
               Block("p", "Each strategy's step at counts not run, from its measured counts (compute, spread, "
                          "launch and overlap) and the cluster's links (analysis/stepmodel.py); the band is the "
                          "model's validated error. Inputs:"),
@@ -231,7 +232,7 @@ def _what_if_blocks(results: list[str], table: pd.DataFrame, options: Options, o
                           "samples/s": [f"{v:,.0f} [{lo:,.0f}, {hi:,.0f}]" for v, lo, hi in
                                         zip(prediction["samples_per_s"], prediction["low"], prediction["high"])],
                           "efficiency": prediction["efficiency"].map(lambda v: f"{v:.2f}")})
-    images = plots.what_if(prediction, table, options.profile, out)
+    images = plots.what_if(prediction, table, profile, out)
     return blocks + [Block("table", shown)] + [Block("image", path) for path in images]
 
 

@@ -89,8 +89,9 @@ def fit(compute_s: float, sigma_s: float, gradient_bytes: float, algorithm: str,
     """`launch` and `exposed` by least squares over `points` (what each step spends beyond compute
     and the straggler, against its collective's modelled time). With one point, or collectives
     too alike to tell the two apart, `exposed` is 1 (no overlap) and `launch` the mean rest.
-    `exposed` is kept >= 0; above 1 the collective costs more in the run than alone (its CPU
-    work competes with compute's)."""
+    Both are kept >= 0 (a negative launch, from noise at 2 replicas, would make every larger
+    count faster than its parts); `exposed` above 1: the collective costs more in the run than
+    alone (its CPU work competes with compute's)."""
     if not points:
         raise ValueError("no run at 2 or more replicas to fit on")
     rest, collective = [], []
@@ -105,6 +106,9 @@ def fit(compute_s: float, sigma_s: float, gradient_bytes: float, algorithm: str,
         exposed, launch = np.polyfit(collective_, rest_, 1)
         if exposed < 0:
             exposed, launch = 0.0, float(rest_.mean())
+        if launch < 0:      # a cost, never a gain: the line through the origin instead
+            exposed, launch = float(collective_ @ rest_ / (collective_ @ collective_)), 0.0
     else:
         exposed, launch = 1.0, float((rest_ - collective_).mean())
-    return StepModel(compute_s, sigma_s, float(launch), float(exposed), gradient_bytes, algorithm)
+    return StepModel(compute_s, sigma_s, max(float(launch), 0.0), max(float(exposed), 0.0), gradient_bytes,
+                     algorithm)

@@ -61,3 +61,15 @@ def test_no_point_is_refused():
 def test_sigma_from_the_ninetieth_percentile():
     assert robust_sigma(1.0, 1.0 + 1.2816) == pytest.approx(1.0)
     assert robust_sigma(1.0, 0.9) == 0.0
+
+
+def test_a_negative_launch_fit_is_a_line_through_the_origin():
+    # steps that grow faster than their collectives: the straight line would cross below zero
+    links = list(RATES.values())
+    collectives = [allreduce_s("ring", S, 2, 1, INSIDE, link) for link in links]
+    steps = [0.1 + 1.2 * c - 0.02 for c in collectives]
+    fitted = fit(0.1, 0.0, S, "ring", [FitPoint(2, 1, s, Levels(INSIDE, link)) for s, link in zip(steps, links)])
+    rest = [s - 0.1 for s in steps]
+    assert fitted.launch_s == 0.0
+    assert fitted.exposed == pytest.approx(sum(c * r for c, r in zip(collectives, rest))
+                                           / sum(c * c for c in collectives))
