@@ -197,10 +197,23 @@ def fit_alpha_beta(rows: list[dict], ranks: int, around: float | None = None) ->
         near = [(size, t) for size, t in points if around / AROUND_FACTOR <= size <= around * AROUND_FACTOR]
         above = next((i for i, (size, _) in enumerate(points) if size >= around), len(points) - 1)
         points = near if len(near) >= 2 else points[max(above - 1, 0):max(above - 1, 0) + 2]
-    sizes, times = (np.array(column) for column in zip(*points))
-    slope, intercept = np.polyfit(sizes, times, 1)
+    window = points
+    slope, intercept = _line(window)
+    if slope <= 0 and around is not None:
+        # time does not grow with size across the window (its noise is larger than its bytes'
+        # cost, as at half a core): every size's line instead
+        window = sorted((float(row["bytes"]), float(row["time_us"]) * 1e-6) for row in rows)
+        slope, intercept = _line(window)
+    if slope <= 0:                  # latency only: the bytes cost nothing measurable
+        return float(np.mean([t for _, t in window])) / (2 * (ranks - 1)), math.inf
     alpha = float(intercept) / (2 * (ranks - 1))
     return (alpha if around is not None else max(alpha, 0.0)), 2 * (ranks - 1) / ranks / float(slope)
+
+
+def _line(points: list[tuple[float, float]]) -> tuple[float, float]:
+    sizes, times = (np.array(column) for column in zip(*points))
+    slope, intercept = np.polyfit(sizes, times, 1)
+    return float(slope), float(intercept)
 
 
 def fit_compute(points: list[tuple[float, float]]) -> tuple[float, float]:

@@ -47,6 +47,9 @@ BATCHES = {"charrnn-gru": 64, "mlp": 4096}
 FITTED = {"1x1": (1, 1), "1x2": (1, 2), "2x1": (2, 1)}
 TESTED = {"2x2": (2, 2), "4x1": (4, 1)}
 VERSION = 2
+# The sizes around both gradients (0.47 and 1.71 MB), each the mean of 20 back-to-back calls: with
+# 5 calls at half a core horovod's read 8.0 ms for 512 KiB and 5.3 ms for 1 MiB (a negative B)
+COMM = ["--min-bytes", str(128 << 10), "--max-bytes", str(8 << 20), "--warmup", "3", "--iters", "20"]
 
 
 def srun(nodes: int, per_node: int) -> list[str]:
@@ -74,7 +77,7 @@ def measure(args) -> dict:
     cases = [f"{w}/{s}" for w in args.workloads.split(",") for s in args.strategies.split(",")]
     batches = {case: args.batch or BATCHES[case.split("/")[0]] for case in cases}
     data = {"version": VERSION, "batches": batches, "rates": rates, "cases": cases, "steps": args.steps,
-            "runs": {}, "comms": {}}
+            "comm": COMM, "runs": {}, "comms": {}}
     with tempfile.TemporaryDirectory() as work:
         results = str(Path(work) / "results")
         with EmulatedCluster(Path(work) / "pairs", nodes=2, cores_per_node=1, slots_per_node=2,
@@ -92,8 +95,7 @@ def measure(args) -> dict:
                 keep(data)
 
             def comm(strategy: str, shape: str, key: str) -> None:
-                record = bench_record(["comm", "--strategy", strategy, "--min-bytes", "4096", "--max-bytes",
-                                       str(16 << 20), "--warmup", "2", "--iters", "5", "--results", results],
+                record = bench_record(["comm", "--strategy", strategy, *COMM, "--results", results],
                                       key, srun(*FITTED[shape]), pairs.env)
                 data["comms"].setdefault(key, []).append(record["metrics"]["allreduce"])
                 keep(data)

@@ -1,7 +1,10 @@
 """Analysis: known-answer aggregation, speedup and efficiency; the rendered report."""
 
+import math
+
 import numpy as np
 import pandas as pd
+
 import pytest
 
 from analysis import report, scaling, summary
@@ -184,6 +187,18 @@ def test_alpha_beta_around_a_size_follows_a_bent_curve():
     assert bandwidth == pytest.approx(6e6)
     edge = predict.fit_alpha_beta(rows, 2, around=64 << 20)           # beyond the largest: the last two
     assert edge[1] == pytest.approx(6e6)
+
+
+def test_alpha_beta_where_time_falls_with_size_around_the_gradient():
+    """Noise larger than the bytes' cost (bench comm at half a core: 8.0 ms for 512 KiB, 5.3 ms
+    for 1 MiB) gives no negative bandwidth: the line over every size, or latency alone."""
+    from analysis import predict
+    noisy = [{"bytes": s << 10, "time_us": t} for s, t in ((64, 6300), (256, 6250), (512, 8020), (1024, 5280),
+                                                            (4096, 11690))]
+    alpha, bandwidth = predict.fit_alpha_beta(noisy, 2, around=473128)
+    assert 0 < bandwidth < math.inf and alpha > 0
+    flat = [{"bytes": s << 10, "time_us": t} for s, t in ((256, 6000), (512, 5000), (1024, 4000))]
+    assert predict.fit_alpha_beta(flat, 2, around=473128) == (pytest.approx(0.0025), math.inf)
 
 
 def test_alpha_beta_around_a_size_fits_the_sizes_within_a_factor_of_it():
