@@ -401,7 +401,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         rows = slurm.collect(args.dir, args.results)
         for row in rows:
             print(f"{row['status']:<14} {row['job_id']:>8} {row['script']}")
-            for line in row.get("stderr_tail", []):
+            for line in row.get("errors", []) + row.get("stderr_tail", []):
                 print(f"    {line}")
         return 0 if all(r["status"] == "ok" for r in rows) else 1
     if args.jobs_command == "wait":

@@ -154,6 +154,7 @@ def collect(out: str | Path, results: str | Path) -> list[dict]:
         row = {"script": script, "job_id": entry["job_id"], "records": [r.run_id for r in records]}
         if records:
             row["status"] = ",".join(sorted({r.status for r in records}))
+            row["errors"] = [r.error for r in records if r.status != "ok" and r.error]
         elif err.is_file() or (out / "logs" / f"{name}.out").is_file():
             row["status"] = "no record"
             row["stderr_tail"] = err.read_text(errors="replace").strip().splitlines()[-5:] if err.is_file() else []

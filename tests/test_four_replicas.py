@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -159,6 +160,14 @@ set = { n_neurons = 16 }
 """
 
 
+def logs_of_failed(jobs: str, collected: str) -> str:
+    failed = [line.split()[-1][: -len(".sbatch")] for line in collected.splitlines()
+              if line.endswith(".sbatch") and not line.startswith("ok ")]
+    tails = [f"--- {path.name}\n" + "\n".join(path.read_text(errors="replace").splitlines()[-40:])
+             for name in failed for path in sorted(Path(jobs, "logs").glob(f"{name}.*"))]
+    return "\n".join(tails)
+
+
 def test_a_generated_study_at_one_two_and_four_replicas_is_submitted_collected_and_reported(
         emulated_2x2, bench, tmp_path):
     """FinisTerrae III's shape (profile emulated-ft3: 2 replicas a node): 1 replica, 2 on one
@@ -172,7 +181,8 @@ def test_a_generated_study_at_one_two_and_four_replicas_is_submitted_collected_a
     waited = bench("jobs", "wait", jobs, "--timeout", "500", "--poll", "2", env=env)
     assert waited.returncode == 0, waited.stdout + waited.stderr
     collected = bench("jobs", "collect", jobs, "--results", str(tmp_path / "results"), env=env)
-    assert collected.returncode == 0 and collected.stdout.count("ok ") == 6, collected.stdout
+    assert collected.returncode == 0 and collected.stdout.count("ok ") == 6, collected.stdout + logs_of_failed(
+        jobs, collected.stdout)
     records = [read_record(p) for p in record_paths(tmp_path / "results")]
     hosts = {r.num_replicas: r.host["rank_hosts"] for r in records}
     assert sorted(r.num_replicas for r in records) == [1, 1, 2, 2, 4, 4]
