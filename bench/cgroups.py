@@ -18,7 +18,17 @@ from pathlib import Path
 from bench.errors import UsageError
 
 ROOT = Path(os.environ.get("DISTBENCH_CGROUP_ROOT", "/sys/fs/cgroup"))
+PERIOD_ENV = "DISTBENCH_CFS_PERIOD_US"
+# The period a share is enforced over. Over the kernel's default 100 ms a half core runs 50 ms
+# and then waits up to 50 ms: a peer in a collective waits with it (benchmarks/cfs_period.py).
 PERIOD_US = 100_000
+
+
+def period_us() -> int:
+    value = os.environ.get(PERIOD_ENV, str(PERIOD_US))
+    if not value.isdigit() or not 1000 <= int(value) <= 1_000_000:
+        raise UsageError(f"{PERIOD_ENV}={value!r}: a CFS period in microseconds, 1000 to 1000000")
+    return int(value)
 SHARES_ENV = "DISTBENCH_CPU_SHARES"     # a local launch's cgroups, one set per local rank: "a,b;c,d"
 
 
@@ -43,13 +53,14 @@ def create(name: str, cores: list[int], share: float) -> list[str]:
     why = unavailable()
     if why:
         raise UsageError(why)
-    quota = str(max(1000, round(share * PERIOD_US)))
+    period = period_us()
+    quota = str(max(1000, round(share * period)))
     cpus = ",".join(map(str, cores))
     if _v1():
         cpu, cpuset = ROOT / "cpu" / name, ROOT / "cpuset" / name
         for path in (cpu, cpuset):
             path.mkdir(exist_ok=True)
-        (cpu / "cpu.cfs_period_us").write_text(str(PERIOD_US))
+        (cpu / "cpu.cfs_period_us").write_text(str(period))
         (cpu / "cpu.cfs_quota_us").write_text(quota)
         (cpuset / "cpuset.mems").write_text((ROOT / "cpuset" / "cpuset.mems").read_text().strip())
         (cpuset / "cpuset.cpus").write_text(cpus)
@@ -57,7 +68,7 @@ def create(name: str, cores: list[int], share: float) -> list[str]:
     path = ROOT / name
     (ROOT / "cgroup.subtree_control").write_text("+cpu +cpuset")
     path.mkdir(exist_ok=True)
-    (path / "cpu.max").write_text(f"{quota} {PERIOD_US}")
+    (path / "cpu.max").write_text(f"{quota} {period}")
     (path / "cpuset.cpus").write_text(cpus)
     return [str(path)]
 

@@ -150,7 +150,7 @@ scaling = "weak"
 batch_size = 32
 
 [matrix]
-strategies = ["mwms", "horovod"]
+strategies = ["mwms"]           # horovod at 2 x 2: test_two_nodes_of_two_ranks (14 processes were 180 s)
 gpus = [1, 2, 4]
 
 [[workloads]]
@@ -177,15 +177,15 @@ def test_a_generated_study_at_one_two_and_four_replicas_is_submitted_collected_a
     jobs = str(tmp_path / "jobs")
     assert bench("jobs", "write", str(tmp_path / "study.toml"), "-o", jobs, env=env).returncode == 0
     done = bench("jobs", "submit", jobs, env=env)
-    assert "submitted 6 jobs (0 already submitted)" in done.stdout, done.stderr
+    assert "submitted 3 jobs (0 already submitted)" in done.stdout, done.stderr
     waited = bench("jobs", "wait", jobs, "--timeout", "500", "--poll", "2", env=env)
     assert waited.returncode == 0, waited.stdout + waited.stderr
     collected = bench("jobs", "collect", jobs, "--results", str(tmp_path / "results"), env=env)
-    assert collected.returncode == 0 and collected.stdout.count("ok ") == 6, collected.stdout + logs_of_failed(
+    assert collected.returncode == 0 and collected.stdout.count("ok ") == 3, collected.stdout + logs_of_failed(
         jobs, collected.stdout)
     records = [read_record(p) for p in record_paths(tmp_path / "results")]
     hosts = {r.num_replicas: r.host["rank_hosts"] for r in records}
-    assert sorted(r.num_replicas for r in records) == [1, 1, 2, 2, 4, 4]
+    assert sorted(r.num_replicas for r in records) == [1, 2, 4]
     assert len(set(hosts[2])) == 1 and hosts[4] == [h for h in emulated_2x2.hostnames for _ in range(2)]
     assert {r.host["binding"]["cpu_share"] for r in records} == {0.5}
     report = (tmp_path / "results" / "report" / "report.md").read_text()    # the study's report job, after all

@@ -1,6 +1,7 @@
 """Pure functions: hyperparameters, statistics, provenance, GPU probing without a GPU."""
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -152,3 +153,28 @@ def test_cluster_clean_of_a_malformed_owner_file_is_one_usage_error(tmp_path, ca
     assert main(["cluster", "clean", "--dir", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip().endswith("not a cluster's owner file (malformed JSON); remove it by hand")
     assert (tmp_path / "owner.json").exists()
+
+
+@pytest.mark.parametrize("period, quota", [(None, "50000"), ("10000", "5000")])
+def test_a_half_core_is_its_quota_over_the_period(period, quota, tmp_path, monkeypatch):
+    from bench import cgroups
+    for controller in ("cpu", "cpuset"):
+        (tmp_path / controller).mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1")
+    (tmp_path / "cpuset" / "cpuset.cpus").write_text("0-1")
+    (tmp_path / "cpuset" / "cpuset.mems").write_text("0")
+    monkeypatch.setattr(cgroups, "ROOT", tmp_path)
+    monkeypatch.setattr(cgroups.os, "geteuid", lambda: 0)
+    if period:
+        monkeypatch.setenv(cgroups.PERIOD_ENV, period)
+    cpu, _ = cgroups.create("half", [1], 0.5)
+    assert (Path(cpu) / "cpu.cfs_quota_us").read_text() == quota
+    assert (Path(cpu) / "cpu.cfs_period_us").read_text() == (period or "100000")
+
+
+@pytest.mark.parametrize("period", ["100", "10ms", "2000000"])
+def test_a_malformed_cfs_period_is_one_usage_error(period, monkeypatch):
+    from bench import cgroups
+    monkeypatch.setenv(cgroups.PERIOD_ENV, period)
+    with pytest.raises(UsageError, match=cgroups.PERIOD_ENV):
+        cgroups.period_us()
