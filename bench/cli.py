@@ -99,6 +99,8 @@ def _add_tune_options(p: argparse.ArgumentParser, scheduler: str) -> None:
     p.add_argument("--precision", choices=("float32", "mixed_float16", "mixed_bfloat16"), default="float32",
                    help="Keras dtype policy of every trial")
     p.add_argument("--tf32", choices=("on", "off"), default="on", help="TensorFloat-32 matmuls on A100s")
+    p.add_argument("--jit-compile", choices=("auto", "true", "false"), default="auto",
+                   help="XLA in every trial (default auto: Keras enables it on GPUs only)")
     p.add_argument("--verbose", "-v", action="count", default=0, help="Ray's progress output")
     if pbt:
         p.add_argument("--perturbation-interval", type=int, default=2)
@@ -458,6 +460,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from bench import tune
+    handed = os.environ.get(tune.STUDY_CONFIG_ENV)
+    cfg = _handed_study(args, handed) if handed is not None else _study_from_options(args)
+    result = tune.run_study(cfg)
+    print(tune.describe(result))
+    print(result.path)
+    return _leave_if_interrupted(result.exit_code)
+
+
+def _study_from_options(args: argparse.Namespace):
+    from bench import tune
     from bench.hparams import parse_set_options
     cfg = tune.StudyConfig(
         workload=args.workload, scheduler=args.scheduler, samples=args.samples,
@@ -466,16 +478,29 @@ def cmd_tune(args: argparse.Namespace) -> int:
         space=parse_set_options(args.space), overrides=parse_set_options(args.sets),
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, num_cpus=args.num_cpus,
         ray=args.ray, data=args.data, data_dir=args.data_dir, results=args.results, seed=args.seed,
-        warmup_steps=args.warmup_steps, precision=args.precision, tf32=args.tf32, verbose=args.verbose)
+        warmup_steps=args.warmup_steps, precision=args.precision, tf32=args.tf32, jit_compile=args.jit_compile,
+        verbose=args.verbose)
     if args.scheduler == "pbt":
         cfg.perturbation_interval, cfg.quantile_fraction = args.perturbation_interval, args.quantile_fraction
         cfg.synch = args.synch
     else:
         cfg.asha, cfg.retrain = args.asha, not args.no_retrain
-    result = tune.run_study(cfg)
-    print(tune.describe(result))
-    print(result.path)
-    return _leave_if_interrupted(result.exit_code)
+    return cfg
+
+
+def _handed_study(args: argparse.Namespace, handed: str):
+    """A study handed as JSON (a job script's): `bench tune SCHEDULER WORKLOAD` and no options."""
+    from bench import config, tune
+    cfg = config.from_json(tune.StudyConfig, handed, tune.STUDY_CONFIG_ENV)
+    if (cfg.scheduler, cfg.workload) != (args.scheduler, args.workload):
+        raise UsageError(f"{tune.STUDY_CONFIG_ENV} is a {cfg.scheduler} study of {cfg.workload}, "
+                         f"not {args.scheduler} {args.workload}")
+    defaults = vars(build_parser().parse_args(["tune", args.scheduler, args.workload]))
+    given = sorted(name for name, value in vars(args).items() if name in defaults and defaults[name] != value)
+    if given:
+        raise UsageError(f"{tune.STUDY_CONFIG_ENV} is set (a job's study): give no tune options "
+                         f"(got --{given[0].replace('_', '-')})")
+    return cfg
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

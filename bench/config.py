@@ -26,6 +26,7 @@ DATA_SOURCES = ("real", "generated", "synthetic")
 JIT_CHOICES = ("auto", "true", "false")
 LAUNCHERS = ("gloo", "mpi")
 RUN_CONFIG_ENV = "DISTBENCH_RUN_CONFIG"
+STUDY_CONFIG_ENV = "DISTBENCH_STUDY_CONFIG"     # a study's config handed to `bench tune` (a Ray job)
 
 C = TypeVar("C")
 
@@ -116,6 +117,44 @@ class RunConfig:
     @property
     def jit(self) -> bool | str:
         return {"auto": "auto", "true": True, "false": False}[self.jit_compile]
+
+
+@dataclass
+class StudyConfig:
+    workload: str
+    scheduler: str = "pbt"                  # pbt | search
+    samples: int = 2                        # trials (PBT population, or search samples)
+    iterations: int = 100                   # training iterations per trial (epochs)
+    steps_per_iteration: int | None = None  # None: one pass over the training data
+    batch_size: int | None = None
+    space: dict[str, str] = field(default_factory=dict)      # replaces the workload's default space
+    overrides: dict[str, str | int | float | bool] = field(default_factory=dict)   # --set: fixed hyperparameters
+    perturbation_interval: int = 2
+    quantile_fraction: float = 0.25
+    synch: bool = False                     # PBT: perturb when every trial reached the interval
+    reuse_workers: bool = True              # PBT: an exploit or resume goes on in a live worker process
+    asha: bool = False                      # search: stop weak trials early
+    retrain: bool = True                    # search: retrain the best config on train+val, test it
+    cpus_per_trial: float = 1
+    gpus_per_trial: float = 0
+    num_cpus: int | None = None             # local Ray; None: all
+    ray: str = "local"                      # local | auto | slurm
+    data: str = "real"
+    data_dir: str | None = None
+    results: str = "results"
+    seed: int = 0
+    warmup_steps: int = 2
+    precision: str = "float32"              # as RunConfig's: every trial and the retrain
+    tf32: str = "on"
+    jit_compile: str = "auto"               # as RunConfig's
+    verbose: int = 0
+    study_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self, changed_only: bool = False) -> str:
+        return to_json(self, changed_only)
 
 
 def check_choice(flag: str, value: str, valid: tuple[str, ...]) -> None:

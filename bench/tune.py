@@ -11,7 +11,6 @@ which PBT restores into another trial when that trial exploits this one.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import math
 import os
@@ -19,12 +18,12 @@ import signal
 import socket
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench import gradients, precision, provenance, stats, workloads
-from bench.config import check_choice, from_dict
+from bench.config import JIT_CHOICES, STUDY_CONFIG_ENV, StudyConfig, check_choice, from_dict  # noqa: F401
 from bench.errors import UsageError
 from bench.precision import PRECISIONS, TF32_CHOICES
 from bench.hparams import check_applies, for_workload, resolve
@@ -35,40 +34,6 @@ from bench.space import Dimension, clamp_config, parse_space
 SCHEDULERS = ("pbt", "search")
 # Fault injection for testing failure handling: "<trial index>@<iteration>" makes that trial raise.
 FAULT_ENV = "DISTBENCH_TRIAL_FAULT"
-
-
-@dataclass
-class StudyConfig:
-    workload: str
-    scheduler: str = "pbt"                  # pbt | search
-    samples: int = 2                        # trials (PBT population, or search samples)
-    iterations: int = 100                   # training iterations per trial (epochs)
-    steps_per_iteration: int | None = None  # None: one pass over the training data
-    batch_size: int | None = None
-    space: dict[str, str] = field(default_factory=dict)      # replaces the workload's default space
-    overrides: dict[str, str | int | float | bool] = field(default_factory=dict)   # --set: fixed hyperparameters
-    perturbation_interval: int = 2
-    quantile_fraction: float = 0.25
-    synch: bool = False                     # PBT: perturb when every trial reached the interval
-    reuse_workers: bool = True              # PBT: an exploit or resume goes on in a live worker process
-    asha: bool = False                      # search: stop weak trials early
-    retrain: bool = True                    # search: retrain the best config on train+val, test it
-    cpus_per_trial: float = 1
-    gpus_per_trial: float = 0
-    num_cpus: int | None = None             # local Ray; None: all
-    ray: str = "local"                      # local | auto | slurm
-    data: str = "real"
-    data_dir: str | None = None
-    results: str = "results"
-    seed: int = 0
-    warmup_steps: int = 2
-    precision: str = "float32"              # as RunConfig's: every trial and the retrain
-    tf32: str = "on"
-    verbose: int = 0
-    study_id: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -96,6 +61,7 @@ def plan(cfg: StudyConfig):
         ray_slurm.allocation()      # inside an allocation, with readable Slurm variables
     check_choice("--precision", cfg.precision, PRECISIONS)
     check_choice("--tf32", cfg.tf32, TF32_CHOICES)
+    check_choice("--jit-compile", cfg.jit_compile, JIT_CHOICES)
     if not 0 < cfg.quantile_fraction <= 0.5:
         raise UsageError(f"--quantile-fraction {cfg.quantile_fraction}: must be in (0, 0.5]")
     workload = workloads.get(cfg.workload)
@@ -289,7 +255,7 @@ def _trial(config: dict, study: dict, data=None) -> None:
         data = workload.load(cfg.data, cfg.data_dir, hp, cfg.seed)
     batch = cfg.batch_size or workload.default_batch_size
     precision.apply(cfg.precision, cfg.tf32)      # per trial: a reused worker process keeps the last policy
-    model = workload.build(data, hp, batch)
+    model = workload.build(data, hp, batch, jit_compile={"auto": "auto", "true": True, "false": False}[cfg.jit_compile])
     gradients.prepare_apply(model.optimizer)
     start, restored = 0, {}
     with raytune.restored_checkpoint() as directory:
@@ -500,7 +466,7 @@ def _retrain(cfg: StudyConfig, hyperparameters: dict, study_id: str) -> RunRecor
         workload=cfg.workload, epochs=cfg.iterations, steps_per_epoch=cfg.steps_per_iteration,
         batch_size=cfg.batch_size, data=cfg.data, data_dir=cfg.data_dir, results=cfg.results,
         overrides=dict(hyperparameters), seed=cfg.seed, warmup_steps=cfg.warmup_steps,
-        merge_validation=True, precision=cfg.precision, tf32=cfg.tf32, verbose=0, run_id=f"{study_id}-retrain"))
+        merge_validation=True, precision=cfg.precision, tf32=cfg.tf32, jit_compile=cfg.jit_compile, verbose=0, run_id=f"{study_id}-retrain"))
     result.record.extra["study_id"] = study_id
     finish(cfg.results, result.record)
     return result.record

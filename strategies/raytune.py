@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
+from bench.config import STUDY_CONFIG_ENV, StudyConfig
 from bench.errors import UsageError
 from bench.space import Dimension
 from strategies.base import Backend, Placement
@@ -50,19 +51,20 @@ class RayTuneBackend(Backend):
 
     @classmethod
     def sbatch_lines(cls, placement: Placement, cfg) -> list[str]:
+        """The study as data (DISTBENCH_STUDY_CONFIG), as a run job hands its RunConfig: a trial
+        per GPU, each as the matrix's run would be (precision, TF32, JIT, data, --set)."""
         scheduler = placement.option("tune", "search")
-        per_gpu = cfg.per_replica_batch_size or cfg.batch_size // placement.gpus
-        tune = ["bench", "tune", scheduler, cfg.workload, "--ray", "slurm", "--samples", str(placement.gpus),
-                "--iterations", str(cfg.epochs), "--steps-per-iteration", str(cfg.steps_per_epoch),
-                "--batch-size", str(per_gpu), "--data", cfg.data, "--seed", str(cfg.seed),
-                "--results", cfg.results]
-        tune += (["--gpus-per-trial", "1"] if placement.gpu_nodes
-                 else ["--cpus-per-trial", str(placement.cpus_per_gpu)])
+        study = StudyConfig(
+            workload=cfg.workload, scheduler=scheduler, samples=placement.gpus, iterations=cfg.epochs,
+            steps_per_iteration=cfg.steps_per_epoch,
+            batch_size=cfg.per_replica_batch_size or cfg.batch_size // placement.gpus,
+            overrides=dict(cfg.overrides), ray="slurm", data=cfg.data, data_dir=cfg.data_dir, results=cfg.results,
+            seed=cfg.seed, precision=cfg.precision, tf32=cfg.tf32, jit_compile=cfg.jit_compile,
+            **({"gpus_per_trial": 1} if placement.gpu_nodes else {"cpus_per_trial": placement.cpus_per_gpu}))
         if scheduler == "search":       # trials differ in learning rate only: the same step time
-            tune += ["--space", "learning_rate=loguniform(0.0001, 0.01)", "--no-retrain"]
-        for key, value in cfg.overrides.items():
-            tune += ["--set", f"{key}={value}"]
-        return [" ".join(shlex.quote(part) for part in tune)]
+            study.space, study.retrain = {"learning_rate": "loguniform(0.0001, 0.01)"}, False
+        return [f"export {STUDY_CONFIG_ENV}={shlex.quote(study.to_json(changed_only=True))}",
+                f"bench tune {scheduler} {shlex.quote(cfg.workload)}"]
 
 
 def require_ray() -> None:

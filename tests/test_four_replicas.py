@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.config import RUN_CONFIG_ENV
+from bench.config import RUN_CONFIG_ENV, STUDY_CONFIG_ENV
 from bench.record import read_record
 from conftest import record_paths
 
@@ -121,17 +121,20 @@ def test_ray_study_with_two_trials_on_each_node(emulated_2x2, tmp_path):
     """bench tune --ray slurm in a batch job of 2 nodes x 2 CPUs: one Ray node per Slurm node
     (the head on the first, the workers' srun step on the second), 4 trials at once, 2 on each."""
     results = tmp_path / "results"
-    study = (f"{sys.executable} -m bench tune search mlp --ray slurm --samples 4 --iterations 2 "
-             f"--steps-per-iteration 5 --data generated --set n_neurons=16 --no-retrain --results {results}")
+    # handed as a job script hands it (strategies/raytune.py:sbatch_lines)
+    handed = {"workload": "mlp", "scheduler": "search", "ray": "slurm", "samples": 4, "iterations": 2,
+              "steps_per_iteration": 5, "data": "generated", "overrides": {"n_neurons": "16"}, "retrain": False,
+              "precision": "mixed_bfloat16", "results": str(results)}
     done = subprocess.run(["sbatch", "--wait", "--nodes=2", "--ntasks-per-node=1", "--cpus-per-task=2",
-                           "-o", str(tmp_path / "job.out"), "--wrap", study],
-                          capture_output=True, text=True, env={**os.environ, **emulated_2x2.env}, cwd=tmp_path,
-                          timeout=600)
+                           "-o", str(tmp_path / "job.out"), "--wrap", f"{sys.executable} -m bench tune search mlp"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=600,
+                          env={**os.environ, **emulated_2x2.env, STUDY_CONFIG_ENV: json.dumps(handed)})
     output = (tmp_path / "job.out").read_text()
     assert done.returncode == 0, output[-3000:]
     records = [read_record(p) for p in record_paths(results)]
     [study_record] = [r for r in records if r.kind == "study"]
     assert study_record.status == "ok" and study_record.extra["ray"]["nodes"] == 2
+    assert study_record.config["precision"] == "mixed_bfloat16"
     trials_on = {}
     for log in (results / study_record.run_id / "trials").glob("*.jsonl"):
         for host in {json.loads(line)["host"] for line in log.read_text().splitlines()}:

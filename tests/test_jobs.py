@@ -1,11 +1,14 @@
 """Study specs -> plans and sbatch scripts (pure functions of spec and profile)."""
 
+import json
 import os
+import shlex
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from bench.config import StudyConfig, from_dict
 from jobs import sbatch, spec
 from conftest import ROOT, error_lines
 
@@ -59,6 +62,46 @@ def test_precision_and_tf32_are_matrix_axes(tmp_path):
     assert '"precision":"mixed_bfloat16"' in script and '"tf32":"off"' in script
     example = spec.load(EXAMPLE)
     assert {j.precision for j in example.jobs()} == {"mixed_float16"} and example.jit_compile == "auto"
+
+
+def handed_config(script: str) -> dict:
+    """The config a job script hands its workers (a run's or, for ray, a study's)."""
+    [line] = [line for line in script.splitlines()
+              if line.startswith(("export DISTBENCH_RUN_CONFIG=", "export DISTBENCH_STUDY_CONFIG="))]
+    return json.loads(shlex.split(line.split("=", 1)[1])[0])
+
+
+def test_every_job_of_every_backend_carries_the_matrix_settings(tmp_path):
+    """precision, TF32, JIT, data and --set reach every job, ray's included (its scripts once
+    ran float32 under a name that said fp16)."""
+    text = BASE.format(profile="ft3", results="r", scaling="weak").replace(
+        "gpus = [1, 2, 4]", 'gpus = [1, 2, 4]\nprecision = ["mixed_bfloat16"]\ntf32 = ["off"]').replace(
+        "batch_size = 32", 'batch_size = 32\njit_compile = "true"')
+    study = spec.load(write_spec(tmp_path, text))
+    strategies = set()
+    for job in study.jobs():
+        config = handed_config(sbatch.render(job, study))
+        strategies.add(job.strategy)
+        assert (config["precision"], config["tf32"], config["jit_compile"], config["data"],
+                config["overrides"]) == ("mixed_bfloat16", "off", "true", "generated", {"n_neurons": "64"}), job.name
+        if job.strategy == "ray":       # what `bench tune` will read: a valid study
+            assert from_dict(StudyConfig, config, job.name).samples == job.gpus
+    assert strategies == {"default", "mirrored", "mwms", "horovod", "ray"}
+
+
+def test_a_handed_study_takes_no_options_and_must_be_the_named_one(bench, tmp_path):
+    handed = {"DISTBENCH_STUDY_CONFIG": json.dumps({"workload": "mlp", "scheduler": "search", "data": "generated"})}
+    done = bench("tune", "search", "mlp", "--samples", "3", env=handed)
+    assert error_lines(done.stderr) == ["bench: error: DISTBENCH_STUDY_CONFIG is set (a job's study): give no tune "
+                                 "options (got --samples)"] and done.returncode == 2
+    done = bench("tune", "pbt", "mlp", env=handed)
+    assert error_lines(done.stderr) == ["bench: error: DISTBENCH_STUDY_CONFIG is a search study of mlp, not pbt mlp"]
+    # no options: the handed study itself is checked (before Ray starts)
+    done = bench("tune", "search", "mlp", env={"DISTBENCH_STUDY_CONFIG": json.dumps(
+        {"workload": "mlp", "scheduler": "search", "quantile_fraction": 0.9})})
+    assert error_lines(done.stderr) == ["bench: error: --quantile-fraction 0.9: must be in (0, 0.5]"]
+    done = bench("tune", "search", "mlp", env={"DISTBENCH_STUDY_CONFIG": '{"workload": "mlp", "sample": 2}'})
+    assert error_lines(done.stderr)[0].startswith("bench: error: DISTBENCH_STUDY_CONFIG: unknown key 'sample'")
 
 
 @pytest.mark.parametrize("profile", ["ft3", "local"])
