@@ -116,7 +116,7 @@ class RunConfig:
 
     @property
     def jit(self) -> bool | str:
-        return {"auto": "auto", "true": True, "false": False}[self.jit_compile]
+        return jit_setting(self.jit_compile)
 
 
 @dataclass
@@ -155,6 +155,11 @@ class StudyConfig:
 
     def to_json(self, changed_only: bool = False) -> str:
         return to_json(self, changed_only)
+
+
+def jit_setting(choice: str) -> bool | str:
+    """Keras' jit_compile for a --jit-compile choice."""
+    return {"auto": "auto", "true": True, "false": False}[choice]
 
 
 def check_choice(flag: str, value: str, valid: tuple[str, ...]) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import gradients, precision, provenance, stats, workloads
-from bench.config import JIT_CHOICES, STUDY_CONFIG_ENV, StudyConfig, check_choice, from_dict  # noqa: F401
+from bench.config import JIT_CHOICES, STUDY_CONFIG_ENV, StudyConfig, check_choice, from_dict, jit_setting  # noqa: F401
 from bench.errors import UsageError
 from bench.precision import PRECISIONS, TF32_CHOICES
 from bench.hparams import check_applies, for_workload, resolve
@@ -255,7 +255,7 @@ def _trial(config: dict, study: dict, data=None) -> None:
         data = workload.load(cfg.data, cfg.data_dir, hp, cfg.seed)
     batch = cfg.batch_size or workload.default_batch_size
     precision.apply(cfg.precision, cfg.tf32)      # per trial: a reused worker process keeps the last policy
-    model = workload.build(data, hp, batch, jit_compile={"auto": "auto", "true": True, "false": False}[cfg.jit_compile])
+    model = workload.build(data, hp, batch, jit_compile=jit_setting(cfg.jit_compile))
     gradients.prepare_apply(model.optimizer)
     start, restored = 0, {}
     with raytune.restored_checkpoint() as directory:
