@@ -18,9 +18,10 @@ from pathlib import Path
 from bench.errors import UsageError
 
 ROOT = Path(os.environ.get("DISTBENCH_CGROUP_ROOT", "/sys/fs/cgroup"))
+SHARES_ENV = "DISTBENCH_CPU_SHARES"     # a local launch's cgroups, one set per local rank: "a,b;c,d"
 PERIOD_ENV = "DISTBENCH_CFS_PERIOD_US"
-# The period a share is enforced over. Over the kernel's default 100 ms a half core runs 50 ms
-# and then waits up to 50 ms: a peer in a collective waits with it (benchmarks/cfs_period.py).
+# The period a share is enforced over: over the kernel's default 100 ms a half core runs 50 ms,
+# then waits up to 50 ms (what a shorter one changes: benchmarks/cfs_period.py)
 PERIOD_US = 100_000
 
 
@@ -29,7 +30,6 @@ def period_us() -> int:
     if not value.isdigit() or not 1000 <= int(value) <= 1_000_000:
         raise UsageError(f"{PERIOD_ENV}={value!r}: a CFS period in microseconds, 1000 to 1000000")
     return int(value)
-SHARES_ENV = "DISTBENCH_CPU_SHARES"     # a local launch's cgroups, one set per local rank: "a,b;c,d"
 
 
 def _v1() -> bool:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from bench.config import JIT_CHOICES, STUDY_CONFIG_ENV
 from bench.errors import UsageError
 
 EXIT_USAGE = 2
@@ -52,7 +53,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     add("--sample-interval", type=float, dest="sample_interval_s", help="GPU/host sampling period in s")
     add("--target-accuracy", type=float, help="record the time to reach this accuracy")
     add("--stop-at-target", action="store_true", help="end training once the target is reached")
-    add("--jit-compile", choices=("auto", "true", "false"), help="XLA (default auto: Keras enables it on GPUs only)")
+    add("--jit-compile", choices=JIT_CHOICES, help="XLA (default auto: Keras enables it on GPUs only)")
     add("--checkpoint-every", type=int, metavar="EPOCHS")
     add("--resume", metavar="CHECKPOINT_OR_RUN_DIR")
     add("--export", action="store_true", help="char-RNNs: export a SavedModel text generator")
@@ -99,7 +100,7 @@ def _add_tune_options(p: argparse.ArgumentParser, scheduler: str) -> None:
     p.add_argument("--precision", choices=("float32", "mixed_float16", "mixed_bfloat16"), default="float32",
                    help="Keras dtype policy of every trial")
     p.add_argument("--tf32", choices=("on", "off"), default="on", help="TensorFloat-32 matmuls on A100s")
-    p.add_argument("--jit-compile", choices=("auto", "true", "false"), default="auto",
+    p.add_argument("--jit-compile", choices=JIT_CHOICES, default="auto",
                    help="XLA in every trial (default auto: Keras enables it on GPUs only)")
     p.add_argument("--verbose", "-v", action="count", default=0, help="Ray's progress output")
     if pbt:
@@ -460,7 +461,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from bench import tune
-    handed = os.environ.get(tune.STUDY_CONFIG_ENV)
+    handed = os.environ.get(STUDY_CONFIG_ENV)
     cfg = _handed_study(args, handed) if handed is not None else _study_from_options(args)
     result = tune.run_study(cfg)
     print(tune.describe(result))
@@ -490,15 +491,15 @@ def _study_from_options(args: argparse.Namespace):
 
 def _handed_study(args: argparse.Namespace, handed: str):
     """A study handed as JSON (a job script's): `bench tune SCHEDULER WORKLOAD` and no options."""
-    from bench import config, tune
-    cfg = config.from_json(tune.StudyConfig, handed, tune.STUDY_CONFIG_ENV)
+    from bench import config
+    cfg = config.from_json(config.StudyConfig, handed, STUDY_CONFIG_ENV)
     if (cfg.scheduler, cfg.workload) != (args.scheduler, args.workload):
-        raise UsageError(f"{tune.STUDY_CONFIG_ENV} is a {cfg.scheduler} study of {cfg.workload}, "
+        raise UsageError(f"{STUDY_CONFIG_ENV} is a {cfg.scheduler} study of {cfg.workload}, "
                          f"not {args.scheduler} {args.workload}")
     defaults = vars(build_parser().parse_args(["tune", args.scheduler, args.workload]))
     given = sorted(name for name, value in vars(args).items() if name in defaults and defaults[name] != value)
     if given:
-        raise UsageError(f"{tune.STUDY_CONFIG_ENV} is set (a job's study): give no tune options "
+        raise UsageError(f"{STUDY_CONFIG_ENV} is set (a job's study): give no tune options "
                          f"(got --{given[0].replace('_', '-')})")
     return cfg
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import gradients, precision, provenance, stats, workloads
-from bench.config import JIT_CHOICES, STUDY_CONFIG_ENV, StudyConfig, check_choice, from_dict, jit_setting  # noqa: F401
+from bench.config import JIT_CHOICES, StudyConfig, check_choice, from_dict, jit_setting
 from bench.errors import UsageError
 from bench.precision import PRECISIONS, TF32_CHOICES
 from bench.hparams import check_applies, for_workload, resolve
@@ -466,7 +466,8 @@ def _retrain(cfg: StudyConfig, hyperparameters: dict, study_id: str) -> RunRecor
         workload=cfg.workload, epochs=cfg.iterations, steps_per_epoch=cfg.steps_per_iteration,
         batch_size=cfg.batch_size, data=cfg.data, data_dir=cfg.data_dir, results=cfg.results,
         overrides=dict(hyperparameters), seed=cfg.seed, warmup_steps=cfg.warmup_steps,
-        merge_validation=True, precision=cfg.precision, tf32=cfg.tf32, jit_compile=cfg.jit_compile, verbose=0, run_id=f"{study_id}-retrain"))
+        merge_validation=True, precision=cfg.precision, tf32=cfg.tf32, jit_compile=cfg.jit_compile, verbose=0,
+        run_id=f"{study_id}-retrain"))
     result.record.extra["study_id"] = study_id
     finish(cfg.results, result.record)
     return result.record
