@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from bench.config import JIT_CHOICES, STUDY_CONFIG_ENV
+from bench import config
+from bench.config import STUDY_CONFIG_ENV
 from bench.errors import UsageError
 
 EXIT_USAGE = 2
@@ -30,86 +31,38 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    """Every option builds a field of bench.config.RunConfig, whose defaults are the only
-    ones (flags left out are absent, so that --config FILE supplies them)."""
-    add = lambda *names, **kw: p.add_argument(*names, default=argparse.SUPPRESS, **kw)  # noqa: E731
-    add("--config", metavar="FILE", help="a run config (JSON or TOML, RunConfig's keys); flags override it")
-    add("--workload", "-w", help="see `bench list`")
-    add("--strategy", "-s", help="see `bench list` (default: default)")
-    add("--epochs", type=int)
-    add("--steps-per-epoch", type=int, help="default: one pass over the training data")
-    add("--batch-size", type=int, help="global batch size (default: the workload's)")
-    add("--per-replica-batch-size", type=int, help="instead of --batch-size (weak scaling)")
-    add("--devices", type=int, help="replicas on this host (mirrored: GPUs, or logical CPUs without GPUs)")
-    add("--seed", type=int)
-    add("--data", choices=("real", "generated", "synthetic"),
-        help="real files, generated data of the same format, or in-memory tensors (default: real)")
-    add("--synthetic", action="store_const", const="synthetic", dest="data", help="short for --data synthetic")
-    add("--data-dir", help="pre-staged datasets (default: $DISTBENCH_DATA_DIR, then the cache)")
-    add("--results", help="results directory (default: $DISTBENCH_RESULTS or ./results)")
-    add("--set", action="append", metavar="KEY=VALUE", dest="overrides",
-        help="workload hyperparameter, e.g. --set rnn_units=256 (repeatable)")
-    add("--warmup-steps", type=int, help="steps excluded from timing (default: 5)")
-    add("--sample-interval", type=float, dest="sample_interval_s", help="GPU/host sampling period in s")
-    add("--target-accuracy", type=float, help="record the time to reach this accuracy")
-    add("--stop-at-target", action="store_true", help="end training once the target is reached")
-    add("--jit-compile", choices=JIT_CHOICES, help="XLA (default auto: Keras enables it on GPUs only)")
-    add("--checkpoint-every", type=int, metavar="EPOCHS")
-    add("--resume", metavar="CHECKPOINT_OR_RUN_DIR")
-    add("--export", action="store_true", help="char-RNNs: export a SavedModel text generator")
-    add("--quiet", "-q", action="store_const", const=0, dest="verbose", help="no Keras progress output")
-    add("--local-workers", type=int, metavar="N",
-        help="multi-process strategies: start N workers on this host (127.0.0.1)")
-    add("--cpus-per-replica", type=float, metavar="N",
-        help="cores each replica owns; local workers get disjoint sets (default: an even share; under Slurm its "
-             "allocation); a share below 1 (0.5) with --local-workers is a cgroup's CPU quota")
-    add("--launcher", choices=("gloo", "mpi"), help="horovod --local-workers: horovodrun over Gloo, or mpirun (default: gloo)")
-    add("--scale-lr", action="store_true", help="multi-worker: learning rate x number of workers")
-    add("--precision", choices=("float32", "mixed_float16", "mixed_bfloat16"),
-        help="Keras dtype policy (default: float32); mixed_float16 scales the loss")
-    add("--tf32", choices=("on", "off"), help="TensorFloat-32 matmuls on A100s (default: on, as TensorFlow)")
-    add("--sparse-gradients", action="store_true",
-        help="keep embeddings' gradients sparse (for tables much larger than a step's lookups; default: dense)")
+    """RunConfig's fields (their flags, types, choices and help declared in bench.config), whose
+    defaults are the only ones (flags left out are absent, so that --config FILE supplies them),
+    and the shorthands a user types."""
+    p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
+                   help="a run config (JSON or TOML, RunConfig's keys); flags override it")
+    config.add_options(p, config.RunConfig)
+    p.add_argument("--synthetic", action="store_const", const="synthetic", dest="data", default=argparse.SUPPRESS,
+                   help="short for --data synthetic")
+    p.add_argument("--quiet", "-q", action="store_const", const=0, dest="verbose", default=argparse.SUPPRESS,
+                   help="no Keras progress output")
 
 
 def _add_tune_options(p: argparse.ArgumentParser, scheduler: str) -> None:
-    pbt = scheduler == "pbt"
-    p.add_argument("workload", help="see `bench list`")
-    p.add_argument("--samples", "--trials", type=int, default=2 if pbt else 10,
-                   help=f"trials (default: {2 if pbt else 10})")
-    p.add_argument("--iterations", "--epochs", type=int, default=100 if pbt else 10,
-                   help=f"training iterations (epochs) per trial (default: {100 if pbt else 10})")
-    p.add_argument("--steps-per-iteration", type=int, help="default: one pass over the training data")
+    """StudyConfig's fields: the run a trial is (RunConfig's fields trials take) and the scheduler's."""
+    config.add_options(p, config.StudyConfig, positional=("workload",), skip=("scheduler",),
+                       keep=lambda f: config.trials_take(f) and f.metadata.get("scheduler") in (None, scheduler),
+                       defaults=config.SCHEDULER_DEFAULTS[scheduler])
     p.add_argument("--smoke-test", action="store_true", help="4 iterations (as the course's PBT script)")
-    p.add_argument("--space", action="append", metavar="NAME=DIST", dest="space",
-                   help="e.g. dropout='uniform(0, 0.9)', learning_rate='loguniform(1e-4, 1e-2)', "
-                        "optimizer='choice(sgd, adam)', rho='grid(0.8, 0.9, 0.99)', n_hidden='randint(0, 8)'; "
-                        f"replaces the workload's default {'mutations' if pbt else 'space'}")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", dest="sets", help="fixed hyperparameter")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--cpus-per-trial", type=float, default=1)
-    p.add_argument("--gpus-per-trial", type=float, default=0, help="fractions share a GPU")
-    p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
-    p.add_argument("--ray", choices=("local", "auto", "slurm"), default="local",
-                   help="start a local Ray, join a running one, or start Ray on the Slurm allocation's nodes")
-    p.add_argument("--data", choices=("real", "generated", "synthetic"), default="real")
-    p.add_argument("--data-dir")
-    p.add_argument("--results", default=os.environ.get("DISTBENCH_RESULTS", "results"))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--warmup-steps", type=int, default=2)
-    p.add_argument("--precision", choices=("float32", "mixed_float16", "mixed_bfloat16"), default="float32",
-                   help="Keras dtype policy of every trial")
-    p.add_argument("--tf32", choices=("on", "off"), default="on", help="TensorFloat-32 matmuls on A100s")
-    p.add_argument("--jit-compile", choices=JIT_CHOICES, default="auto",
-                   help="XLA in every trial (default auto: Keras enables it on GPUs only)")
-    p.add_argument("--verbose", "-v", action="count", default=0, help="Ray's progress output")
-    if pbt:
-        p.add_argument("--perturbation-interval", type=int, default=2)
-        p.add_argument("--quantile-fraction", type=float, default=0.25)
-        p.add_argument("--synch", action="store_true", help="perturb once every trial reached the interval")
-    else:
-        p.add_argument("--asha", action="store_true", help="stop weak trials early (ASHA)")
-        p.add_argument("--no-retrain", action="store_true", help="skip retraining the best config")
+
+
+def _add_study_options(p: argparse.ArgumentParser) -> None:
+    """The matrix, and RunConfig's fields the matrix does not set: every run of the study takes them."""
+    from jobs import local
+    p.add_argument("--name", default="local")
+    p.add_argument("--workloads", default="mlp,memnn,charrnn-gru,charrnn-lstm")
+    p.add_argument("--strategies", default="default,mirrored")
+    p.add_argument("--devices", default="2",
+                   help="replica counts, e.g. 1,2: --devices for mirrored, --local-workers for mwms and horovod")
+    p.add_argument("--repeats", type=int, default=1, help="each run again with the next seed")
+    p.add_argument("--data", default="generated",
+                   help="real|generated|synthetic for all, or per workload: mlp=generated,charrnn-gru=real")
+    config.add_options(p, config.RunConfig, skip=local.MATRIX_FIELDS, defaults=local.RUN_DEFAULTS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,20 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--data-dir")
 
     study = sub.add_parser("study", help="a local study: every workload x strategy, then a summary table")
-    study.add_argument("--name", default="local")
-    study.add_argument("--workloads", default="mlp,memnn,charrnn-gru,charrnn-lstm")
-    study.add_argument("--strategies", default="default,mirrored")
-    study.add_argument("--devices", default="2",
-                       help="replica counts, e.g. 1,2: --devices for mirrored, --local-workers for mwms and horovod")
-    study.add_argument("--repeats", type=int, default=1)
-    study.add_argument("--epochs", type=int, default=1)
-    study.add_argument("--steps-per-epoch", type=int, default=20)
-    study.add_argument("--data", default="generated",
-                       help="real|generated|synthetic for all, or per workload: mlp=generated,charrnn-gru=real")
-    study.add_argument("--set", action="append", metavar="[WORKLOAD.]KEY=VALUE", dest="sets")
-    study.add_argument("--results", help="default: results/<name>")
-    study.add_argument("--cpus-per-replica", type=int, metavar="N",
-                       help="cores per replica (default: this host's cores / the largest count)")
+    _add_study_options(study)
 
     comm = sub.add_parser("comm", help="allreduce bandwidth over MPI (algbw, busbw), as a record")
     comm.add_argument("--min-bytes", type=int, default=1024)
@@ -268,13 +208,7 @@ def _bind_before_tensorflow(cfg):
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bench import launch
-    from bench.config import RunConfig
-    from bench.hparams import parse_set_options
-    import dataclasses
-    flags = {k: v for k, v in vars(args).items() if k in {f.name for f in dataclasses.fields(RunConfig)}}
-    if "overrides" in flags:
-        flags["overrides"] = parse_set_options(flags["overrides"])
-    cfg = launch.config_from_command(getattr(args, "config", None), flags)
+    cfg = launch.config_from_command(getattr(args, "config", None), config.given(config.RunConfig, args))
     if cfg.local_workers is not None:
         return launch.launch_local(cfg)
     bound = _bind_before_tensorflow(cfg)
@@ -364,14 +298,12 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from bench.hparams import parse_set_options
     from jobs import local
     chosen = [w for w in args.workloads.split(",") if w]
     study = local.LocalStudy(
         workloads=chosen, strategies=[s for s in args.strategies.split(",") if s],
-        counts=local.parse_counts(args.devices), name=args.name, repeats=args.repeats, epochs=args.epochs,
-        steps_per_epoch=args.steps_per_epoch, data=local.data_sources(args.data, chosen),
-        overrides=parse_set_options(args.sets), results=args.results, cpus_per_replica=args.cpus_per_replica)
+        counts=local.parse_counts(args.devices), name=args.name, repeats=args.repeats,
+        data=local.data_sources(args.data, chosen), run=config.given(config.RunConfig, args, skip=local.MATRIX_FIELDS))
     return local.run_study(study)
 
 
@@ -469,38 +401,25 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return _leave_if_interrupted(result.exit_code)
 
 
-def _study_from_options(args: argparse.Namespace):
-    from bench import tune
-    from bench.hparams import parse_set_options
-    cfg = tune.StudyConfig(
-        workload=args.workload, scheduler=args.scheduler, samples=args.samples,
-        iterations=4 if args.smoke_test else args.iterations,
-        steps_per_iteration=args.steps_per_iteration, batch_size=args.batch_size,
-        space=parse_set_options(args.space), overrides=parse_set_options(args.sets),
-        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, num_cpus=args.num_cpus,
-        ray=args.ray, data=args.data, data_dir=args.data_dir, results=args.results, seed=args.seed,
-        warmup_steps=args.warmup_steps, precision=args.precision, tf32=args.tf32, jit_compile=args.jit_compile,
-        verbose=args.verbose)
-    if args.scheduler == "pbt":
-        cfg.perturbation_interval, cfg.quantile_fraction = args.perturbation_interval, args.quantile_fraction
-        cfg.synch = args.synch
-    else:
-        cfg.asha, cfg.retrain = args.asha, not args.no_retrain
-    return cfg
+def _study_from_options(args: argparse.Namespace) -> config.StudyConfig:
+    values = {**config.SCHEDULER_DEFAULTS[args.scheduler], **config.given(config.StudyConfig, args),
+              "scheduler": args.scheduler}
+    if args.smoke_test:
+        values["epochs"] = 4
+    return config.from_dict(config.StudyConfig, config.with_env(config.StudyConfig, values), f"bench tune {args.scheduler}")
 
 
-def _handed_study(args: argparse.Namespace, handed: str):
+def _handed_study(args: argparse.Namespace, handed: str) -> config.StudyConfig:
     """A study handed as JSON (a job script's): `bench tune SCHEDULER WORKLOAD` and no options."""
-    from bench import config
     cfg = config.from_json(config.StudyConfig, handed, STUDY_CONFIG_ENV)
     if (cfg.scheduler, cfg.workload) != (args.scheduler, args.workload):
         raise UsageError(f"{STUDY_CONFIG_ENV} is a {cfg.scheduler} study of {cfg.workload}, "
                          f"not {args.scheduler} {args.workload}")
-    defaults = vars(build_parser().parse_args(["tune", args.scheduler, args.workload]))
-    given = sorted(name for name, value in vars(args).items() if name in defaults and defaults[name] != value)
-    if given:
+    options = sorted(config.given(config.StudyConfig, args, skip=("workload", "scheduler")))
+    options += ["smoke_test"] if args.smoke_test else []
+    if options:
         raise UsageError(f"{STUDY_CONFIG_ENV} is set (a job's study): give no tune options "
-                         f"(got --{given[0].replace('_', '-')})")
+                         f"(got --{options[0].replace('_', '-')})")
     return cfg
 
 

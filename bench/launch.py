@@ -47,9 +47,7 @@ def config_from_command(path: str | None, flags: dict) -> RunConfig:
         return configs.from_json(RunConfig, handed, RUN_CONFIG_ENV)
     values = dataclasses.asdict(configs.load(RunConfig, path)) if path else {}
     values.update(flags)
-    if "results" not in values and os.environ.get("DISTBENCH_RESULTS"):
-        values["results"] = os.environ["DISTBENCH_RESULTS"]
-    return configs.from_dict(RunConfig, values, path or "bench run")
+    return configs.from_dict(RunConfig, configs.with_env(RunConfig, values), path or "bench run")
 
 
 def launch_local(cfg: RunConfig) -> int:

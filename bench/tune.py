@@ -23,15 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from bench import gradients, precision, provenance, stats, workloads
-from bench.config import JIT_CHOICES, StudyConfig, check_choice, from_dict, jit_setting
+from bench.config import StudyConfig, from_dict, jit_setting
 from bench.errors import UsageError
-from bench.precision import PRECISIONS, TF32_CHOICES
 from bench.hparams import check_applies, for_workload, resolve
 from bench.lifecycle import Lifecycle, error_line, finish
 from bench.record import STATUS_FAILED, STATUS_INTERRUPTED, STATUS_OK, RunRecord, new_run_id
 from bench.space import Dimension, clamp_config, parse_space
 
-SCHEDULERS = ("pbt", "search")
 # Fault injection for testing failure handling: "<trial index>@<iteration>" makes that trial raise.
 FAULT_ENV = "DISTBENCH_TRIAL_FAULT"
 
@@ -47,23 +45,10 @@ class StudyResult:
 
 def plan(cfg: StudyConfig):
     """Everything that can be checked before Ray starts: (workload, fixed hp, dimensions)."""
-    if cfg.scheduler not in SCHEDULERS:
-        raise UsageError(f"scheduler {cfg.scheduler!r}: must be one of {', '.join(SCHEDULERS)}")
-    for name in ("samples", "iterations", "perturbation_interval"):
-        if getattr(cfg, name) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} {getattr(cfg, name)}: must be >= 1")
-    if cfg.cpus_per_trial <= 0 or cfg.gpus_per_trial < 0:
-        raise UsageError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
-    if cfg.ray not in ("local", "auto", "slurm"):
-        raise UsageError(f"--ray {cfg.ray!r}: must be one of local, auto, slurm")
+    cfg.validate()
     if cfg.ray == "slurm":
         from strategies import ray_slurm
         ray_slurm.allocation()      # inside an allocation, with readable Slurm variables
-    check_choice("--precision", cfg.precision, PRECISIONS)
-    check_choice("--tf32", cfg.tf32, TF32_CHOICES)
-    check_choice("--jit-compile", cfg.jit_compile, JIT_CHOICES)
-    if not 0 < cfg.quantile_fraction <= 0.5:
-        raise UsageError(f"--quantile-fraction {cfg.quantile_fraction}: must be in (0, 0.5]")
     workload = workloads.get(cfg.workload)
     fixed = resolve(workload.space, for_workload(cfg.overrides, cfg.workload, set(workloads.names())),
                     cfg.workload)
@@ -210,11 +195,11 @@ def _fit(cfg, workload, fixed, dimensions, metric, mode, storage, study_id, data
     else:
         param_space.update({name: raytune.search_domain(d) for name, d in dimensions.items()})
         if cfg.asha:
-            scheduler = raytune.asha_scheduler(cfg.iterations)
+            scheduler = raytune.asha_scheduler(cfg.epochs)
     trainable = tune.with_parameters(_trial, study=cfg.to_dict(), data=data)
     return raytune.run_study(
         trainable, param_space, name=study_id, storage=storage, metric=metric, mode=mode,
-        samples=cfg.samples, iterations=cfg.iterations, scheduler=scheduler,
+        samples=cfg.samples, iterations=cfg.epochs, scheduler=scheduler,
         search=BasicVariantGenerator(random_state=cfg.seed),
         cpus_per_trial=cfg.cpus_per_trial, gpus_per_trial=cfg.gpus_per_trial,
         reuse_actors=cfg.scheduler == "pbt" and cfg.reuse_workers, verbose=cfg.verbose)
@@ -264,16 +249,16 @@ def _trial(config: dict, study: dict, data=None) -> None:
             _load_state(model, directory / "model.keras", hp)
             start = restored["iteration"]
     train = workload.dataset(data, "train", batch, hp, cfg.seed + index, training=True,
-                             repeat=bool(cfg.steps_per_iteration))
-    if cfg.steps_per_iteration:
-        train = train.take(cfg.steps_per_iteration)
+                             repeat=bool(cfg.steps_per_epoch))
+    if cfg.steps_per_epoch:
+        train = train.take(cfg.steps_per_epoch)
     val = (workload.dataset(data, "val", batch, hp, cfg.seed, training=False)
            if "val" in data.splits else None)
     from bench.callbacks import StepTimer
     timer = StepTimer(cfg.warmup_steps)
     log = iteration_log(cfg.results, cfg.study_id, trial_id)
     fault = _fault(index)
-    for iteration in range(start + 1, cfg.iterations + 1):
+    for iteration in range(start + 1, cfg.epochs + 1):
         if fault == iteration:
             raise RuntimeError(f"injected failure ({FAULT_ENV}) in trial {index} at iteration {iteration}")
         seen = len(timer.rows)
@@ -373,7 +358,7 @@ def _trial_records(cfg: StudyConfig, grid, study_id: str, metric: str, mode: str
         # the driver's (versions, git sha, SLURM_*): a trial may run on another node of the job
         record.provenance = provenance
         record.extra["provenance_of"] = "study driver"
-        if interrupted and record.status == STATUS_OK and record.metrics.get("iterations", 0) < cfg.iterations:
+        if interrupted and record.status == STATUS_OK and record.metrics.get("iterations", 0) < cfg.epochs:
             record.status, record.error = STATUS_INTERRUPTED, "the study was interrupted"
         finish(cfg.results, record)
         records.append(record)
@@ -460,14 +445,8 @@ def _summarise(record: RunRecord, trials: list[RunRecord], metric: str, mode: st
 
 def _retrain(cfg: StudyConfig, hyperparameters: dict, study_id: str) -> RunRecord:
     """The best configuration trained afresh on training + validation data, then tested."""
-    from bench.config import RunConfig
     from bench.runner import run
-    result = run(RunConfig(
-        workload=cfg.workload, epochs=cfg.iterations, steps_per_epoch=cfg.steps_per_iteration,
-        batch_size=cfg.batch_size, data=cfg.data, data_dir=cfg.data_dir, results=cfg.results,
-        overrides=dict(hyperparameters), seed=cfg.seed, warmup_steps=cfg.warmup_steps,
-        merge_validation=True, precision=cfg.precision, tf32=cfg.tf32, jit_compile=cfg.jit_compile, verbose=0,
-        run_id=f"{study_id}-retrain"))
+    result = run(cfg.trial_run(overrides=dict(hyperparameters), merge_validation=True, run_id=f"{study_id}-retrain"))
     result.record.extra["study_id"] = study_id
     finish(cfg.results, result.record)
     return result.record

@@ -20,8 +20,8 @@ from bench.tune import StudyConfig, iteration_log, run_study
 
 
 def study(results: Path, reuse: bool, args) -> tuple[float, int, int]:
-    cfg = StudyConfig("memnn", scheduler="pbt", samples=2, iterations=args.iterations,
-                      steps_per_iteration=args.steps, synch=True, data=args.data, num_cpus=2,
+    cfg = StudyConfig("memnn", scheduler="pbt", samples=2, epochs=args.iterations,
+                      steps_per_epoch=args.steps, synch=True, data=args.data, num_cpus=2,
                       results=str(results), reuse_workers=reuse)
     result = run_study(cfg)
     if result.exit_code != 0:

@@ -12,12 +12,19 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import strategies
 from bench import binding, workloads
-from bench.config import DATA_SOURCES, RUN_CONFIG_ENV, RunConfig
+from bench.config import DATA_SOURCES, RUN_CONFIG_ENV, RunConfig, from_dict
 from bench.errors import UsageError
 from bench.procs import bench_command
+
+
+# RunConfig's fields the study's matrix sets (workload, strategy, replicas, data per workload,
+# the repeat's seed); every other field is the template every run takes (`bench study --FIELD`)
+MATRIX_FIELDS = ("workload", "strategy", "devices", "local_workers", "data", "seed", "resume", "run_id")
+RUN_DEFAULTS = {"epochs": 1, "steps_per_epoch": 20, "verbose": 0}      # a quick study unless told
 
 
 @dataclass
@@ -27,17 +34,13 @@ class LocalStudy:
     counts: list[int] = field(default_factory=lambda: [2])    # replicas: devices or local workers
     name: str = "local"
     repeats: int = 1
-    epochs: int = 1
-    steps_per_epoch: int = 20
     data: dict[str, str] = field(default_factory=dict)        # per workload; default generated
-    overrides: dict[str, str] = field(default_factory=dict)   # [workload.]key -> value
-    results: str | None = None                                 # default results/<name>
-    cpus_per_replica: int | None = None     # default: an even share for the largest count, so
-                                            # that 1 replica has the cores of one of N, not the machine's
+    run: dict[str, Any] = field(default_factory=dict)         # RunConfig's fields every run takes
+                                                               # (--set: [workload.]key -> value)
 
     @property
     def results_dir(self) -> str:
-        return self.results or str(Path("results") / self.name)
+        return self.run.get("results") or str(Path("results") / self.name)
 
 
 def run_configs(study: LocalStudy) -> list[RunConfig]:
@@ -52,14 +55,17 @@ def run_configs(study: LocalStudy) -> list[RunConfig]:
         raise UsageError(f"--devices {study.counts}: counts must be >= 1")
     if study.repeats < 1:
         raise UsageError(f"--repeats {study.repeats}: must be >= 1")
-    per_replica = study.cpus_per_replica or max(1, len(binding.available_cores()) // max(study.counts))
+    taken = sorted(set(study.run) & set(MATRIX_FIELDS))
+    if taken:
+        raise UsageError(f"{taken[0]}: the study's matrix sets it, not its run template")
+    # default: an even share for the largest count, so that 1 replica has the cores of one of N, not the machine's
+    per_replica = max(1, len(binding.available_cores()) // max(study.counts))
+    template = {**RUN_DEFAULTS, "cpus_per_replica": per_replica, **study.run, "results": study.results_dir}
     configs = []
     for repeat in range(study.repeats):
         for workload in study.workloads:
-            base = RunConfig(workload=workload, epochs=study.epochs, steps_per_epoch=study.steps_per_epoch,
-                             data=study.data.get(workload, "generated"), seed=repeat,
-                             results=study.results_dir, overrides=dict(study.overrides), verbose=0,
-                             cpus_per_replica=per_replica)
+            base = from_dict(RunConfig, {**template, "workload": workload, "seed": repeat,
+                                         "data": study.data.get(workload, "generated")}, "bench study")
             for strategy in study.strategies:
                 configs += [_with_replicas(dataclasses.replace(base, strategy=strategy), count)
                             for count in _counts(strategy, study.counts)]

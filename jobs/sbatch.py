@@ -28,7 +28,7 @@ def run_config(job: Job, study: Study) -> RunConfig:
     """What the job runs, before its backend adds how (e.g. logical devices on CPU nodes)."""
     batch = ({"batch_size": study.batch_size} if study.scaling == "strong"
              else {"per_replica_batch_size": study.batch_size})
-    return RunConfig(workload=job.workload.name, strategy=job.strategy, epochs=study.epochs,
+    return RunConfig(**study.run, workload=job.workload.name, strategy=job.strategy, epochs=study.epochs,
                      steps_per_epoch=study.steps_per_epoch, data=job.workload.data, seed=job.repeat,
                      results=study.results, overrides=dict(job.workload.settings), verbose=0,
                      precision=job.precision, tf32=job.tf32, jit_compile=study.jit_compile, **batch)

@@ -21,6 +21,9 @@
     precision = ["float32", "mixed_float16"]   # optional (default float32): Keras dtype policies
     tf32 = ["on", "off"]            # optional (default on): TensorFloat-32 matmuls on A100s
 
+    [run]                           # optional: any other RunConfig field, every job's run takes it
+    warmup_steps = 10
+
     [[workloads]]
     name = "charrnn-gru"
     data = "real"
@@ -36,9 +39,10 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import strategies as backends
-from bench.config import JIT_CHOICES
+from bench.config import JIT_CHOICES, SCHEDULERS, RunConfig, from_dict
 from bench.errors import UsageError
 from bench.precision import PRECISIONS, TF32_CHOICES, label
 
@@ -47,9 +51,12 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 TIME = re.compile(r"^(\d+-)?\d{1,2}:\d{2}:\d{2}$")
 STUDY_KEYS = {"name", "profile", "results", "repeats", "epochs", "steps_per_epoch", "time_limit",
               "scaling", "batch_size", "tune", "jit_compile", "what_if_gpus"}
-TUNE_SCHEDULERS = ("search", "pbt")
 MATRIX_KEYS = {"strategies", "gpus", "nodes", "precision", "tf32"}
 WORKLOAD_KEYS = {"name", "data", "set"}
+# RunConfig's fields the study, matrix and workloads tables set (or a job has no say in): [run] sets the others
+SPEC_SETS = {"workload", "strategy", "epochs", "steps_per_epoch", "batch_size", "per_replica_batch_size", "seed",
+             "data", "results", "overrides", "precision", "tf32", "jit_compile", "devices", "local_workers",
+             "resume", "run_id", "verbose"}
 PROFILE_KEYS = {"name", "gpus_per_node", "gres", "cpus_per_task", "mem", "partition", "qos", "account",
                 "setup", "mpi", "cpu_bind", "links"}
 LINK_KEYS = {"inside_alpha_us", "inside_GBps", "inside_source", "between_alpha_us", "between_GBps", "between_source"}
@@ -135,6 +142,7 @@ class Study:
     precisions: list[str] = field(default_factory=lambda: ["float32"])
     tf32: list[str] = field(default_factory=lambda: ["on"])
     skipped: list[tuple[str, str]] = field(default_factory=list)   # (combination, why)
+    run: dict[str, Any] = field(default_factory=dict)         # [run]: RunConfig's other fields, every job
 
     def jobs(self) -> list[Job]:
         from jobs import sbatch
@@ -170,7 +178,7 @@ def load(path: str | Path) -> Study:
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: not valid TOML ({exc})") from None
     where = _Where(path)
-    where.keys(data, {"study", "matrix", "workloads"}, "")
+    where.keys(data, {"study", "matrix", "workloads", "run"}, "")
     study = where.table(data, "study")
     matrix = where.table(data, "matrix")
     where.keys(study, STUDY_KEYS, "study.")
@@ -209,8 +217,8 @@ def load(path: str | Path) -> Study:
     jit = study.get("jit_compile", "auto")
     if jit not in JIT_CHOICES:
         raise where.error("study.jit_compile", f"{jit!r} is not {', '.join(JIT_CHOICES)}")
-    if tune not in TUNE_SCHEDULERS:
-        raise where.error("study.tune", f"{tune!r} is not {' or '.join(TUNE_SCHEDULERS)}")
+    if tune not in SCHEDULERS:
+        raise where.error("study.tune", f"{tune!r} is not {' or '.join(SCHEDULERS)}")
     results = str(study.get("results", f"results/{name}"))
     if any(c in results for c in "\n\0"):
         raise where.error("study.results", "contains a newline")
@@ -228,7 +236,17 @@ def load(path: str | Path) -> Study:
         what_if_gpus=[where.positive({"g": g}, f"study.what_if_gpus[{i}]", None, "g")
                       for i, g in enumerate(where.list_of(study, "study.what_if_gpus", int))]
         if "what_if_gpus" in study else [],
-        precisions=_choices(where, matrix, "precision", PRECISIONS), tf32=_choices(where, matrix, "tf32", TF32_CHOICES))
+        precisions=_choices(where, matrix, "precision", PRECISIONS), tf32=_choices(where, matrix, "tf32", TF32_CHOICES),
+        run=_run_template(where, data.get("run", {})))
+
+
+def _run_template(where: "_Where", table: Any) -> dict[str, Any]:
+    """[run]: RunConfig's fields the other tables do not set, checked as RunConfig checks them."""
+    if not isinstance(table, dict):
+        raise where.error("run", "must be a table of RunConfig settings")
+    where.keys(table, {f.name for f in dataclasses.fields(RunConfig)} - SPEC_SETS, "run.")
+    where.check(lambda: from_dict(RunConfig, {"workload": "any", **table}, "run").check_values(), "run")
+    return dict(table)
 
 
 def _choices(where: "_Where", matrix: dict, key: str, valid: tuple[str, ...]) -> list[str]:

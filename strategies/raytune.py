@@ -54,12 +54,9 @@ class RayTuneBackend(Backend):
         """The study as data (DISTBENCH_STUDY_CONFIG), as a run job hands its RunConfig: a trial
         per GPU, each as the matrix's run would be (precision, TF32, JIT, data, --set)."""
         scheduler = placement.option("tune", "search")
-        study = StudyConfig(
-            workload=cfg.workload, scheduler=scheduler, samples=placement.gpus, iterations=cfg.epochs,
-            steps_per_iteration=cfg.steps_per_epoch,
+        study = StudyConfig.of_run(
+            cfg, scheduler=scheduler, samples=placement.gpus, ray="slurm",
             batch_size=cfg.per_replica_batch_size or cfg.batch_size // placement.gpus,
-            overrides=dict(cfg.overrides), ray="slurm", data=cfg.data, data_dir=cfg.data_dir, results=cfg.results,
-            seed=cfg.seed, precision=cfg.precision, tf32=cfg.tf32, jit_compile=cfg.jit_compile,
             **({"gpus_per_trial": 1} if placement.gpu_nodes else {"cpus_per_trial": placement.cpus_per_gpu}))
         if scheduler == "search":       # trials differ in learning rate only: the same step time
             study.space, study.retrain = {"learning_rate": "loguniform(0.0001, 0.01)"}, False

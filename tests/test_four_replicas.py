@@ -122,8 +122,8 @@ def test_ray_study_with_two_trials_on_each_node(emulated_2x2, tmp_path):
     (the head on the first, the workers' srun step on the second), 4 trials at once, 2 on each."""
     results = tmp_path / "results"
     # handed as a job script hands it (strategies/raytune.py:sbatch_lines)
-    handed = {"workload": "mlp", "scheduler": "search", "ray": "slurm", "samples": 4, "iterations": 2,
-              "steps_per_iteration": 5, "data": "generated", "overrides": {"n_neurons": "16"}, "retrain": False,
+    handed = {"workload": "mlp", "scheduler": "search", "ray": "slurm", "samples": 4, "epochs": 2,
+              "steps_per_epoch": 5, "data": "generated", "overrides": {"n_neurons": "16"}, "retrain": False,
               "precision": "mixed_bfloat16", "results": str(results)}
     done = subprocess.run(["sbatch", "--wait", "--nodes=2", "--ntasks-per-node=1", "--cpus-per-task=2",
                            "-o", str(tmp_path / "job.out"), "--wrap", f"{sys.executable} -m bench tune search mlp"],

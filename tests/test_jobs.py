@@ -157,7 +157,7 @@ def test_the_report_job_runs_the_studys_what_if_on_its_profile(tmp_path):
      "study.time_limit"),
     ('[study\n', "not valid TOML"),
     ('[study]\nname = "s"\ntune="bayes"\n[matrix]\nstrategies=["ray"]\ngpus=[1]\n[[workloads]]\nname="mlp"\n',
-     "study.tune: 'bayes' is not search or pbt"),
+     "study.tune: 'bayes' is not pbt or search"),
 ])
 def test_bad_specs_name_file_and_key(bench, tmp_path, text, message):
     path = write_spec(tmp_path, text)

@@ -36,7 +36,7 @@ def test_pbt_perturbations_are_clamped_to_the_valid_range():
 def test_pbt_smoke_study_exploits_and_restores_a_checkpoint(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)           # a relative results directory, as `make demo` gives
     result = run_study(StudyConfig(
-        "memnn", scheduler="pbt", samples=2, iterations=4, steps_per_iteration=10, synch=True,
+        "memnn", scheduler="pbt", samples=2, epochs=4, steps_per_epoch=10, synch=True,
         data="generated", overrides=MEMNN_SMALL, num_cpus=2, results="."))
     assert result.exit_code == 0, result.record.error
     study = read_record(result.path)
@@ -67,7 +67,7 @@ def test_pbt_smoke_study_exploits_and_restores_a_checkpoint(tmp_path, monkeypatc
 def test_search_smoke_study_retrains_the_best_config_and_survives_a_failing_trial(tmp_path, monkeypatch):
     monkeypatch.setenv(FAULT_ENV, "2@1")       # trial 2 raises in its first iteration
     result = run_study(StudyConfig(
-        "mlp", scheduler="search", samples=3, iterations=2, steps_per_iteration=20, asha=True,
+        "mlp", scheduler="search", samples=3, epochs=2, steps_per_epoch=20, asha=True,
         data="generated", overrides={"n_neurons": 32}, num_cpus=2, results=str(tmp_path),
         precision="mixed_bfloat16"))
     assert result.exit_code == 0, result.record.error
