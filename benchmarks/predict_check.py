@@ -48,8 +48,8 @@ FITTED = {"1x1": (1, 1), "1x2": (1, 2), "2x1": (2, 1)}
 TESTED = {"2x2": (2, 2), "4x1": (4, 1)}
 VERSION = 3
 # A fractional core is a CFS quota: a step takes whole periods more often than not, and its median
-# sticks to a multiple of the period (mlp: 105 ms at 2 x 1 with a p90 of 181-198 ms, both rounds,
-# /work/exp/period_hvd.py). The mean (the run's throughput) moves with every millisecond of work.
+# sticks to a multiple of the period (mlp horovod at 4096 a replica, 2 x 1: a median of 105.2 ms in two
+# runs, p90s 181 and 198 ms). The mean (the run's throughput) moves with every millisecond of work.
 STATISTICS = {"mean": ("mean_s", "std_s"), "median": ("step_s", "p90_s")}
 # The sizes around both gradients (0.47 and 1.71 MB), each the mean of 20 back-to-back calls: with
 # 5 calls at half a core horovod's read 8.0 ms for 512 KiB and 5.3 ms for 1 MiB (a negative B)
