@@ -104,8 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     comm.add_argument("--algorithm", default="default",
                       help="Open MPI's allreduce algorithm: default (Open MPI chooses), ring, recursive_doubling, "
                            "rabenseifner, segmented_ring, nonoverlapping, basic_linear")
-    comm.add_argument("--strategy", default="mpi", choices=("mpi", "mwms", "horovod"),
-                      help="whose allreduce: mpi4py's (default), or the train step's of mwms (gRPC) or horovod")
+    comm.add_argument("--strategy", default="mpi",
+                      help="whose allreduce: mpi4py's (mpi, the default), or a backend's, as its train step runs it")
     comm.add_argument("--results", default=os.environ.get("DISTBENCH_RESULTS", "results"))
 
     jobs = sub.add_parser("jobs", help="scaling-study specs to sbatch scripts")

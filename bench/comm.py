@@ -1,6 +1,6 @@
 """`bench comm`: allreduce bandwidth over MPI (mpi4py), or with the collective a backend's
-train step uses (`--strategy mwms`: TensorFlow's collective ops over gRPC; `--strategy
-horovod`: Horovod's allreduce), as nccl-tests reports it.
+train step uses (`--strategy NAME`: the backend times its own, `Backend.allreduce_seconds`),
+as nccl-tests reports it.
 
 For each message size (powers of two), `warmup` allreduces are run and discarded, then
 `iters` are timed between barriers; the slowest rank's time counts. Algorithm bandwidth
@@ -38,7 +38,7 @@ KIB = 1024
 ALGORITHMS = {"default": 0, "basic_linear": 1, "nonoverlapping": 2, "recursive_doubling": 3, "ring": 4,
               "segmented_ring": 5, "rabenseifner": 6}
 COMM_CONFIG_ENV = "DISTBENCH_COMM_CONFIG"
-STRATEGIES = ("mpi", "mwms", "horovod")
+MPI = "mpi"         # mpi4py's allreduce, no backend's
 
 
 def sizes(min_bytes: int, max_bytes: int) -> list[int]:
@@ -115,8 +115,8 @@ def backend_collective(name: str, warmup: int, iters: int) -> Collective:
 
 def run(min_bytes: int = KIB, max_bytes: int = 256 * KIB * KIB, warmup: int = 5, iters: int = 20,
         results: str = "results", run_id: str | None = None,
-        algorithm: str = "default", strategy: str = "mpi") -> tuple[RunRecord | None, int, Path]:
-    collective = (mpi_collective(algorithm, warmup, iters) if strategy == "mpi"
+        algorithm: str = "default", strategy: str = MPI) -> tuple[RunRecord | None, int, Path]:
+    collective = (mpi_collective(algorithm, warmup, iters) if strategy == MPI
                   else backend_collective(strategy, warmup, iters))
     try:
         return _measure_sizes(collective, min_bytes, max_bytes, warmup, iters, results, run_id, algorithm, strategy)
@@ -147,7 +147,7 @@ def _measure_sizes(collective: Collective, min_bytes, max_bytes, warmup, iters, 
                 print(f"{nbytes:>12} B  {seconds * 1e6:>12.1f} us  algbw {algbw:8.3f} GB/s  "
                       f"busbw {algbw * bus_factor(ranks):8.3f} GB/s", flush=True)
         record.metrics = {"allreduce": rows, "peak_busbw_GBps": max(r["busbw_GBps"] for r in rows),
-                          "mpi_library" if strategy == "mpi" else "collective": collective.library}
+                          "mpi_library" if strategy == MPI else "collective": collective.library}
         if rank == 0:
             write_csv(run_dir(results, record.run_id) / "allreduce.csv", list(rows[0]),
                       ([r[k] for k in rows[0]] for r in rows))
@@ -165,7 +165,7 @@ class CommConfig:
     local_workers: int | None = None     # mpirun this many ranks on this host
     run_id: str | None = None
     algorithm: str = "default"           # Open MPI's allreduce algorithm (ALGORITHMS)
-    strategy: str = "mpi"                # mpi (mpi4py), or the collective of a backend: mwms, horovod
+    strategy: str = MPI                  # mpi (mpi4py), or a backend's collective (strategies.with_collective)
 
     def validate(self) -> None:
         if self.warmup < 0 or self.iters < 1:
@@ -173,12 +173,16 @@ class CommConfig:
         sizes(self.min_bytes, self.max_bytes)
         if self.algorithm not in ALGORITHMS:
             raise UsageError(f"--algorithm {self.algorithm!r}: must be one of {', '.join(ALGORITHMS)}")
-        if self.strategy not in STRATEGIES:
-            raise UsageError(f"--strategy {self.strategy!r}: must be one of {', '.join(STRATEGIES)}")
-        if self.strategy != "mpi" and self.algorithm != "default":
-            raise UsageError("--algorithm chooses Open MPI's allreduce: only with --strategy mpi")
-        if self.local_workers and self.strategy == "mwms":
-            raise UsageError("bench comm --strategy mwms runs under srun (or with TF_CONFIG): not with --local-workers")
+        if self.strategy != MPI:
+            import strategies
+            valid = [MPI, *strategies.with_collective()]
+            if self.strategy not in valid:
+                raise UsageError(f"--strategy {self.strategy!r}: must be one of {', '.join(valid)}")
+            if self.algorithm != "default":
+                raise UsageError("--algorithm chooses Open MPI's allreduce: only with --strategy mpi")
+            problem = strategies.get_class(self.strategy).comm_problem(self.local_workers)
+            if problem:
+                raise UsageError(problem)
         if self.local_workers is not None and self.local_workers < 2:
             raise UsageError(f"--local-workers {self.local_workers}: bench comm needs 2 or more")
 

@@ -91,7 +91,7 @@ class RunConfig:
     precision: str = opt("float32", "Keras dtype policy; mixed_float16 scales the loss", choices=PRECISIONS)
     tf32: str = opt("on", "TensorFloat-32 matmuls on A100s (TensorFlow's default: on)", choices=TF32_CHOICES)
     sparse_gradients: bool = opt(False, "keep embeddings' gradients sparse (for tables much larger than a "
-                                        "step's lookups; default: dense)", study=False)
+                                        "step's lookups; default: dense)")
     merge_validation: bool = opt(False, "train on training + validation data (a best config retrained)",
                                  study=False, cli=False)
     verbose: int | str = opt("auto", "Keras progress output", study=False, cli=False)

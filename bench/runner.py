@@ -42,10 +42,7 @@ def prepare(cfg: RunConfig):
     """Validate everything that can be checked before TensorFlow starts."""
     cfg.validate()
     workload = workloads.get(cfg.workload)
-    backend = strategies.get(cfg.strategy)
-    if backend.kind != "run":
-        raise UsageError(f"strategy {cfg.strategy!r} runs studies of trials, not one run: "
-                         f"use 'bench tune pbt WORKLOAD' or 'bench tune search WORKLOAD'")
+    backend = strategies.run_class(cfg.strategy)()
     overrides = for_workload(cfg.overrides, cfg.workload, set(workloads.names()))
     hp = resolve(workload.space, overrides, cfg.workload)
     return workload, backend, hp
@@ -56,14 +53,18 @@ def run(cfg: RunConfig, bound: binding.Binding | None = None) -> RunResult:
     imported (`bench run` binds first), else it binds now."""
     workload, backend, hp = prepare(cfg)
     bound = bind(cfg, backend, bound)
-    topology = backend.setup(BackendOptions(devices=cfg.devices, seed=cfg.seed, scale_lr=cfg.scale_lr,
-                                              dense_gradients=not cfg.sparse_gradients))
+    topology = backend.setup(_backend_options(cfg))
     try:
         return _run(cfg, workload, backend, hp, topology, bound)
     finally:
         backend.teardown()
         if cfg.precision != "float32":
             precision.reset()       # a caller in this process (a study's retrain) keeps float32
+
+
+def _backend_options(cfg: RunConfig) -> BackendOptions:
+    return BackendOptions(devices=cfg.devices, seed=cfg.seed, scale_lr=cfg.scale_lr,
+                          dense_gradients=not cfg.sparse_gradients)
 
 
 def replicas_in_process(cfg: RunConfig, backend) -> int:
@@ -178,11 +179,7 @@ def _train(state: _Run, record: RunRecord, life: Lifecycle, resume_from: Path | 
     collectives)."""
     from bench import callbacks as cb
     cfg, workload, backend, hp, data = state.cfg, state.workload, state.backend, state.hp, state.data
-    record.extra["numerics"] = precision.apply(cfg.precision, cfg.tf32)
-    with backend.scope():
-        model = workload.build(data, hp, state.per_replica, jit_compile=cfg.jit)
-        initial_epoch = _restore(model, resume_from) if resume_from else 0
-        gradients.prepare_apply(model.optimizer, dense=not cfg.sparse_gradients)
+    model, initial_epoch, record.extra["numerics"] = _build(state, resume_from)
     train, steps, validation = _datasets(state)
     state.timer = timer = cb.StepTimer(cfg.warmup_steps)
     agree = backend.any_rank if state.topology.world_size > 1 else None
@@ -225,6 +222,18 @@ def _train(state: _Run, record: RunRecord, life: Lifecycle, resume_from: Path | 
         life.interrupted()      # this rank's signal, or a peer's
     else:
         life.ok()
+
+
+def _build(state: _Run, resume_from: Path | None) -> tuple[Any, int, dict]:
+    """The model under the backend's scope, its checkpoint restored (if any); the epoch to
+    go on from; the numerics (dtype policy, TF32) it runs with."""
+    cfg = state.cfg
+    numerics = precision.apply(cfg.precision, cfg.tf32)
+    with state.backend.scope():
+        model = state.workload.build(state.data, state.hp, state.per_replica, jit_compile=cfg.jit)
+        initial_epoch = _restore(model, resume_from) if resume_from else 0
+        gradients.prepare_apply(model.optimizer, dense=not cfg.sparse_gradients)
+    return model, initial_epoch, numerics
 
 
 def _datasets(state: _Run):
@@ -355,3 +364,78 @@ def _check_options(cfg: RunConfig, workload, data) -> None:
 
 def _export(workload, model, data, hp, out: Path) -> Path:
     return workload.export_generator(model, data, hp, out / "export")
+
+
+# --- a run an epoch at a time (a Ray trial: one iteration per call) ----------------------
+
+class Session:
+    """A run's model, data pipelines and step timer, built as `run` builds them (backend, binding,
+    numerics, JIT, gradients, sharded input), trained one epoch per `epoch()` call. A Ray trial
+    is one: PBT saves and restores it between iterations. Single-process backends only."""
+
+    def __init__(self, cfg: RunConfig, data=None, bound: binding.Binding | None = None) -> None:
+        import keras
+        workload, backend, hp = prepare(cfg)
+        bound = bind(cfg, backend, bound)
+        topology = backend.setup(_backend_options(cfg))
+        if topology.world_size > 1:
+            backend.teardown()
+            raise UsageError(f"strategy {cfg.strategy!r}: a session trains in one process")
+        try:
+            keras.utils.set_random_seed(cfg.seed)
+            data = data if data is not None else workload.load(cfg.data, cfg.data_dir, hp, cfg.seed)
+            global_batch, per_replica = resolve_batch(cfg, workload, topology.num_replicas)
+            self.state = _Run(cfg, workload, backend, hp, topology, data, global_batch, per_replica,
+                              Path(cfg.results), bound)
+            self.model, _, self.numerics = _build(self.state, None)
+            self.train, self.steps, self.validation = _datasets(self.state)
+        except BaseException:
+            backend.teardown()
+            raise
+        self.state.timer = self.timer = _step_timer(cfg.warmup_steps)
+
+    def epoch(self, epoch: int) -> dict[str, float]:
+        """Train epoch `epoch` (1-based); its last metrics and the timing of its steps."""
+        state, seen = self.state, len(self.timer.rows)
+        history = state.backend.fit(self.model, self.train, epochs=epoch, initial_epoch=epoch - 1,
+                                    steps_per_epoch=self.steps, validation_data=self.validation,
+                                    callbacks=[self.timer, *state.workload.callbacks(state.hp)],
+                                    verbose=0, shuffle=False)
+        metrics = {k: float(v[-1]) for k, v in history.history.items()}
+        timed = [row.seconds for row in self.timer.rows[seen:] if not row.warmup]
+        metrics.update({"iteration_s": self.timer.epoch_times[-1] if self.timer.epoch_times else float("nan"),
+                        "steps": len(self.timer.rows) - seen, "timed_steps": len(timed)})
+        if timed:
+            median = stats.step_time_summary(timed)["median_s"]
+            metrics.update({"step_time_median_s": median, "samples_per_s": state.global_batch / median})
+            tokens = state.workload.tokens_per_sample(state.hp)
+            if tokens:
+                metrics["tokens_per_s"] = state.global_batch * tokens / median
+        return metrics
+
+    def settings(self) -> dict[str, Any]:
+        """What the run's record says of how it trained (as `run` records them)."""
+        return {"numerics": self.numerics, "jit_compile": bool(self.model.jit_compile),
+                "embedding_gradients": "sparse" if self.state.cfg.sparse_gradients else "dense"}
+
+    def save(self, path: Path) -> None:
+        self.model.save(path)
+
+    def load(self, path: Path, learning_rate: float | None = None) -> None:
+        """Weights and optimizer state of a `.keras` file saved by `save` into this model, which
+        may have been built with other hyperparameters (PBT's exploit): a new dropout takes
+        effect, and `learning_rate`, where given, replaces the file's."""
+        self.model.optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(path)
+        if learning_rate is not None:
+            self.model.optimizer.learning_rate = learning_rate
+
+    def close(self) -> None:
+        self.state.backend.teardown()
+        if self.state.cfg.precision != "float32":
+            precision.reset()
+
+
+def _step_timer(warmup_steps: int):
+    from bench.callbacks import StepTimer
+    return StepTimer(warmup_steps)

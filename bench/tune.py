@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import gradients, precision, provenance, stats, workloads
-from bench.config import StudyConfig, from_dict, jit_setting
+from bench import provenance, workloads
+from bench.config import StudyConfig, from_dict
 from bench.errors import UsageError
 from bench.hparams import check_applies, for_workload, resolve
 from bench.lifecycle import Lifecycle, error_line, finish
@@ -219,65 +219,60 @@ class _Explore:
 # --- one trial (runs in a Ray worker process) ------------------------------------------
 
 def _trial(config: dict, study: dict, data=None) -> None:
+    """One trial: the study's run (bench.runner.Session, as `bench run` builds it) trained an
+    iteration (epoch) at a time, each reported to Ray with a checkpoint PBT may restore here or
+    into another trial."""
     import keras
-    import tensorflow as tf
+    from bench import runner
     from strategies import raytune
 
     cfg = from_dict(StudyConfig, study, "study")
-    threads = max(1, int(cfg.cpus_per_trial))
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    except RuntimeError:
-        pass        # a reused worker process (PBT): TensorFlow was set up by an earlier trial
-    keras.backend.clear_session()       # nor does the earlier trial's model stay in memory
+    keras.backend.clear_session()       # a reused worker process (PBT): the earlier trial's model goes
     trial_id, index, _ = raytune.trial_context()
     workload = workloads.get(cfg.workload)
-    hp = resolve(workload.space, {k: _plain(v) for k, v in config.items() if k in workload.space},
-                 cfg.workload)
-    keras.utils.set_random_seed(cfg.seed + index)
+    hp = resolve(workload.space, {k: _plain(v) for k, v in config.items() if k in workload.space}, cfg.workload)
     if data is None:        # the study searches a hyperparameter the data depends on
         data = workload.load(cfg.data, cfg.data_dir, hp, cfg.seed)
-    batch = cfg.batch_size or workload.default_batch_size
-    precision.apply(cfg.precision, cfg.tf32)      # per trial: a reused worker process keeps the last policy
-    model = workload.build(data, hp, batch, jit_compile=jit_setting(cfg.jit_compile))
-    gradients.prepare_apply(model.optimizer)
+    session = runner.Session(cfg.trial_run(overrides=hp, seed=cfg.seed + index), data, _trial_binding(cfg))
+    try:
+        _iterations(cfg, session, trial_id, index, hp)
+    finally:
+        session.close()
+
+
+def _trial_binding(cfg: StudyConfig):
+    """Ray places trials on nodes, not on cores: a trial's threads are its --cpus-per-trial, unpinned."""
+    from bench import binding
+    threads = max(1, int(cfg.cpus_per_trial))
+    return binding.Binding(tuple(binding.available_cores()), 1, "ray trial: --cpus-per-trial threads", threads, threads)
+
+
+def _iterations(cfg: StudyConfig, session, trial_id: str, index: int, hp: dict) -> None:
+    from strategies import raytune
+    workload = session.state.workload
     start, restored = 0, {}
     with raytune.restored_checkpoint() as directory:
         if directory is not None:
             restored = json.loads((directory / "meta.json").read_text())
-            _load_state(model, directory / "model.keras", hp)
+            session.load(directory / "model.keras", hp.get("learning_rate"))
             start = restored["iteration"]
-    train = workload.dataset(data, "train", batch, hp, cfg.seed + index, training=True,
-                             repeat=bool(cfg.steps_per_epoch))
-    if cfg.steps_per_epoch:
-        train = train.take(cfg.steps_per_epoch)
-    val = (workload.dataset(data, "val", batch, hp, cfg.seed, training=False)
-           if "val" in data.splits else None)
-    from bench.callbacks import StepTimer
-    timer = StepTimer(cfg.warmup_steps)
     log = iteration_log(cfg.results, cfg.study_id, trial_id)
     fault = _fault(index)
     for iteration in range(start + 1, cfg.epochs + 1):
         if fault == iteration:
             raise RuntimeError(f"injected failure ({FAULT_ENV}) in trial {index} at iteration {iteration}")
-        seen = len(timer.rows)
-        history = model.fit(train, epochs=iteration, initial_epoch=iteration - 1, validation_data=val,
-                            callbacks=[timer, *workload.callbacks(hp)], verbose=0)
-        metrics = {k: float(v[-1]) for k, v in history.history.items()}
-        metrics.update(_iteration_timing(timer, seen, batch, workload.tokens_per_sample(hp)))
+        metrics = session.epoch(iteration)
         if workload.monitor:
             metrics["mean_accuracy"] = metrics.get(f"val_{workload.monitor}", metrics.get(workload.monitor))
         first = iteration == start + 1      # the restore, if any, happened before this one
         metrics.update({"iteration": iteration, "config_json": json.dumps(hp, sort_keys=True),
                         "restored_from_trial": restored.get("trial_id", "") if first else "",
                         "restored_from_iteration": restored.get("iteration", 0) if first else 0})
-
-        _append_line(log, {**metrics, "trial_id": trial_id, "time": time.time(),
-                           "host": socket.gethostname(), "pid": os.getpid()})
+        _append_line(log, {**metrics, "trial_id": trial_id, "time": time.time(), "host": socket.gethostname(),
+                           "pid": os.getpid(), "run_settings": session.settings()})
 
         def write(directory: Path, iteration=iteration) -> None:
-            model.save(directory / "model.keras")
+            session.save(directory / "model.keras")
             (directory / "meta.json").write_text(json.dumps(
                 {"trial_id": trial_id, "iteration": iteration, "hyperparameters": hp}))
         raytune.report(metrics, write)
@@ -325,29 +320,6 @@ def _fault(index: int) -> int | None:
     return None
 
 
-def _load_state(model, path: Path, hp: dict) -> None:
-    """Weights and optimizer state of a `.keras` checkpoint into a model built with the
-    (possibly mutated) hyperparameters: a new dropout takes effect, and the learning rate
-    is the new one, not the checkpoint's."""
-    model.optimizer.build(model.trainable_variables)
-    model.load_weights(path)
-    if "learning_rate" in hp:
-        model.optimizer.learning_rate = hp["learning_rate"]
-
-
-def _iteration_timing(timer, seen: int, batch: int, tokens: int | None) -> dict[str, float]:
-    rows = timer.rows[seen:]
-    timed = [row.seconds for row in rows if not row.warmup]
-    summary = {"iteration_s": timer.epoch_times[-1] if timer.epoch_times else math.nan,
-               "steps": len(rows), "timed_steps": len(timed)}
-    if timed:
-        median = stats.step_time_summary(timed)["median_s"]
-        summary.update({"step_time_median_s": median, "samples_per_s": batch / median})
-        if tokens:
-            summary["tokens_per_s"] = batch * tokens / median
-    return summary
-
-
 # --- records ---------------------------------------------------------------------------
 
 def _trial_records(cfg: StudyConfig, grid, study_id: str, metric: str, mode: str, provenance: dict,
@@ -377,6 +349,7 @@ def _trial_record(cfg, result, study_id, metric, mode) -> RunRecord:
     record.hyperparameters = {k: _plain(v) for k, v in result.config.items()}
     record.extra.update({"study_id": study_id, "trial_id": trial_id, "path": str(result.path)})
     record.extra["config_history"], record.extra["events"] = _history_and_events(rows)
+    record.extra.update(rows[-1].get("run_settings", {}) if rows else {})    # numerics, JIT, gradients
     keys = ["loss", "val_loss", "accuracy", "val_accuracy", "mean_accuracy", "iteration_s",
             "step_time_median_s", "samples_per_s", "tokens_per_s"]
     record.history = {k: [float(row[k]) for row in rows if _number(row.get(k))] for k in keys

@@ -48,9 +48,7 @@ def run_configs(study: LocalStudy) -> list[RunConfig]:
     for name in study.workloads:
         workloads.check(name)
     for name in study.strategies:
-        strategies.check(name)
-        if strategies.get_class(name).kind != "run":
-            raise UsageError(f"strategy {name!r} runs studies of trials (bench tune), not runs")
+        strategies.run_class(name)
     if not study.counts or min(study.counts) < 1:
         raise UsageError(f"--devices {study.counts}: counts must be >= 1")
     if study.repeats < 1:

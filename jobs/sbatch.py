@@ -7,9 +7,7 @@ import shlex
 from pathlib import Path
 
 import strategies
-from bench.config import RunConfig
 from jobs.spec import Job, Study
-from strategies.base import Placement
 
 HEADER = "#!/bin/bash\n# Written by `bench jobs write`; the study spec is the source of truth."
 # SIGTERM two minutes before the time limit: runs stop after an agreed step and write an
@@ -17,31 +15,14 @@ HEADER = "#!/bin/bash\n# Written by `bench jobs write`; the study spec is the so
 SIGNAL = "TERM@120"
 
 
-def placement(job: Job, study: Study) -> Placement:
-    profile = study.profile
-    return Placement(gpus=job.gpus, nodes=job.nodes, gpu_nodes=bool(profile.gres),
-                     cpus_per_gpu=profile.cpus_per_task, mpi=profile.mpi, cpu_bind=profile.cpu_bind,
-                     options=(("tune", study.tune),))
-
-
-def run_config(job: Job, study: Study) -> RunConfig:
-    """What the job runs, before its backend adds how (e.g. logical devices on CPU nodes)."""
-    batch = ({"batch_size": study.batch_size} if study.scaling == "strong"
-             else {"per_replica_batch_size": study.batch_size})
-    return RunConfig(**study.run, workload=job.workload.name, strategy=job.strategy, epochs=study.epochs,
-                     steps_per_epoch=study.steps_per_epoch, data=job.workload.data, seed=job.repeat,
-                     results=study.results, overrides=dict(job.workload.settings), verbose=0,
-                     precision=job.precision, tf32=job.tf32, jit_compile=study.jit_compile, **batch)
-
-
 def launch_lines(job: Job, study: Study) -> list[str]:
     """The lines the job's backend launches its run (or study) with."""
-    return strategies.get_class(job.strategy).sbatch_lines(placement(job, study), run_config(job, study))
+    return strategies.get_class(job.strategy).sbatch_lines(study.placement(job), study.run_config(job))
 
 
 def render(job: Job, study: Study) -> str:
     profile = study.profile
-    shape = strategies.get_class(job.strategy).sbatch_shape(placement(job, study))
+    shape = strategies.get_class(job.strategy).sbatch_shape(study.placement(job))
     options = [
         ("job-name", job.name), ("nodes", str(job.nodes)), ("ntasks-per-node", str(shape.tasks_per_node)),
         ("cpus-per-task", str(shape.cpus_per_task)),

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import strategies as backends
+from strategies.base import Placement
 from bench.config import JIT_CHOICES, SCHEDULERS, RunConfig, from_dict
 from bench.errors import UsageError
 from bench.precision import PRECISIONS, TF32_CHOICES, label
@@ -144,16 +145,31 @@ class Study:
     skipped: list[tuple[str, str]] = field(default_factory=list)   # (combination, why)
     run: dict[str, Any] = field(default_factory=dict)         # [run]: RunConfig's other fields, every job
 
+    def placement(self, job: Job) -> Placement:
+        """Where the job runs, as its backend is told (GPUs, nodes, the profile's CPUs and MPI)."""
+        profile = self.profile
+        return Placement(gpus=job.gpus, nodes=job.nodes, gpu_nodes=bool(profile.gres),
+                         cpus_per_gpu=profile.cpus_per_task, mpi=profile.mpi, cpu_bind=profile.cpu_bind,
+                         options=(("tune", self.tune),))
+
+    def run_config(self, job: Job) -> RunConfig:
+        """What the job runs, before its backend adds how (e.g. logical devices on CPU nodes):
+        the [run] template, and what the study, the matrix and the workload's table set."""
+        batch = ({"batch_size": self.batch_size} if self.scaling == "strong"
+                 else {"per_replica_batch_size": self.batch_size})
+        return RunConfig(**self.run, workload=job.workload.name, strategy=job.strategy, epochs=self.epochs,
+                         steps_per_epoch=self.steps_per_epoch, data=job.workload.data, seed=job.repeat,
+                         results=self.results, overrides=dict(job.workload.settings), verbose=0,
+                         precision=job.precision, tf32=job.tf32, jit_compile=self.jit_compile, **batch)
+
     def jobs(self) -> list[Job]:
-        from jobs import sbatch
         jobs, self.skipped = [], []
         for workload, strategy, numerics, gpus in itertools.product(
                 self.workloads, self.strategies, itertools.product(self.precisions, self.tf32), self.gpus):
             for nodes in self.nodes or [math.ceil(gpus / self.profile.gpus_per_node)]:
                 job = Job(self.name, workload, strategy, gpus, nodes, 0, *numerics)
                 why = _unplaceable(gpus, nodes, self.profile.gpus_per_node) or \
-                    backends.get_class(strategy).launch_problem(sbatch.placement(job, self),
-                                                                sbatch.run_config(job, self))
+                    backends.get_class(strategy).launch_problem(self.placement(job), self.run_config(job))
                 if why:
                     self.skipped.append((f"{workload.name} {strategy} gpus={gpus} nodes={nodes}", why))
                     continue

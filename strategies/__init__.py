@@ -39,6 +39,16 @@ def get(name: str):
     return get_class(name)()
 
 
+def run_class(name: str):
+    """The class of a backend that trains one run (`bench run`, a local study); a backend of
+    studies (`kind = "study"`) is refused here, in one line."""
+    backend = get_class(name)
+    if backend.kind != "run":
+        raise UsageError(f"strategy {name!r} runs studies of trials, not one run: "
+                         f"use 'bench tune pbt WORKLOAD' or 'bench tune search WORKLOAD'")
+    return backend
+
+
 def availability() -> dict[str, tuple[bool, str]]:
     result = {}
     for name in _BACKENDS:
@@ -49,3 +59,16 @@ def availability() -> dict[str, tuple[bool, str]]:
     for name, reason in PLANNED.items():
         result[name] = (False, reason)
     return result
+
+
+def with_collective() -> list[str]:
+    """The backends whose collective `bench comm --strategy NAME` times."""
+    return [name for name in _BACKENDS if _importable(name) and get_class(name).has_collective()]
+
+
+def _importable(name: str) -> bool:
+    try:
+        get_class(name)
+    except ImportError:
+        return False
+    return True

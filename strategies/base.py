@@ -145,9 +145,19 @@ class Backend:
 
     def allreduce_seconds(self, nbytes: int, warmup: int, iters: int) -> float:
         """Seconds per allreduce (sum) of `nbytes` of float32 over all ranks with the collective
-        this backend's train step uses, the slowest rank's (`bench comm --strategy`)."""
-        raise UsageError(f"strategy {self.name!r} has no collective of its own between processes: "
-                         f"bench comm --strategy takes mwms or horovod")
+        this backend's train step uses, the slowest rank's (`bench comm --strategy`). A backend
+        that has one between processes overrides this."""
+        raise UsageError(f"strategy {self.name!r} has no collective of its own between processes")
+
+    @classmethod
+    def has_collective(cls) -> bool:
+        """Whether `bench comm --strategy NAME` can time this backend's collective."""
+        return cls.allreduce_seconds is not Backend.allreduce_seconds
+
+    @classmethod
+    def comm_problem(cls, local_workers: int | None) -> str | None:
+        """Why `bench comm --strategy NAME` cannot run so (None: it can)."""
+        return None
 
     # --- launch -----------------------------------------------------------------------
 

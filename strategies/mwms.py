@@ -78,6 +78,12 @@ class MultiWorkerMirroredBackend(Backend):
                 "MEAN", [tf.zeros(s, d) for s, d in shapes]))
         return timed_collective(reduce, shapes, step_seconds, "replica_context.all_reduce (batched)")
 
+    @classmethod
+    def comm_problem(cls, local_workers: int | None) -> str | None:
+        if local_workers:
+            return "bench comm --strategy mwms runs under srun (or with TF_CONFIG): not with --local-workers"
+        return None
+
     def allreduce_seconds(self, nbytes: int, warmup: int, iters: int) -> float:
         import tensorflow as tf
         tensor = tf.ones([nbytes // 4], tf.float32)

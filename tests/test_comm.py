@@ -37,6 +37,9 @@ def test_allreduce_bandwidth_over_two_mpi_ranks(bench, tmp_path):
     (["comm"], "bench comm needs 2 or more ranks"),
     (["comm", "--local-workers", "2", "--min-bytes", "0"], "need 4 <= min <= max"),
     (["comm", "--iters", "0"], "--iters >= 1"),
+    # the backends say which have a collective to time, and how it cannot run: comm names none
+    (["comm", "--strategy", "mirrored", "--local-workers", "2"], "--strategy 'mirrored': must be one of mpi, mwms, horovod"),
+    (["comm", "--strategy", "mwms", "--local-workers", "2"], "mwms runs under srun (or with TF_CONFIG)"),
 ])
 def test_bad_comm_input_is_exit_2(bench, tmp_path, args, message):
     done = bench(*args, "--results", str(tmp_path))

@@ -37,7 +37,7 @@ def test_pbt_smoke_study_exploits_and_restores_a_checkpoint(tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)           # a relative results directory, as `make demo` gives
     result = run_study(StudyConfig(
         "memnn", scheduler="pbt", samples=2, epochs=4, steps_per_epoch=10, synch=True,
-        data="generated", overrides=MEMNN_SMALL, num_cpus=2, results="."))
+        data="generated", overrides=MEMNN_SMALL, num_cpus=2, results=".", sparse_gradients=True))
     assert result.exit_code == 0, result.record.error
     study = read_record(result.path)
     assert study.kind == "study" and study.strategy == "ray" and study.status == "ok"
@@ -48,6 +48,8 @@ def test_pbt_smoke_study_exploits_and_restores_a_checkpoint(tmp_path, monkeypatc
     assert all(t.provenance["packages"]["ray"] == study.provenance["packages"]["ray"] for t in trials)
     assert all(len(t.history["mean_accuracy"]) == 4 for t in trials)
     assert all(t.history["samples_per_s"] and t.timing["step_time"]["median_s"] > 0 for t in trials)
+    # a trial is a run of the runner's (bench.runner.Session): it takes the run's settings
+    assert all(t.extra["embedding_gradients"] == "sparse" for t in trials), [t.extra for t in trials]
     exploits = [(t, e) for t in trials for e in t.extra["events"] if e["type"] == "exploit"]
     assert exploits, [t.extra["events"] for t in trials]
     trial, event = exploits[0]
@@ -83,6 +85,7 @@ def test_search_smoke_study_retrains_the_best_config_and_survives_a_failing_tria
     retrain = read_record(tmp_path / study.artifacts["retrain_record"] / "record.json")
     assert retrain.status == "ok" and retrain.config["merge_validation"] is True
     assert study.config["precision"] == "mixed_bfloat16" and retrain.extra["numerics"]["compute_dtype"] == "bfloat16"
+    assert all(t.extra["numerics"]["compute_dtype"] == "bfloat16" for t in ok)
     import keras
     assert keras.mixed_precision.dtype_policy().name == "float32"      # the retrain left this process as it was
     assert retrain.hyperparameters["learning_rate"] == study.hyperparameters["learning_rate"]
