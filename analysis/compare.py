@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import scaling, summary
-from bench.errors import UsageError
+from bench.core.errors import UsageError
 
 
 def parse_tolerance(text: str) -> float:

@@ -141,7 +141,7 @@ def gpu_utilisation(runs: pd.DataFrame, out: Path) -> list[Path]:
         return []
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(7, 4))
-    for label, frame in traces:       # columns: bench.sampler.ResourceSampler.GPU_COLUMNS
+    for label, frame in traces:       # columns: bench.run.sampler.ResourceSampler.GPU_COLUMNS
         for gpu, rows in frame.groupby("gpu"):
             axis.plot(rows["t_s"] - frame["t_s"].min(), rows["util_pct"], label=f"{label} GPU {gpu}")
     axis.set(xlabel="time (s)", ylabel="GPU utilisation (%)", ylim=(0, 100), title="GPU utilisation over time")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis import plots, predict, scaling, summary, verdict
-from bench.errors import UsageError
+from bench.core.errors import UsageError
 
 COLUMNS = ["workload", "scaling", "strategy", "num_replicas", "runs", "samples_per_s", "ci_low", "ci_high",
            "samples_per_s_per_gpu", "speedup", "efficiency", "baseline", "speedup_vs_best", "efficiency_vs_best",

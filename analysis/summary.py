@@ -8,9 +8,9 @@ from typing import Iterable
 
 import pandas as pd
 
-from bench.errors import UsageError
-from bench.precision import label
-from bench.record import RunRecord, iter_record_paths
+from bench.core.errors import UsageError
+from bench.core.precision import label
+from bench.core.record import RunRecord, iter_record_paths
 
 COLUMNS = ["run_id", "kind", "workload", "strategy", "backend", "numerics", "status", "scaling", "data_source", "num_replicas",
            "ranks_per_node", "global_batch_size", "per_replica_batch_size", "samples_per_s", "samples_per_s_per_device",

@@ -135,7 +135,7 @@ def from_results(results: list[str], profile_ref: str, counts: list[int]) -> tup
     from pathlib import Path
 
     from analysis import scaling, summary
-    from bench.errors import UsageError
+    from bench.core.errors import UsageError
     from jobs.spec import load_profile
     if not counts or any(n < 1 for n in counts):
         raise UsageError(f"--gpus {','.join(map(str, counts))}: counts must be >= 1")

@@ -1,4 +1,4 @@
-"""`bench`: a thin command line over the library (bench.runner, jobs, analysis)."""
+"""`bench`: a thin command line over the library (bench.run.runner, jobs, analysis)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from bench import config
-from bench.config import STUDY_CONFIG_ENV
-from bench.errors import UsageError
+from bench.core import config
+from bench.core.config import STUDY_CONFIG_ENV
+from bench.core.errors import UsageError
 
 EXIT_USAGE = 2
 
@@ -31,7 +31,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    """RunConfig's fields (their flags, types, choices and help declared in bench.config), whose
+    """RunConfig's fields (their flags, types, choices and help declared in bench.core.config), whose
     defaults are the only ones (flags left out are absent, so that --config FILE supplies them),
     and the shorthands a user types."""
     p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
@@ -200,19 +200,19 @@ def _bind_before_tensorflow(cfg):
     otherwise start on every core); the backend's class says whether it trains several
     replicas in this process, without importing it."""
     import strategies
-    from bench import binding
-    from bench.runner import replicas_in_process
+    from bench.run import binding
+    from bench.run.runner import replicas_in_process
     cfg.validate()
     return binding.bind_process(replicas_in_process(cfg, strategies.get_class(cfg.strategy)), cfg.cpus_per_replica)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench import launch
+    from bench.run import launch
     cfg = launch.config_from_command(getattr(args, "config", None), config.given(config.RunConfig, args))
     if cfg.local_workers is not None:
         return launch.launch_local(cfg)
     bound = _bind_before_tensorflow(cfg)
-    from bench import runner       # imports TensorFlow only when the run starts
+    from bench.run import runner  # imports TensorFlow only when the run starts
     result = runner.run(cfg, bound)
     record = result.record
     if not result.written:            # a non-chief rank: the chief reports
@@ -255,7 +255,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from bench import doctor
+    from bench.tools import doctor
     checks = doctor.run_checks(args.data_dir, args.results, args.gpus)
     for check in checks:
         print(check.line(), flush=True)
@@ -267,7 +267,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_env(args: argparse.Namespace) -> int:
     import json
-    from bench import gpu, provenance
+    from bench.core import gpu, provenance
     state = gpu.probe()
     info = provenance.collect(state)
     info["nvml"] = {"available": state.available, "reason": state.reason,
@@ -282,7 +282,7 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from bench import textgen
+    from bench.workloads import textgen
     if args.length < 1 or args.num < 1 or args.temperature <= 0:
         raise UsageError("--length and --num must be >= 1 and --temperature > 0")
     for text in textgen.generate_from(args.source, args.start, args.length, args.temperature,
@@ -304,12 +304,16 @@ def cmd_study(args: argparse.Namespace) -> int:
         workloads=chosen, strategies=[s for s in args.strategies.split(",") if s],
         counts=local.parse_counts(args.devices), name=args.name, repeats=args.repeats,
         data=local.data_sources(args.data, chosen), run=config.given(config.RunConfig, args, skip=local.MATRIX_FIELDS))
-    return local.run_study(study)
+    failed = local.run_study(study)
+    from analysis import summary
+    print()
+    print(summary.table(summary.load([study.results_dir])))
+    return 1 if failed else 0
 
 
 def cmd_comm(args: argparse.Namespace) -> int:
-    from bench import comm
-    from bench.config import from_json
+    from bench.core.config import from_json
+    from bench.tools import comm
     handed = os.environ.get(comm.COMM_CONFIG_ENV)
     if handed is not None:            # a rank started by `bench comm --local-workers N`
         return comm.main(from_json(comm.CommConfig, handed, comm.COMM_CONFIG_ENV))
@@ -392,7 +396,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from bench import tune
+    from bench.study import tune
     handed = os.environ.get(STUDY_CONFIG_ENV)
     cfg = _handed_study(args, handed) if handed is not None else _study_from_options(args)
     result = tune.run_study(cfg)
@@ -433,8 +437,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_cluster(args: argparse.Namespace) -> int:
     import subprocess
-    from bench import emucluster
-    from bench.procs import Terminated
+    from bench.core.procs import Terminated
+    from bench.tools import emucluster
     if args.action == "clean":
         return _clean_clusters(None if args.all else args.dir)
     cluster = emucluster.EmulatedCluster(args.dir, args.nodes, args.cpus_per_node, args.rate, args.delay,
@@ -473,7 +477,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
 
 
 def _merged(entries: list[dict]) -> dict[str, list]:
-    from bench import emucluster
+    from bench.tools import emucluster
     merged: dict[str, list] = {}
     for entry in entries:
         for kind in ("processes", "namespaces", "links", "cgroups"):
@@ -483,7 +487,7 @@ def _merged(entries: list[dict]) -> dict[str, list]:
 
 
 def _clean_clusters(directory: str | None) -> int:
-    from bench import emucluster
+    from bench.tools import emucluster
     if directory is not None:
         state = Path(directory) / emucluster.OWNER_FILE
         try:

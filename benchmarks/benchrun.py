@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.procs import Terminated  # noqa: E402
+from bench.core.procs import Terminated  # noqa: E402
 
 
 def bench_record(command: list[str], what: str, launch: list[str] = (), env: dict | None = None) -> dict:

@@ -24,8 +24,8 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench import cgroups  # noqa: E402
-from bench.emucluster import EmulatedCluster  # noqa: E402
+from bench.run import cgroups  # noqa: E402
+from bench.tools.emucluster import EmulatedCluster  # noqa: E402
 from benchrun import bench_record, run_record, until_stopped  # noqa: E402
 
 CHARRNN = {"workload": "charrnn-gru", "strategy": "default", "data": "synthetic", "overrides": {"rnn_units": "256"},

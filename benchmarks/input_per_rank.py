@@ -28,8 +28,8 @@ import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from bench.core.sharding import Shard  # noqa: E402
 from bench.data import fashion_mnist  # noqa: E402
-from bench.sharding import Shard  # noqa: E402
 from bench.workloads import mlp  # noqa: E402
 from bench.workloads.base import Data  # noqa: E402
 

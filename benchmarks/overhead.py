@@ -1,5 +1,5 @@
 """Harness overhead: the same model, batch and steps trained by a bare Keras `model.fit` and by
-`bench run` (bench.runner.run), alternating in one process; prints ratio = bench / bare throughput.
+`bench run` (bench.run.runner.run), alternating in one process; prints ratio = bench / bare throughput.
 
 Both are timed the same way: wall time of each epoch's training steps after the first epoch
 (which holds tracing; bench's validation pass is left out, the bare loop has none),
@@ -28,10 +28,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 
-from bench import gradients, runner, workloads  # noqa: E402
-from bench.config import RunConfig  # noqa: E402
-from bench.errors import UsageError  # noqa: E402
-from bench.hparams import parse_set_options, resolve  # noqa: E402
+from bench import workloads  # noqa: E402
+from bench.core import gradients  # noqa: E402
+from bench.core.config import RunConfig  # noqa: E402
+from bench.core.errors import UsageError  # noqa: E402
+from bench.core.hparams import parse_set_options, resolve  # noqa: E402
+from bench.run import runner  # noqa: E402
 
 
 class EpochClock(keras.callbacks.Callback):

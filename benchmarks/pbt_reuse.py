@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from bench.tune import StudyConfig, iteration_log, run_study
+from bench.study.tune import StudyConfig, iteration_log, run_study
 
 
 def study(results: Path, reuse: bool, args) -> tuple[float, int, int]:

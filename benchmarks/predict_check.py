@@ -36,7 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from analysis import predict, stepmodel  # noqa: E402
 from analysis.collectives import Level  # noqa: E402
-from bench.emucluster import EmulatedCluster  # noqa: E402
+from bench.tools.emucluster import EmulatedCluster  # noqa: E402
 from benchrun import bench_record, run_record, until_stopped  # noqa: E402
 
 WORKLOADS = {"charrnn-gru": {"data": "synthetic", "overrides": {"rnn_units": "256"}},

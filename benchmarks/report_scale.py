@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.record import RunRecord, write_record
+from bench.core.record import RunRecord, write_record
 
 WORKLOADS = ("mlp", "memnn", "charrnn-gru", "charrnn-lstm")
 STRATEGIES = ("default", "mirrored", "mwms", "horovod")

@@ -30,7 +30,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.emucluster import EmulatedCluster  # noqa: E402
+from bench.tools.emucluster import EmulatedCluster  # noqa: E402
 from benchrun import at_once, samples_per_s, until_stopped  # noqa: E402
 
 WORKLOADS = {

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import strategies
-from bench import binding, workloads
-from bench.config import DATA_SOURCES, RUN_CONFIG_ENV, RunConfig, from_dict
-from bench.errors import UsageError
-from bench.procs import bench_command
+from bench import workloads
+from bench.core.config import DATA_SOURCES, RUN_CONFIG_ENV, RunConfig, from_dict
+from bench.core.errors import UsageError
+from bench.core.procs import bench_command
+from bench.run import binding
 
 
 # RunConfig's fields the study's matrix sets (workload, strategy, replicas, data per workload,
@@ -114,7 +115,8 @@ def describe(cfg: RunConfig) -> str:
 
 
 def run_study(study: LocalStudy) -> int:
-    from analysis import summary
+    """Every run, one `bench run` process after the other; the number that failed (the caller
+    reports on the study's results directory)."""
     configs = run_configs(study)
     Path(study.results_dir).mkdir(parents=True, exist_ok=True)
     failed = 0
@@ -127,8 +129,6 @@ def run_study(study: LocalStudy) -> int:
         status = "ok" if done.returncode == 0 else f"exit {done.returncode}: {tail}"
         print(f"    {status} ({time.perf_counter() - t0:.1f} s)", flush=True)
         failed += done.returncode != 0
-    print()
-    print(summary.table(summary.load([study.results_dir])))
     if failed:
         print(f"\n{failed} of {len(configs)} runs failed", file=sys.stderr)
-    return 1 if failed else 0
+    return failed

@@ -11,8 +11,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bench.errors import UsageError
-from bench.record import RunRecord, atomic_write_text, iter_record_paths, utc_now
+from bench.core.errors import UsageError
+from bench.core.record import RunRecord, atomic_write_text, iter_record_paths, utc_now
 
 MANIFEST = "manifest.json"
 REPORT = "report.sbatch"

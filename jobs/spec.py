@@ -43,9 +43,9 @@ from typing import Any
 
 import strategies as backends
 from strategies.base import Placement
-from bench.config import JIT_CHOICES, SCHEDULERS, RunConfig, from_dict
-from bench.errors import UsageError
-from bench.precision import PRECISIONS, TF32_CHOICES, label
+from bench.core.config import JIT_CHOICES, SCHEDULERS, RunConfig, from_dict
+from bench.core.errors import UsageError
+from bench.core.precision import PRECISIONS, TF32_CHOICES, label
 
 PROFILES = Path(__file__).resolve().parent / "profiles"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

@@ -25,9 +25,9 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from bench.config import RUN_CONFIG_ENV, RunConfig
-from bench.errors import BackendUnavailable, UsageError
-from bench.sharding import WHOLE, Shard
+from bench.core.config import RUN_CONFIG_ENV, RunConfig
+from bench.core.errors import BackendUnavailable, UsageError
+from bench.core.sharding import WHOLE, Shard
 
 
 @dataclass

@@ -8,8 +8,8 @@ import subprocess
 import time
 from dataclasses import dataclass
 
-from bench import hostlist
-from bench.errors import UsageError
+from bench.core import hostlist
+from bench.core.errors import UsageError
 
 SLURM_STEP_VARS = ("SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_STEP_NODELIST", "SLURM_STEP_TASKS_PER_NODE")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from strategies.base import Backend, BackendOptions, Placement, Topology, require_positive
-from bench.errors import UsageError
+from bench.core.errors import UsageError
 
 
 class DefaultBackend(Backend):

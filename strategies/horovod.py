@@ -20,11 +20,11 @@ import shutil
 import sys
 import types
 
-from bench.errors import UsageError
-from bench.config import RUN_CONFIG_ENV
-from bench.gradients import densify
-from bench.procs import MPIRUN_AS_ROOT_ENV, bench_command, mpirun
-from bench.sharding import Shard
+from bench.core.config import RUN_CONFIG_ENV
+from bench.core.errors import UsageError
+from bench.core.gradients import densify
+from bench.core.procs import MPIRUN_AS_ROOT_ENV, bench_command, mpirun
+from bench.core.sharding import Shard
 from strategies.base import (Backend, BackendOptions, LocalProcess, Placement, Topology, require_positive,
                              time_calls, timed_collective, unavailable)
 

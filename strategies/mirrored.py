@@ -11,7 +11,7 @@ import dataclasses
 
 from strategies.base import (Backend, BackendOptions, Placement, Topology, build_compiled_state,
                              distribute_from_function, require_positive)
-from bench.errors import UsageError
+from bench.core.errors import UsageError
 
 
 class MirroredBackend(Backend):

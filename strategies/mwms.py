@@ -11,9 +11,9 @@ import contextlib
 import json
 import os
 
-from bench.errors import UsageError
-from bench.config import RUN_CONFIG_ENV
-from bench.procs import bench_command, free_ports
+from bench.core.config import RUN_CONFIG_ENV
+from bench.core.errors import UsageError
+from bench.core.procs import bench_command, free_ports
 from strategies.base import (Backend, BackendOptions, LocalProcess, Topology, build_compiled_state,
                              distribute_from_function, require_positive, time_calls, timed_collective)
 from strategies import cluster, compat
@@ -129,7 +129,7 @@ def _resolver():
         return tf.distribute.cluster_resolver.TFConfigClusterResolver()
     if os.environ.get("SLURM_JOB_ID"):
         step = cluster.slurm_step()
-        from bench import gpu
+        from bench.core import gpu
         state = gpu.probe()      # before TensorFlow starts: the resolver sets CUDA_VISIBLE_DEVICES
         if state.available:
             return tf.distribute.cluster_resolver.SlurmClusterResolver(

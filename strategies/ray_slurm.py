@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from bench import hostlist
-from bench.errors import UsageError
-from bench.procs import stop
+from bench.core import hostlist
+from bench.core.errors import UsageError
+from bench.core.procs import stop
 
 HEAD_PORT = 6379
 

@@ -1,7 +1,7 @@
 """`ray`: Ray Tune studies of trials (Population Based Training and hyperparameter search).
 
 Here the unit of work is a study. This module knows Ray and nothing of workloads: the
-caller hands it a trainable (a function of a config), the space as `bench.space`
+caller hands it a trainable (a function of a config), the space as `bench.core.space`
 dimensions, and gets Ray's ResultGrid back. Trials call `trial_context`, `restored_checkpoint`
 and `report` from inside the trainable.
 
@@ -19,9 +19,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from bench.config import STUDY_CONFIG_ENV, StudyConfig
-from bench.errors import UsageError
-from bench.space import Dimension
+from bench.core.config import STUDY_CONFIG_ENV, StudyConfig
+from bench.core.errors import UsageError
+from bench.core.space import Dimension
 from strategies.base import Backend, Placement
 
 ADDRESSES = ("local", "auto", "slurm")
@@ -104,7 +104,7 @@ def session(address: str = "local", num_cpus: int | None = None, num_gpus: int |
 
 
 def search_domain(dimension: Dimension):
-    """A `bench.space` dimension as a Ray Tune search-space domain."""
+    """A `bench.core.space` dimension as a Ray Tune search-space domain."""
     from ray import tune
     low, high = dimension.low, dimension.high
     return {

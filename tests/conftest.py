@@ -44,8 +44,8 @@ def _environment(tmp_path_factory):
 @pytest.fixture(scope="session", autouse=True)
 def _stop_signals_unwind_the_session():
     """SIGTERM or SIGHUP to the test session (CI's time limit, a user's kill) unwinds it like
-    Ctrl-C, so that every fixture's cluster is torn down (bench.procs.Terminated)."""
-    from bench import procs
+    Ctrl-C, so that every fixture's cluster is torn down (bench.core.procs.Terminated)."""
+    from bench.core import procs
     previous = procs.catch_stop_signals()
     yield
     procs.restore_signals(previous)
@@ -55,7 +55,7 @@ def _stop_signals_unwind_the_session():
 def _stop_signals_stay_caught():
     """A test may let a library replace the handlers (Ray's in-process head: SIGTERM calls
     sys.exit, and nothing is torn down); after each test they are ours again."""
-    from bench import procs
+    from bench.core import procs
     yield
     procs.keep_catching_stop_signals()
 
@@ -112,7 +112,7 @@ def slurm(tmp_path_factory):
 
 
 def _emulated_cluster(tmp_path_factory, **shape):
-    from bench import emucluster
+    from bench.tools import emucluster
     why = emucluster.unavailable()
     if why:
         pytest.skip(why)
@@ -125,7 +125,7 @@ def _emulated_cluster(tmp_path_factory, **shape):
 
 @pytest.fixture(scope="session")
 def emulated(tmp_path_factory):
-    """A 2-node Slurm cluster (1 core each) emulated on this machine (bench.emucluster);
+    """A 2-node Slurm cluster (1 core each) emulated on this machine (bench.tools.emucluster);
     skipped, with the reason, where the machine cannot make network namespaces."""
     yield from _emulated_cluster(tmp_path_factory, nodes=2, cores_per_node=1)
 

@@ -11,8 +11,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from bench import procs
-from bench.procs import free_ports
+from bench.core import procs
+from bench.core.procs import free_ports
 
 DAEMONS = ("munged", "slurmctld", "slurmd")
 

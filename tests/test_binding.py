@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.binding import parse_cores
-from bench.config import RUN_CONFIG_ENV
-from bench.record import read_record
+from bench.core.config import RUN_CONFIG_ENV
+from bench.core.record import read_record
+from bench.run.binding import parse_cores
 from conftest import record_paths
 
 pytestmark = pytest.mark.stack

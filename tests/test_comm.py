@@ -2,9 +2,9 @@
 
 import pytest
 
-from bench.comm import bus_factor, sizes
-from bench.errors import UsageError
-from bench.record import read_record
+from bench.core.errors import UsageError
+from bench.core.record import read_record
+from bench.tools.comm import bus_factor, sizes
 from conftest import error_lines
 
 pytestmark = pytest.mark.stack

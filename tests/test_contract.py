@@ -18,7 +18,9 @@ NEW_FIELD = "    probe_knob: int = 0\n"
 EXERCISE = r'''
 import json, sys, tempfile
 from pathlib import Path
-from bench import cli, config, launch
+from bench import cli
+from bench.core import config
+from bench.run import launch
 from jobs import local, sbatch, spec
 
 parser = cli.build_parser()
@@ -54,7 +56,7 @@ print(json.dumps(out))
 def test_a_field_added_to_run_config_is_in_every_parser_and_every_job(tmp_path):
     for package in PACKAGES:
         shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
-    config = tmp_path / "bench" / "config.py"
+    config = tmp_path / "bench" / "core" / "config.py"
     source = config.read_text()
     anchor = source.index("    def to_dict", source.index("class RunConfig"))
     config.write_text(source[:anchor] + NEW_FIELD + "\n" + source[anchor:])

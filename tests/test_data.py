@@ -9,8 +9,8 @@ import tarfile
 import numpy as np
 import pytest
 
+from bench.core.errors import DataError
 from bench.data import babi, fashion_mnist, shakespeare, store
-from bench.errors import DataError
 from conftest import SHARED_DATA
 
 # Verbatim shape of the real qa1 files: numbered lines, question \t answer \t support.
@@ -197,7 +197,7 @@ def test_concurrent_generation_of_the_same_task_is_safe(tmp_path):
 @pytest.mark.parametrize("fraction, train, val", [(0.1, 360, 40), (0.0, 400, None)])
 def test_memnn_holds_out_the_last_training_questions_for_validation(fraction, train, val):
     from bench import workloads
-    from bench.hparams import resolve
+    from bench.core.hparams import resolve
     memnn = workloads.get("memnn")
     hp = resolve(memnn.space, {"train_questions": "400", "validation_fraction": str(fraction)}, "memnn")
     data = memnn.load("generated", None, hp, seed=0)
@@ -213,7 +213,7 @@ def test_memnn_story_layouts_have_the_shapes_of_qa1(settings, story_shape):
     """Statement layouts: 10 statements of at most 7 words. The word layout is as long as
     the longest story (68 words in real QA1 and the synthetic data)."""
     from bench import workloads
-    from bench.hparams import resolve
+    from bench.core.hparams import resolve
     memnn = workloads.get("memnn")
     hp = resolve(memnn.space, dict(settings), "memnn")     # QA1 10k
     for source in ("generated", "synthetic"):
@@ -257,7 +257,7 @@ def test_shuffled_pipeline_is_a_seeded_permutation_each_epoch_with_pairs_kept(st
 def test_shards_of_every_batch_make_the_global_batch_and_no_shard_builds_another(count):
     """Training: shard i of step k holds rows [i*b/n, (i+1)*b/n) of the global batch of step
     k; evaluation: every sample once, the last partial batch split as evenly as it goes."""
-    from bench.sharding import Shard
+    from bench.core.sharding import Shard
     from bench.workloads import pipeline
     x = np.arange(103, dtype=np.int32)
     batch = 12
@@ -290,7 +290,7 @@ def test_shards_of_every_batch_make_the_global_batch_and_no_shard_builds_another
 
 @pytest.mark.stack
 def test_a_stateful_shard_keeps_its_own_contiguous_streams():
-    from bench.sharding import Shard
+    from bench.core.sharding import Shard
     from bench.workloads.charrnn import contiguous_batches
     ids = np.arange(1000, dtype=np.int32)
     x, y = contiguous_batches(ids, batch=4, seq=10)
@@ -304,7 +304,7 @@ def test_a_stateful_shard_keeps_its_own_contiguous_streams():
 def test_a_training_pass_states_its_length():
     """Keras counts evaluate()'s and fit()'s steps from it (unknown, it averaged 3 batches as 4)."""
     import tensorflow as tf
-    from bench.sharding import Shard
+    from bench.core.sharding import Shard
     from bench.workloads import pipeline
     x = np.arange(103, dtype=np.int32)
     for shard in (Shard(), Shard(1, 3)):

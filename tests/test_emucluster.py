@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import emucluster
+from bench.tools import emucluster
 
 pytestmark = pytest.mark.stack
 
@@ -139,8 +139,8 @@ def test_sigterm_to_a_program_using_the_cluster_unwinds_it(tmp_path):
     root = tmp_path / "cluster"
     program = textwrap.dedent(f"""
         import subprocess, sys
-        from bench.emucluster import EmulatedCluster
-        from bench.procs import Terminated
+        from bench.core.procs import Terminated
+        from bench.tools.emucluster import EmulatedCluster
         try:
             with EmulatedCluster({str(root)!r}, nodes=1) as cluster:
                 subprocess.run(["srun", "-N1", "sleep", "300"], env={{**__import__("os").environ, **cluster.env}})

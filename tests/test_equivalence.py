@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from bench.record import read_record
+from bench.core.record import read_record
 
 pytestmark = pytest.mark.stack
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.config import RUN_CONFIG_ENV, STUDY_CONFIG_ENV
-from bench.record import read_record
+from bench.core.config import RUN_CONFIG_ENV, STUDY_CONFIG_ENV
+from bench.core.record import read_record
 from conftest import record_paths
 
 

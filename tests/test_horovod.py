@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.record import read_record
+from bench.core.record import read_record
 from conftest import DATA, SMALL, record_paths
 
 pytestmark = pytest.mark.stack

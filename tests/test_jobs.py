@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.config import StudyConfig, from_dict
+from bench.core.config import StudyConfig, from_dict
 from jobs import sbatch, spec
 from conftest import ROOT, error_lines
 

@@ -9,11 +9,11 @@ import sys
 
 import pytest
 
-from bench import config, hostlist
-from bench.config import RUN_CONFIG_ENV, RunConfig
-from bench.errors import UsageError
-from bench.lifecycle import Lifecycle
-from bench.record import RunRecord, read_record
+from bench.core import config, hostlist
+from bench.core.config import RUN_CONFIG_ENV, RunConfig
+from bench.core.errors import UsageError
+from bench.core.record import RunRecord, read_record
+from bench.run.lifecycle import Lifecycle
 from conftest import ROOT, error_lines
 import strategies
 from strategies import compat
@@ -232,7 +232,7 @@ def test_backends_say_which_placements_they_cannot_run():
 
 # --- per-replica binding -------------------------------------------------------------
 
-from bench import binding  # noqa: E402
+from bench.run import binding  # noqa: E402
 
 
 @pytest.mark.parametrize("text, cores", [("0", [0]), ("0-2,5", [0, 1, 2, 5]), ("3,1", [1, 3]), ("", [])])
@@ -265,6 +265,6 @@ def test_where_the_cores_come_from():
 
 
 def test_a_study_config_reaches_its_trials_as_data():
-    from bench.tune import StudyConfig
+    from bench.study.tune import StudyConfig
     study = StudyConfig(workload="mlp", overrides={"n_neurons": 32, "optimizer": "sgd"}, space={"dropout": "uniform(0, 1)"})
     assert config.from_dict(StudyConfig, study.to_dict(), "study") == study

@@ -28,13 +28,13 @@ import analysis, jobs, strategies
 modules = [f"{{p.__name__}}.{{m.name}}" for p in (analysis, jobs) for m in pkgutil.iter_modules(p.__path__)]
 modules += [strategies._BACKENDS[name][0] for name in strategies.names()]
 modules += ["strategies.cluster", "strategies.ray_slurm", "strategies.compat",
-            "bench.cli", "bench.launch", "bench.runner", "bench.lifecycle", "bench.record", "bench.config"]
+            "bench.cli", "bench.run.launch", "bench.run.runner", "bench.run.lifecycle", "bench.core.record", "bench.core.config"]
 for module in modules:
     importlib.import_module(module)
 
 from jobs import sbatch, spec
 from analysis import compare, report
-from bench.record import RunRecord, write_record
+from bench.core.record import RunRecord, write_record
 work = Path(tempfile.mkdtemp())
 study = spec.load("{example}")
 print(sbatch.plan(study).splitlines()[-1])
@@ -147,6 +147,28 @@ def circles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_no_module_imports_itself_through_others():
     graph = module_graph()
-    assert "jobs.spec" in graph and "bench.config" in graph["bench.runner"]
+    assert "jobs.spec" in graph and "bench.core.config" in graph["bench.run.runner"]
     assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]    # it can find one
     assert circles(graph) == []
+
+
+# The floors, lowest first: a package imports only packages on floors below its own.
+FLOORS = [("bench.core",), ("bench.data", "strategies"), ("bench.workloads",), ("bench.run",),
+          ("bench.study", "bench.tools", "jobs"), ("analysis",), ("bench",)]
+
+
+def package_of(module: str) -> str:
+    parts = module.split(".")
+    if parts[0] == "bench" and len(parts) > 2 or (len(parts) == 2 and (ROOT / "bench" / parts[1]).is_dir()):
+        return ".".join(parts[:2])
+    return parts[0]
+
+
+def test_every_package_imports_only_the_floors_below_it():
+    floor = {package: level for level, packages in enumerate(FLOORS) for package in packages}
+    graph = module_graph()
+    packages = {package_of(module) for module in graph}
+    assert packages == set(floor), "a package without a floor: add it to FLOORS"
+    upward = sorted((module, other) for module, imported in graph.items() for other in imported
+                    if package_of(other) != package_of(module) and floor[package_of(other)] >= floor[package_of(module)])
+    assert not upward, "imports of a floor not below: " + ", ".join(f"{a} -> {b}" for a, b in upward)

@@ -1,4 +1,4 @@
-"""The multi-node paths on an emulated 2-node Slurm cluster (bench.emucluster): each node its
+"""The multi-node paths on an emulated 2-node Slurm cluster (bench.tools.emucluster): each node its
 own network, hostname, munged and slurmd on its own core. MultiWorkerMirroredStrategy through
 SlurmClusterResolver, Horovod through srun --mpi=pmix, bench comm between the nodes, a dead
 node or cut link. (A Ray study across nodes and a generated study: tests/test_four_replicas.py,
@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from bench.config import RUN_CONFIG_ENV
-from bench.record import read_record
+from bench.core.config import RUN_CONFIG_ENV
+from bench.core.record import read_record
 from conftest import record_paths
 
 pytestmark = pytest.mark.stack

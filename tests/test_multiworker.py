@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.record import read_record
+from bench.core.record import read_record
 from conftest import DATA, SMALL, error_lines, record_paths
 
 pytestmark = pytest.mark.stack

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from bench.record import read_record
+from bench.core.record import read_record
 from conftest import DATA, SMALL
 
 pytestmark = pytest.mark.stack
@@ -87,7 +87,7 @@ def test_rnn_layers_keep_the_cudnn_kernel_arguments(workload):
     """TensorFlow runs an RNN on cuDNN only with these arguments; one hyperparameter that
     breaks them would silently cost a large factor on the A100s."""
     from bench import workloads
-    from bench.hparams import resolve
+    from bench.core.hparams import resolve
     plugin = workloads.get(workload)
     checked = 0
     for settings in CUDNN_CONFIGS:
@@ -110,7 +110,7 @@ AGREEMENT = """
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from bench.gradients import _agreed_finite
+from bench.core.gradients import _agreed_finite
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
 def step():

@@ -5,7 +5,7 @@ import textwrap
 
 import pytest
 
-from bench.record import (SCHEMA_VERSION, RunRecord, atomic_write_text, new_run_id, read_record,
+from bench.core.record import (SCHEMA_VERSION, RunRecord, atomic_write_text, new_run_id, read_record,
                           write_record)
 from conftest import record_paths
 
@@ -45,7 +45,7 @@ def test_atomic_write_leaves_old_file_when_writing_fails(tmp_path):
 
 WRITER = textwrap.dedent("""
     import sys
-    from bench.record import RunRecord, new_run_id, write_record
+    from bench.core.record import RunRecord, new_run_id, write_record
     record = RunRecord(run_id=new_run_id(), workload="mlp", strategy="default")
     for i in range(25):   # rewrite the same record: readers must never see a torn file
         record.timing = {"rewrite": i, "payload": list(range(5000))}

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from analysis import report, scaling, summary
-from bench.record import RunRecord, write_record
+from bench.core.record import RunRecord, write_record
 
 
 def record(run_id, workload, strategy, gpus, throughput, status="ok", global_batch=64):
@@ -98,7 +98,7 @@ def comm_record():
 
 
 def test_report_with_prediction_tuning_study_and_odd_records(tmp_path):
-    from bench.record import atomic_write_text
+    from bench.core.record import atomic_write_text
     results = tmp_path / "results"
     for run_id, gpus, tput in (("a", 1, 100.0), ("b", 2, 150.0)):
         rec = record(run_id, "mlp", "mwms", gpus, tput)

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from analysis import report
-from bench.record import RunRecord, write_record
+from bench.core.record import RunRecord, write_record
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium (install.sh installs Debian's chromium)")

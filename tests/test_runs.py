@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.record import read_record
+from bench.core.record import read_record
 from conftest import DATA, SMALL, error_lines, record_paths
 
 pytestmark = pytest.mark.stack
@@ -66,7 +66,7 @@ def test_charrnn_initial_loss_is_log_vocab():
     """Before training, an untrained char-RNN predicts ~uniformly: loss ~ ln(vocab size)."""
     import keras
     from bench import workloads
-    from bench.hparams import resolve
+    from bench.core.hparams import resolve
     keras.utils.set_random_seed(0)
     workload = workloads.get("charrnn-gru")
     hp = resolve(workload.space, {"rnn_units": "64"}, workload.name)
@@ -87,7 +87,7 @@ def test_stateful_batches_are_contiguous_and_states_reset_each_epoch():
     assert (y == x + 1).all()
 
     import keras
-    from bench.hparams import resolve
+    from bench.core.hparams import resolve
     from bench.workloads.base import Data
     workload = CharRNNLSTM()
     hp = resolve(workload.space, {"rnn_units": "8", "embedding_dim": "4"}, workload.name)
@@ -116,7 +116,7 @@ def test_memory_network_layers_ignore_padding_and_survive_a_keras_file(tmp_path)
     assert np.allclose(keras.ops.convert_to_numpy(bag(words)), expected)   # padding rows add nothing
 
     from bench import workloads
-    from bench.hparams import resolve
+    from bench.core.hparams import resolve
     memnn = workloads.get("memnn")
     hp = resolve(memnn.space, {"architecture": "memn2n", "hops": "2"}, "memnn")
     data = memnn.load("synthetic", None, hp, seed=0)

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from bench.record import read_record
+from bench.core.record import read_record
 from conftest import record_paths
 
 pytestmark = pytest.mark.stack

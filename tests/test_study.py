@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 
 from analysis import summary
-from bench.errors import UsageError
-from bench.record import RunRecord, write_record
+from bench.core.errors import UsageError
+from bench.core.record import RunRecord, write_record
 from conftest import record_paths
 
 

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.hparams import HParam
-from bench.record import read_record
-from bench.space import parse_space
-from bench.tune import FAULT_ENV, StudyConfig, _Explore, run_study
+from bench.core.hparams import HParam
+from bench.core.record import read_record
+from bench.core.space import parse_space
+from bench.study.tune import FAULT_ENV, StudyConfig, _Explore, run_study
 
 pytestmark = pytest.mark.stack
 
@@ -48,7 +48,7 @@ def test_pbt_smoke_study_exploits_and_restores_a_checkpoint(tmp_path, monkeypatc
     assert all(t.provenance["packages"]["ray"] == study.provenance["packages"]["ray"] for t in trials)
     assert all(len(t.history["mean_accuracy"]) == 4 for t in trials)
     assert all(t.history["samples_per_s"] and t.timing["step_time"]["median_s"] > 0 for t in trials)
-    # a trial is a run of the runner's (bench.runner.Session): it takes the run's settings
+    # a trial is a run of the runner's (bench.run.runner.Session): it takes the run's settings
     assert all(t.extra["embedding_gradients"] == "sparse" for t in trials), [t.extra for t in trials]
     exploits = [(t, e) for t in trials for e in t.extra["events"] if e["type"] == "exploit"]
     assert exploits, [t.extra["events"] for t in trials]

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import gpu, provenance, stats
-from bench.errors import UsageError
-from bench.hparams import HParam, for_workload, parse_set_options, resolve
+from bench.core import gpu, provenance, stats
+from bench.core.errors import UsageError
+from bench.core.hparams import HParam, for_workload, parse_set_options, resolve
 
 SPACE = {"n_hidden": HParam(2, 0, 8), "learning_rate": HParam(1e-3, 1e-6, 1.0),
          "optimizer": HParam("adam", choices=("sgd", "adam")), "stateful": HParam(True),
@@ -83,7 +83,7 @@ def test_provenance_has_versions_host_and_slurm(monkeypatch):
 
 
 def test_sampler_records_host_rows():
-    from bench.sampler import ResourceSampler
+    from bench.run.sampler import ResourceSampler
     import time
     with ResourceSampler(0.05) as sampler:
         time.sleep(0.3)
@@ -95,13 +95,13 @@ def test_sampler_records_host_rows():
 
 @pytest.mark.parametrize("rate, bits", [("300mbit", 3e8), ("1gbit", 1e9), ("500kbit", 5e5), ("2.5Gbit", 2.5e9)])
 def test_link_rates_are_read_as_tc_writes_them(rate, bits):
-    from bench.emucluster import rate_bits
+    from bench.tools.emucluster import rate_bits
     assert rate_bits(rate) == bits
 
 
 @pytest.mark.parametrize("rate", ["300", "fast", "mbit", "300mbps"])
 def test_a_malformed_link_rate_is_one_usage_error_before_anything_starts(rate, tmp_path):
-    from bench.emucluster import EmulatedCluster
+    from bench.tools.emucluster import EmulatedCluster
     with pytest.raises(UsageError, match="link rate"):
         EmulatedCluster(tmp_path, nodes=1, rate=rate)
     assert not any(tmp_path.iterdir())
@@ -114,7 +114,7 @@ def test_a_malformed_link_rate_is_one_usage_error_before_anything_starts(rate, t
     (3, 0.25, [4, 5], [[4], [4], [4]]),
 ])
 def test_nodes_and_replicas_of_a_share_fit_on_cores_in_order(items, share, cores, expected):
-    from bench.cgroups import fit
+    from bench.run.cgroups import fit
     assert fit(items, share, cores) == expected
 
 
@@ -122,7 +122,7 @@ def test_nodes_and_replicas_of_a_share_fit_on_cores_in_order(items, share, cores
     (5, 0.5, "do not fit"), (3, 1, "do not fit"), (2, 0.3, "divide a core"), (1, 1.5, "whole number"), (1, 0, "> 0"),
 ])
 def test_a_share_that_cannot_be_made_is_one_usage_error(items, share, message):
-    from bench.cgroups import fit
+    from bench.run.cgroups import fit
     with pytest.raises(UsageError, match=message):
         fit(items, share, [0, 1])
 
@@ -131,7 +131,7 @@ def test_a_share_that_cannot_be_made_is_one_usage_error(items, share, message):
     (0.3, 2, "divides one"), (1.5, 2, "whole number"), (0, 2, "whole number"), (0.5, None, "needs --local-workers"),
 ])
 def test_cpus_per_replica_is_checked_before_anything_starts(share, workers, message, monkeypatch):
-    from bench.config import RunConfig
+    from bench.core.config import RunConfig
     monkeypatch.delenv("DISTBENCH_CPU_SHARES", raising=False)
     with pytest.raises(UsageError, match=message):
         RunConfig(workload="mlp", cpus_per_replica=share, local_workers=workers).validate()
@@ -140,7 +140,7 @@ def test_cpus_per_replica_is_checked_before_anything_starts(share, workers, mess
 @pytest.mark.parametrize("count", [1, 2, 3, 4, 8, 64])
 @pytest.mark.parametrize("rows", [0, 1, 7, 64, 4096])
 def test_shards_partition_every_batch_in_order(count, rows):
-    from bench.sharding import Shard
+    from bench.core.sharding import Shard
     bounds = [Shard(i, count).bounds(rows) for i in range(count)]
     assert bounds[0][0] == 0 and bounds[-1][1] == rows
     assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
@@ -157,7 +157,7 @@ def test_cluster_clean_of_a_malformed_owner_file_is_one_usage_error(tmp_path, ca
 
 @pytest.mark.parametrize("period, quota", [(None, "50000"), ("10000", "5000")])
 def test_a_half_core_is_its_quota_over_the_period(period, quota, tmp_path, monkeypatch):
-    from bench import cgroups
+    from bench.run import cgroups
     for controller in ("cpu", "cpuset"):
         (tmp_path / controller).mkdir()
     (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1")
@@ -174,7 +174,7 @@ def test_a_half_core_is_its_quota_over_the_period(period, quota, tmp_path, monke
 
 @pytest.mark.parametrize("period", ["100", "10ms", "2000000"])
 def test_a_malformed_cfs_period_is_one_usage_error(period, monkeypatch):
-    from bench import cgroups
+    from bench.run import cgroups
     monkeypatch.setenv(cgroups.PERIOD_ENV, period)
     with pytest.raises(UsageError, match=cgroups.PERIOD_ENV):
         cgroups.period_us()

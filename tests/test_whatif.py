@@ -9,7 +9,7 @@ import pytest
 
 from analysis import stepmodel, whatif
 from analysis.collectives import Level
-from bench.record import RunRecord, write_record
+from bench.core.record import RunRecord, write_record
 from jobs.spec import Links, load_profile
 
 INSIDE, BETWEEN = Level(5e-6, 100e9), Level(10e-6, 10e9)

@@ -15,9 +15,9 @@ from typing import IO, Iterable
 
 import numpy as np
 
+from bench.core.errors import DataError
+from bench.core.record import atomic_write_text
 from bench.data.store import RemoteFile, cache_root, locate, search_dirs, check_data_dir
-from bench.errors import DataError
-from bench.record import atomic_write_text
 
 DATASET = "babi"
 TARBALL = RemoteFile(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from bench.core.errors import DataError, UsageError
 from bench.data import babi, fashion_mnist, shakespeare
-from bench.errors import DataError, UsageError
 
 LOADERS = {
     "tinyshakespeare": shakespeare.load,

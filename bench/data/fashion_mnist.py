@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.core.errors import DataError
 from bench.data.store import RemoteFile, locate
-from bench.errors import DataError
 
 DATASET = "fashion-mnist"
 _KERAS = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"

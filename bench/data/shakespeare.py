@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.core.errors import DataError
 from bench.data.store import RemoteFile, locate
-from bench.errors import DataError
 
 DATASET = "tinyshakespeare"
 FILE = RemoteFile(

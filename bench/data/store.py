@@ -11,7 +11,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.errors import DataError
+from bench.core.errors import DataError
 
 
 @dataclass(frozen=True)

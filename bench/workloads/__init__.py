@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from bench.errors import UsageError
+from bench.core.errors import UsageError
 
 # name -> (module, class)
 _WORKLOADS = {

@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from bench.hparams import HParam
-from bench.sharding import WHOLE, Shard
+from bench.core.hparams import HParam
+from bench.core.sharding import WHOLE, Shard
 
-from bench.config import DATA_SOURCES  # noqa: F401  (re-exported)
+from bench.core.config import DATA_SOURCES  # noqa: F401  (re-exported)
 
 
 @dataclass
@@ -32,7 +32,7 @@ class Workload:
     default_batch_size: int = 32
     monitor: str | None = "accuracy"      # the accuracy metric's name, if any
     stateful: bool = False                 # needs a fixed per-replica batch
-    tune_space: Mapping[str, str] = {}     # default search space (bench.space syntax)
+    tune_space: Mapping[str, str] = {}     # default search space (bench.core.space syntax)
     tune_mutations: Mapping[str, str] = {} # default PBT mutations (mutable hyperparameters only)
     load_hparams: tuple[str, ...] = ()     # hyperparameters that `load` depends on
 

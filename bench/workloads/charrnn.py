@@ -9,11 +9,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from bench.core.hparams import HParam
+from bench.core.sharding import WHOLE, Shard
 from bench.data import shakespeare
-from bench.hparams import HParam
-from bench.sharding import WHOLE, Shard
-from bench.workloads.base import Data, Workload
 from bench.workloads import pipeline
+from bench.workloads.base import Data, Workload
 
 SYNTHETIC_VOCAB = 66     # 65 characters of tiny Shakespeare + [UNK]
 SYNTHETIC_CHARS = 1_115_394
@@ -93,7 +93,7 @@ class _CharRNN(Workload):
         return {"vocabulary": data.info["vocab"]} if data.info.get("vocab") else {}
 
     def export_generator(self, model, data, hp, directory):
-        from bench import textgen
+        from bench.workloads import textgen
         return textgen.export(model, data.info["vocab"], directory)
 
     def _rnn_layers(self, hp):

@@ -18,11 +18,11 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from bench.core.hparams import HParam
+from bench.core.sharding import WHOLE
 from bench.data import babi
-from bench.hparams import HParam
-from bench.sharding import WHOLE
-from bench.workloads.base import Data, Workload
 from bench.workloads import pipeline
+from bench.workloads.base import Data, Workload
 
 # Shapes of real QA1 10k, used by --data synthetic.
 SYNTHETIC_INFO = {"train_samples": 10_000, "vocab_size": 22, "story_len": 68, "query_len": 4,

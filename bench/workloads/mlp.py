@@ -7,11 +7,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from bench.core.hparams import HParam
+from bench.core.sharding import WHOLE
 from bench.data import fashion_mnist
-from bench.hparams import HParam
-from bench.sharding import WHOLE
-from bench.workloads.base import Data, Workload
 from bench.workloads import pipeline
+from bench.workloads.base import Data, Workload
 
 VALIDATION = 5_000
 SHAPE = fashion_mnist.IMAGE_SHAPE

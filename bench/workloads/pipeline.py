@@ -1,5 +1,5 @@
 """tf.data building blocks shared by the workloads: each replica's share of every global batch
-(`bench.sharding`), gathered from in-memory arrays and prefetched; and a synthetic source
+(`bench.core.sharding`), gathered from in-memory arrays and prefetched; and a synthetic source
 with no input I/O."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any, Callable
 import numpy as np
 import tensorflow as tf
 
-from bench.sharding import WHOLE, Shard
+from bench.core.sharding import WHOLE, Shard
 
 AUTOTUNE = tf.data.AUTOTUNE
 

@@ -1,12 +1,12 @@
 """How a run starts: the one path from a config to running processes.
 
     bench run FLAGS | --config FILE        -> RunConfig (config_from_command)
-    cfg.local_workers is None              -> this process runs it (bench.runner.run)
+    cfg.local_workers is None              -> this process runs it (bench.run.runner.run)
     cfg.local_workers = N                  -> launch_local: the backend says which processes
                                               (mwms: N workers with TF_CONFIG; horovod: one
                                               horovodrun/mpirun), each worker gets the run's
                                               config in DISTBENCH_RUN_CONFIG and runs it, and
-                                              its own cores (DISTBENCH_CORE_SETS, bench.binding)
+                                              its own cores (DISTBENCH_CORE_SETS, bench.run.binding)
     srun in a job script                   -> the backend's sbatch_lines export the config
                                               the same way; every task runs `bench run`
 
@@ -26,11 +26,12 @@ import sys
 import time
 from pathlib import Path
 
-from bench import binding, cgroups, config as configs
-from bench.config import RUN_CONFIG_ENV, RunConfig
-from bench.errors import UsageError
-from bench.procs import stop
-from bench.record import atomic_write_text, new_run_id, run_dir
+from bench.core import config as configs
+from bench.core.config import RUN_CONFIG_ENV, RunConfig
+from bench.core.errors import UsageError
+from bench.core.procs import stop
+from bench.core.record import atomic_write_text, new_run_id, run_dir
+from bench.run import binding, cgroups
 
 GRACE_S = float(os.environ.get("DISTBENCH_WORKER_GRACE", "90"))
 LAUNCHED_ENV = "DISTBENCH_LAUNCHED"     # set for launched workers: the launcher prints the record's path
@@ -55,7 +56,7 @@ def launch_local(cfg: RunConfig) -> int:
     them, and return non-zero if any failed. The config the workers get is saved beside
     the run as config.json."""
     import strategies
-    from bench import runner
+    from bench.run import runner
     runner.prepare(cfg)      # bad input fails once here, not once per worker
     backend = strategies.get_class(cfg.strategy)
     worker_cfg = cfg.worker(cfg.run_id or new_run_id())

@@ -78,7 +78,7 @@ def _tensorflow(expected: int | None) -> Check:
 
 
 def _nvml(expected: int | None) -> Check:
-    from bench import gpu
+    from bench.core import gpu
     state = gpu.probe()
     if not state.available:
         return Check(ERROR if expected else WARNING, "nvml", f"{state.reason}; GPU telemetry off (records say so)")
@@ -142,7 +142,7 @@ def _ray() -> Check:
 def _slurm() -> Check:
     if not os.environ.get("SLURM_JOB_ID"):
         return Check(OK, "slurm", "not inside a job (a login node, or a local run)")
-    from bench import hostlist
+    from bench.core import hostlist
     try:
         nodes = hostlist.expand(os.environ.get("SLURM_JOB_NODELIST", ""))
         cpus = int(os.environ.get("SLURM_CPUS_PER_TASK", "1"))

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
 
-from bench.errors import UsageError
-from bench.precision import PRECISIONS, TF32_CHOICES
+from bench.core.errors import UsageError
+from bench.core.precision import PRECISIONS, TF32_CHOICES
 
 DATA_SOURCES = ("real", "generated", "synthetic")
 JIT_CHOICES = ("auto", "true", "false")
@@ -265,7 +265,7 @@ def add_options(parser: Any, cls: type, *, skip: Iterable[str] = (), positional:
 def given(cls: type, namespace: Any, skip: Iterable[str] = ()) -> dict[str, Any]:
     """The fields of `cls` a command line gave (see `add_options`) as config values (`--set k=v`
     lists as dicts), but those in `skip` (options of the same names that mean something else)."""
-    from bench.hparams import parse_set_options
+    from bench.core.hparams import parse_set_options
     hints = typing.get_type_hints(cls)
     values = {}
     for f in dataclasses.fields(cls):

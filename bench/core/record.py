@@ -13,6 +13,7 @@ import datetime as dt
 import io
 import json
 import os
+import re
 import socket
 import tempfile
 import uuid
@@ -159,3 +160,21 @@ def write_csv(path: Path | str, header: list[str], rows: Iterable[Iterable[Any]]
 
 def iter_record_paths(results: Path | str) -> Iterable[Path]:
     yield from sorted(Path(results).rglob(RECORD_FILE))
+
+
+# --- checkpoints of a run (bench run --checkpoint-every): epoch-NNNN.weights.h5 ---------
+
+def checkpoint_name(epoch: int) -> str:
+    return f"epoch-{epoch:04d}.weights.h5"
+
+
+def checkpoint_epoch(path: Path) -> int:
+    match = re.fullmatch(r"epoch-(\d+)\.weights\.h5", Path(path).name)
+    if not match:
+        raise ValueError(f"{path}: not a distbench checkpoint (epoch-NNNN.weights.h5)")
+    return int(match.group(1))
+
+
+def latest_checkpoint(directory: Path) -> Path | None:
+    found = sorted(Path(directory).glob("epoch-*.weights.h5"), key=checkpoint_epoch)
+    return found[-1] if found else None

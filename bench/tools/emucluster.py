@@ -33,9 +33,10 @@ import sys
 import time
 from pathlib import Path
 
-from bench import cgroups, procs
-from bench.errors import UsageError
-from bench.procs import free_ports
+from bench.core import procs
+from bench.core.errors import UsageError
+from bench.core.procs import free_ports
+from bench.run import cgroups
 
 DAEMONS = ("munged", "slurmctld", "slurmd")
 TOOLS = ("ip", "tc", "nsenter", "unshare", "taskset", "sinfo", "srun", "sbatch")
@@ -51,7 +52,7 @@ DAEMON_COMMANDS = {"munged", "slurmctld", "slurmscriptd", "slurmd"}
 # children inherit it); before and after every task, the cgroups of the cluster's ended tasks removed.
 TASK_SHARE = '''import os, sys
 sys.path.insert(0, "{root}")
-from bench import cgroups
+from bench.run import cgroups
 TAG, SHARE, CORES, PROLOG = "{tag}", {share!r}, {cores!r}, {prolog!r}
 for path in [p for pattern in ("*/" + TAG + "t*", TAG + "t*") for p in cgroups.ROOT.glob(pattern)]:
     try:             # its task gone (a cgroup just made for a starting task is not yet joined)
@@ -320,7 +321,7 @@ class EmulatedCluster:
             script = self.root / f"task_{when.lower()}.py"
             script.write_text(f"#!{sys.executable}\n" + TASK_SHARE.format(
                 tag=self.tag, share=self.slot_share, cores=cores, prolog=prolog,
-                root=Path(__file__).resolve().parent.parent))
+                root=Path(__file__).resolve().parents[2]))
             script.chmod(0o755)
             lines.append(f"Task{when}={script}")
         return lines

@@ -24,8 +24,8 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
-from bench.errors import UsageError
-from bench.record import (STATUS_FAILED, STATUS_INTERRUPTED, STATUS_OK, STATUS_RUNNING, RunRecord,
+from bench.core.errors import UsageError
+from bench.core.record import (STATUS_FAILED, STATUS_INTERRUPTED, STATUS_OK, STATUS_RUNNING, RunRecord,
                           run_dir, utc_now, write_record)
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)

@@ -9,12 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import binding, cgroups, gradients, precision, provenance, stats, workloads
-from bench.config import RunConfig
-from bench.errors import UsageError
-from bench.hparams import for_workload, resolve
-from bench.lifecycle import Lifecycle, Watchdog, error_line, one_line
-from bench.record import RunRecord, new_run_id, run_dir, write_csv
+from bench import workloads
+from bench.core import gradients, precision, provenance, stats
+from bench.core.config import RunConfig
+from bench.core.errors import UsageError
+from bench.core.hparams import for_workload, resolve
+from bench.core.record import RunRecord, new_run_id, run_dir, write_csv
+from bench.run import binding, cgroups
+from bench.run.lifecycle import Lifecycle, Watchdog, error_line, one_line
 import strategies
 from strategies.base import BackendOptions
 
@@ -103,7 +105,7 @@ class _Run:
 
 def _run(cfg, workload, backend, hp, topology, bound: binding.Binding) -> RunResult:
     import keras
-    from bench.sampler import ResourceSampler
+    from bench.run.sampler import ResourceSampler
 
     keras.utils.set_random_seed(cfg.seed)
     data = workload.load(cfg.data, cfg.data_dir, hp, cfg.seed)
@@ -177,7 +179,7 @@ def _start_record(cfg, workload, backend, hp, topology, data, global_batch, per_
 def _train(state: _Run, record: RunRecord, life: Lifecycle, resume_from: Path | None) -> None:
     """Build, fit, evaluate; every rank takes the same branches (evaluate and gather are
     collectives)."""
-    from bench import callbacks as cb
+    from bench.run import callbacks as cb
     cfg, workload, backend, hp, data = state.cfg, state.workload, state.backend, state.hp, state.data
     model, initial_epoch, record.extra["numerics"] = _build(state, resume_from)
     train, steps, validation = _datasets(state)
@@ -327,7 +329,7 @@ def _write_timeseries(out: Path, timer, sampler) -> None:
 
 
 def _resume_path(resume: str) -> Path:
-    from bench.callbacks import checkpoint_epoch, latest_checkpoint
+    from bench.core.record import checkpoint_epoch, latest_checkpoint
     path = Path(resume)
     if path.is_dir():
         found = latest_checkpoint(path / "checkpoints") or latest_checkpoint(path)
@@ -343,7 +345,7 @@ def _resume_path(resume: str) -> Path:
 
 def _restore(model, path: Path) -> int:
     """Load model and optimizer state; returns the epoch to continue from."""
-    from bench.callbacks import checkpoint_epoch
+    from bench.core.record import checkpoint_epoch
     model.optimizer.build(model.trainable_variables)
     try:
         model.load_weights(path)
@@ -437,5 +439,5 @@ class Session:
 
 
 def _step_timer(warmup_steps: int):
-    from bench.callbacks import StepTimer
+    from bench.core.record import StepTimer
     return StepTimer(warmup_steps)

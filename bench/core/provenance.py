@@ -11,11 +11,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench.gpu import NvmlState
+from bench.core.gpu import NvmlState
 
 PACKAGES = ("distbench", "tensorflow", "tensorflow-cpu", "keras", "numpy", "horovod", "ray",
             "mpi4py", "psutil", "nvidia-ml-py", "pandas", "matplotlib")
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:

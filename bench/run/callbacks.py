@@ -9,6 +9,8 @@ from typing import NamedTuple
 
 import keras
 
+from bench.core.record import checkpoint_name
+
 
 class StepRow(NamedTuple):
     epoch: int
@@ -146,19 +148,3 @@ class EpochCheckpoint(keras.callbacks.Callback):
             self.model.save_weights(tmp)
             tmp.replace(path)
             self.saved.append(str(path))
-
-
-def checkpoint_name(epoch: int) -> str:
-    return f"epoch-{epoch:04d}.weights.h5"
-
-
-def checkpoint_epoch(path: Path) -> int:
-    match = re.fullmatch(r"epoch-(\d+)\.weights\.h5", Path(path).name)
-    if not match:
-        raise ValueError(f"{path}: not a distbench checkpoint (epoch-NNNN.weights.h5)")
-    return int(match.group(1))
-
-
-def latest_checkpoint(directory: Path) -> Path | None:
-    found = sorted(Path(directory).glob("epoch-*.weights.h5"), key=checkpoint_epoch)
-    return found[-1] if found else None

@@ -24,11 +24,11 @@ from typing import Callable
 
 import numpy as np
 
-from bench import provenance
-from bench.config import to_json
-from bench.errors import UsageError
-from bench.lifecycle import Lifecycle
-from bench.record import RunRecord, new_run_id, run_dir, write_csv
+from bench.core import provenance
+from bench.core.config import to_json
+from bench.core.errors import UsageError
+from bench.core.record import RunRecord, new_run_id, run_dir, write_csv
+from bench.run.lifecycle import Lifecycle
 
 KIB = 1024
 # Open MPI's allreduce algorithms (coll/tuned): "default" leaves the choice to Open MPI. On
@@ -100,7 +100,7 @@ def backend_collective(name: str, warmup: int, iters: int) -> Collective:
     """The collective a training backend's step uses (MultiWorkerMirrored's TensorFlow
     collective ops over gRPC, Horovod's allreduce), started as a run of it would be."""
     import strategies
-    from bench import binding
+    from bench.run import binding
     from strategies.base import BackendOptions
     backend = strategies.get(name)
     bound = binding.resolve(1, None)
@@ -205,7 +205,7 @@ def main(cfg: CommConfig) -> int:
 def _local(cfg: CommConfig) -> int:
     """mpirun on this host; every rank gets the config in COMM_CONFIG_ENV."""
     import subprocess
-    from bench.procs import bench_command, local_env, mpirun
+    from bench.core.procs import bench_command, local_env, mpirun
     worker = dataclasses.replace(cfg, local_workers=None, run_id=new_run_id("comm"))
     env = local_env({COMM_CONFIG_ENV: to_json(worker), "DISTBENCH_LAUNCHED": "1"})
     command = mpirun(cfg.local_workers, bench_command("comm"), [COMM_CONFIG_ENV, "DISTBENCH_LAUNCHED"])

@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from bench.errors import UsageError
-from bench.hparams import HParam
+from bench.core.errors import UsageError
+from bench.core.hparams import HParam
 
 KINDS = ("uniform", "loguniform", "randint", "choice", "grid")
 _CALL = re.compile(r"^\s*([a-z]+)\s*\((.*)\)\s*$")

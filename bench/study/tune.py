@@ -22,13 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import provenance, workloads
-from bench.config import StudyConfig, from_dict
-from bench.errors import UsageError
-from bench.hparams import check_applies, for_workload, resolve
-from bench.lifecycle import Lifecycle, error_line, finish
-from bench.record import STATUS_FAILED, STATUS_INTERRUPTED, STATUS_OK, RunRecord, new_run_id
-from bench.space import Dimension, clamp_config, parse_space
+from bench import workloads
+from bench.core import provenance
+from bench.core.config import StudyConfig, from_dict
+from bench.core.errors import UsageError
+from bench.core.hparams import check_applies, for_workload, resolve
+from bench.core.record import STATUS_FAILED, STATUS_INTERRUPTED, STATUS_OK, RunRecord, new_run_id
+from bench.core.space import Dimension, clamp_config, parse_space
+from bench.run.lifecycle import Lifecycle, error_line, finish
 
 # Fault injection for testing failure handling: "<trial index>@<iteration>" makes that trial raise.
 FAULT_ENV = "DISTBENCH_TRIAL_FAULT"
@@ -219,11 +220,11 @@ class _Explore:
 # --- one trial (runs in a Ray worker process) ------------------------------------------
 
 def _trial(config: dict, study: dict, data=None) -> None:
-    """One trial: the study's run (bench.runner.Session, as `bench run` builds it) trained an
+    """One trial: the study's run (bench.run.runner.Session, as `bench run` builds it) trained an
     iteration (epoch) at a time, each reported to Ray with a checkpoint PBT may restore here or
     into another trial."""
     import keras
-    from bench import runner
+    from bench.run import runner
     from strategies import raytune
 
     cfg = from_dict(StudyConfig, study, "study")
@@ -242,7 +243,7 @@ def _trial(config: dict, study: dict, data=None) -> None:
 
 def _trial_binding(cfg: StudyConfig):
     """Ray places trials on nodes, not on cores: a trial's threads are its --cpus-per-trial, unpinned."""
-    from bench import binding
+    from bench.run import binding
     threads = max(1, int(cfg.cpus_per_trial))
     return binding.Binding(tuple(binding.available_cores()), 1, "ray trial: --cpus-per-trial threads", threads, threads)
 
@@ -418,7 +419,7 @@ def _summarise(record: RunRecord, trials: list[RunRecord], metric: str, mode: st
 
 def _retrain(cfg: StudyConfig, hyperparameters: dict, study_id: str) -> RunRecord:
     """The best configuration trained afresh on training + validation data, then tested."""
-    from bench.runner import run
+    from bench.run.runner import run
     result = run(cfg.trial_run(overrides=dict(hyperparameters), merge_validation=True, run_id=f"{study_id}-retrain"))
     result.record.extra["study_id"] = study_id
     finish(cfg.results, result.record)

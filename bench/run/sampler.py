@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import psutil
 
-from bench.gpu import Nvml
+from bench.core.gpu import Nvml
 
 
 class ResourceSampler:

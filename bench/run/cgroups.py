@@ -15,7 +15,7 @@ import signal
 import time
 from pathlib import Path
 
-from bench.errors import UsageError
+from bench.core.errors import UsageError
 
 ROOT = Path(os.environ.get("DISTBENCH_CGROUP_ROOT", "/sys/fs/cgroup"))
 SHARES_ENV = "DISTBENCH_CPU_SHARES"     # a local launch's cgroups, one set per local rank: "a,b;c,d"

@@ -24,8 +24,9 @@ import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from bench import cgroups, hostlist
-from bench.errors import UsageError
+from bench.core import hostlist
+from bench.core.errors import UsageError
+from bench.run import cgroups
 
 CORES_ENV = "DISTBENCH_CORES"
 CORE_SETS_ENV = "DISTBENCH_CORE_SETS"

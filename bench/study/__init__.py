@@ -1,0 +1,1 @@
+"""Studies of trials under Ray Tune: each trial a run of bench.run.runner."""

@@ -1,0 +1,1 @@
+"""Tools beside the runs: `bench comm`, `bench doctor`, the emulated cluster."""
