@@ -68,17 +68,30 @@ def _add_study_options(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="bench", description="distbench: distributed-training benchmarks")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    run = sub.add_parser("run", help="train one workload under one strategy and write a record")
-    _add_run_options(run)
-
+    _add_run_options(sub.add_parser("run", help="train one workload under one strategy and write a record"))
     sub.add_parser("list", help="workloads and strategies, and which are available here")
     sub.add_parser("env", help="versions, devices and NVML state of this host")
+    for add in (_add_doctor, _add_generate, _add_data):
+        add(sub)
+    _add_study_options(sub.add_parser("study", help="a local study: every workload x strategy, then a summary table"))
+    for add in (_add_comm, _add_jobs, _add_report, _add_predict, _add_tune, _add_compare, _add_cluster):
+        add(sub)
+    sub.add_parser("summary", help="a table of the records under results directories").add_argument("results", nargs="+")
+    return parser
+
+
+def _results_default() -> str:
+    return os.environ.get(config.RESULTS_ENV, "results")
+
+
+def _add_doctor(sub) -> None:
     doctor = sub.add_parser("doctor", help="is this node set up right? one line per check, and the fix")
     doctor.add_argument("--gpus", type=int, metavar="N", help="GPUs this node should show (default: Slurm's allocation)")
     doctor.add_argument("--data-dir")
-    doctor.add_argument("--results", default=os.environ.get("DISTBENCH_RESULTS", "results"))
+    doctor.add_argument("--results", default=_results_default())
 
+
+def _add_generate(sub) -> None:
     gen = sub.add_parser("generate", help="generate text from a char-RNN export or run")
     gen.add_argument("source", help="an export directory, or a run directory / checkpoint of a char-RNN run")
     gen.add_argument("--start", default="ROMEO:")
@@ -87,14 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--num", type=int, default=1, help="sequences generated in one batch")
     gen.add_argument("--seed", type=int)
 
+
+def _add_data(sub) -> None:
     data = sub.add_parser("data", help="fetch or check datasets")
     data.add_argument("action", choices=("fetch", "check"))
     data.add_argument("datasets", nargs="*", help="tinyshakespeare, fashion-mnist, babi (default: all)")
     data.add_argument("--data-dir")
 
-    study = sub.add_parser("study", help="a local study: every workload x strategy, then a summary table")
-    _add_study_options(study)
 
+def _add_comm(sub) -> None:
     comm = sub.add_parser("comm", help="allreduce bandwidth over MPI (algbw, busbw), as a record")
     comm.add_argument("--min-bytes", type=int, default=1024)
     comm.add_argument("--max-bytes", type=int, default=256 * 1024 * 1024)
@@ -106,12 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
                            "rabenseifner, segmented_ring, nonoverlapping, basic_linear")
     comm.add_argument("--strategy", default="mpi",
                       help="whose allreduce: mpi4py's (mpi, the default), or a backend's, as its train step runs it")
-    comm.add_argument("--results", default=os.environ.get("DISTBENCH_RESULTS", "results"))
+    comm.add_argument("--results", default=_results_default())
 
+
+def _add_jobs(sub) -> None:
     jobs = sub.add_parser("jobs", help="scaling-study specs to sbatch scripts")
     jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True, parser_class=_Parser)
-    jobs_plan = jobs_sub.add_parser("plan", help="the expanded job matrix, jobs and GPU-hours; writes nothing")
-    jobs_plan.add_argument("spec")
+    jobs_sub.add_parser("plan", help="the expanded job matrix, jobs and GPU-hours; writes nothing").add_argument("spec")
     jobs_write = jobs_sub.add_parser("write", help="one sbatch script per job, and a report job")
     jobs_write.add_argument("spec")
     jobs_write.add_argument("-o", "--out", required=True)
@@ -128,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
             parser_.add_argument("--timeout", type=float, default=3600, metavar="S", help="give up after S seconds")
             parser_.add_argument("--poll", type=float, default=5, metavar="S", help="ask Slurm every S seconds")
 
+
+def _add_report(sub) -> None:
     report = sub.add_parser("report", help="performance report: tables, speedup/efficiency, plots, HTML")
     report.add_argument("results", nargs="+")
     report.add_argument("-o", "--out", required=True)
@@ -142,23 +159,32 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--profile", help="what-if: a cluster profile (ft3, or a path) to predict --gpus on")
     report.add_argument("--gpus", metavar="N,N,...", help="what-if: GPU counts, e.g. 8,16,32,64 (with --profile)")
 
+
+def _add_predict(sub) -> None:
     predict = sub.add_parser("predict", help="what-if: each strategy at GPU counts not run, from a study's records "
                              "and a cluster profile's links")
     predict.add_argument("results", nargs="+")
     predict.add_argument("--profile", required=True, help="a cluster profile (jobs/profiles: ft3, ...) or its path")
     predict.add_argument("--gpus", required=True, metavar="N,N,...", help="GPU counts, e.g. 8,16,32,64")
     predict.add_argument("-o", "--out", metavar="CSV", help="also write the table here")
+
+
+def _add_tune(sub) -> None:
     tune = sub.add_parser("tune", help="Ray Tune studies: population based training, hyperparameter search")
     tune_sub = tune.add_subparsers(dest="scheduler", required=True, parser_class=_Parser)
     for name, text in (("pbt", "Population Based Training (metric: mean validation accuracy)"),
                        ("search", "random search, then the best config retrained and tested")):
         _add_tune_options(tune_sub.add_parser(name, help=text), name)
 
+
+def _add_compare(sub) -> None:
     compare = sub.add_parser("compare", help="regression check: exit 1 when CURRENT is slower than BASELINE")
     compare.add_argument("baseline", help="results directory of the reference runs")
     compare.add_argument("current", help="results directory of the runs to check")
     compare.add_argument("--tolerance", default="5%", help="allowed slowdown (default: 5%%)")
 
+
+def _add_cluster(sub) -> None:
     cluster = sub.add_parser("cluster", help="an emulated multi-node Slurm cluster on this machine (root)")
     cluster.add_argument("action", choices=("up", "run", "check", "clean"),
                          help="up: start it and keep it until Ctrl-C or SIGTERM; run: start it, run the command given "
@@ -173,10 +199,6 @@ def build_parser() -> argparse.ArgumentParser:
                          "2 on nodes of 1 core runs 2 ranks per node at half a core each")
     cluster.add_argument("--rate", help="every node's link rate (tc tbf), e.g. 300mbit")
     cluster.add_argument("--delay", help="every node's added link delay (netem), e.g. 1ms")
-
-    summary = sub.add_parser("summary", help="a table of the records under results directories")
-    summary.add_argument("results", nargs="+")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
