@@ -150,6 +150,12 @@ class Backend:
         raise UsageError(f"strategy {self.name!r} has no collective of its own between processes")
 
     @classmethod
+    def node_check(cls) -> tuple[str, str] | None:
+        """`bench doctor`'s line for what this backend needs on a node beyond TensorFlow:
+        ("ok" | "warning" | "error", what was found and the fix); None: nothing to check."""
+        return None
+
+    @classmethod
     def has_collective(cls) -> bool:
         """Whether `bench comm --strategy NAME` can time this backend's collective."""
         return cls.allreduce_seconds is not Backend.allreduce_seconds

@@ -13,6 +13,7 @@ Launch: `--local-workers N` (horovodrun over Gloo, or `--launcher mpi` for mpiru
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import shlex
 import socket
@@ -43,6 +44,19 @@ class HorovodBackend(Backend):
             return False, f"horovod not installed ({exc}); run scripts/build-horovod.sh"
         built = [name for name, ok in (("gloo", hvd.gloo_built()), ("mpi", hvd.mpi_built())) if ok]
         return (True, "") if built else (False, "horovod built without Gloo or MPI")
+
+    @classmethod
+    def node_check(cls) -> tuple[str, str]:
+        try:
+            import horovod.tensorflow as hvd
+        except ImportError as exc:
+            return "warning", f"not importable ({exc}); scripts/build-horovod.sh builds it"
+        parts = [("TensorFlow", True), ("NCCL", hvd.nccl_built()), ("MPI", hvd.mpi_built()), ("Gloo", hvd.gloo_built())]
+        text = ", ".join(f"{name} {'yes' if ok else 'no'}" for name, ok in parts)
+        version = importlib.metadata.version("horovod")
+        if not (hvd.mpi_built() or hvd.gloo_built()):
+            return "error", f"{version}: {text}: no controller; rebuild with scripts/build-horovod.sh"
+        return "ok", f"{version}: {text}"
 
     def setup(self, options: BackendOptions) -> Topology:
         require_positive(options.devices)

@@ -13,6 +13,7 @@ the other nodes of the allocation with srun (see strategies/ray_slurm.py).
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import os
 import shlex
 import tempfile
@@ -42,6 +43,13 @@ class RayTuneBackend(Backend):
         except ImportError as exc:
             return False, f"ray[tune] not installed ({exc}); install with EXTRAS=...,ray"
         return True, ""
+
+    @classmethod
+    def node_check(cls) -> tuple[str, str]:
+        try:
+            return "ok", importlib.metadata.version("ray")
+        except importlib.metadata.PackageNotFoundError:
+            return "warning", "not installed (bench tune needs EXTRAS=...,ray)"
 
     @classmethod
     def launch_problem(cls, placement: Placement, cfg) -> str | None:

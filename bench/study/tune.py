@@ -30,6 +30,7 @@ from bench.core.hparams import check_applies, for_workload, resolve
 from bench.core.record import STATUS_FAILED, STATUS_INTERRUPTED, STATUS_OK, RunRecord, new_run_id
 from bench.core.space import Dimension, clamp_config, parse_space
 from bench.run.lifecycle import Lifecycle, error_line, finish
+from strategies.raytune import RayTuneBackend
 
 # Fault injection for testing failure handling: "<trial index>@<iteration>" makes that trial raise.
 FAULT_ENV = "DISTBENCH_TRIAL_FAULT"
@@ -88,7 +89,7 @@ def run_study(cfg: StudyConfig) -> StudyResult:
     cfg.results = str(Path(cfg.results).resolve())
     cfg.data_dir = str(Path(cfg.data_dir).resolve()) if cfg.data_dir else None
     metric, mode = metric_of(workload)
-    record = RunRecord(run_id=study_id, workload=cfg.workload, strategy="ray", kind="study",
+    record = RunRecord(run_id=study_id, workload=cfg.workload, strategy=RayTuneBackend.name, kind="study",
                        data_source=cfg.data, config=cfg.to_dict(), hyperparameters=fixed,
                        global_batch_size=cfg.batch_size or workload.default_batch_size)
     record.provenance = provenance.collect()
@@ -344,7 +345,7 @@ def _trial_record(cfg, result, study_id, metric, mode) -> RunRecord:
     # trial it cloned, trial id included
     trial_id = Path(result.path).name       # strategies.raytune.trial_directory
     rows = _read_iterations(iteration_log(cfg.results, study_id, trial_id))
-    record = RunRecord(run_id=f"{study_id}-{trial_id}", workload=cfg.workload, strategy="ray",
+    record = RunRecord(run_id=f"{study_id}-{trial_id}", workload=cfg.workload, strategy=RayTuneBackend.name,
                        kind="trial", data_source=cfg.data, global_batch_size=batch,
                        per_replica_batch_size=batch, config={"study_id": study_id})
     record.hyperparameters = {k: _plain(v) for k, v in result.config.items()}

@@ -11,7 +11,6 @@ SLURM_JOB_GPUS) or `--gpus N` was given.
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import shutil
 import subprocess
@@ -47,7 +46,7 @@ def expected_gpus(env=os.environ, given: int | None = None) -> int | None:
 
 def run_checks(data_dir: str | None, results: str, gpus: int | None = None) -> list[Check]:
     expected = expected_gpus(given=gpus)
-    checks = [_tensorflow(expected), _nvml(expected), _visible_devices(expected), _horovod(), _mpi(), _ray(),
+    checks = [_tensorflow(expected), _nvml(expected), _visible_devices(expected), _mpi(), *_backends(),
               _slurm(), _data(data_dir), _results(results)]
     from strategies import compat
     problems = compat.version_problems()
@@ -97,17 +96,15 @@ def _visible_devices(expected: int | None) -> Check:
     return Check(OK, "CUDA_VISIBLE_DEVICES", f"{visible!r} ({count} GPU(s))")
 
 
-def _horovod() -> Check:
-    try:
-        import horovod.tensorflow as hvd
-    except ImportError as exc:
-        return Check(WARNING, "horovod", f"not importable ({exc}); scripts/build-horovod.sh builds it")
-    parts = [("TensorFlow", True), ("NCCL", hvd.nccl_built()), ("MPI", hvd.mpi_built()), ("Gloo", hvd.gloo_built())]
-    text = ", ".join(f"{name} {'yes' if ok else 'no'}" for name, ok in parts)
-    version = importlib.metadata.version("horovod")
-    if not (hvd.mpi_built() or hvd.gloo_built()):
-        return Check(ERROR, "horovod", f"{version}: {text}: no controller; rebuild with scripts/build-horovod.sh")
-    return Check(OK, "horovod", f"{version}: {text}")
+def _backends() -> list[Check]:
+    """Each backend's own check of what it needs here (strategies/*: `node_check`)."""
+    import strategies
+    checks = []
+    for name in strategies.names():
+        found = strategies.get_class(name).node_check()
+        if found:
+            checks.append(Check(found[0], name, found[1]))
+    return checks
 
 
 def _mpi() -> Check:
@@ -129,14 +126,6 @@ def _mpi() -> Check:
         else:
             plugins = f"; srun --mpi: {', '.join(found) or 'no pmix/pmi2 (Horovod under srun needs one)'}"
     return Check(OK, "mpi", f"{library}{plugins}")
-
-
-def _ray() -> Check:
-    try:
-        version = importlib.metadata.version("ray")
-    except importlib.metadata.PackageNotFoundError:
-        return Check(WARNING, "ray", "not installed (bench tune needs EXTRAS=...,ray)")
-    return Check(OK, "ray", version)
 
 
 def _slurm() -> Check:
