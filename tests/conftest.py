@@ -97,23 +97,16 @@ def error_lines(stderr: str) -> list[str]:
 
 @pytest.fixture(scope="session")
 def slurm(tmp_path_factory):
-    """A real single-node Slurm cluster (the install path installs it as root). Skipped on a
-    machine without it, except in CI, where a missing Slurm is a failure."""
-    from slurm_cluster import SlurmCluster, missing_binaries
-    missing = missing_binaries()
-    if missing:
-        message = f"Slurm not installed ({', '.join(missing)} missing): ./install.sh installs it as root"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm")).start()
-    yield cluster
-    cluster.stop()
+    """A real single-node Slurm cluster with this machine's cores: the emulated cluster of
+    `bench cluster` (bench.tools.emucluster, the one emulator of tests and demo) with one node."""
+    yield from _emulated_cluster(tmp_path_factory, nodes=1, cores_per_node=len(os.sched_getaffinity(0)), name="one")
 
 
 def _emulated_cluster(tmp_path_factory, **shape):
     from bench.tools import emucluster
     why = emucluster.unavailable()
+    if why and os.environ.get("CI"):
+        pytest.fail(why)        # CI installs Slurm and runs as root: a missing cluster is a failure
     if why:
         pytest.skip(why)
     cluster = emucluster.EmulatedCluster(tmp_path_factory.mktemp("emu"), **shape).start()
