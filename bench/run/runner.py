@@ -14,7 +14,7 @@ from bench.core import gradients, precision, provenance, stats
 from bench.core.config import RunConfig
 from bench.core.errors import UsageError
 from bench.core.hparams import for_workload, resolve
-from bench.core.record import RunRecord, new_run_id, run_dir, write_csv
+from bench.core.record import RunRecord, checkpoint_epoch, latest_checkpoint, new_run_id, run_dir, write_csv
 from bench.run import binding, cgroups
 from bench.run.lifecycle import Lifecycle, Watchdog, error_line, one_line
 import strategies
@@ -329,7 +329,6 @@ def _write_timeseries(out: Path, timer, sampler) -> None:
 
 
 def _resume_path(resume: str) -> Path:
-    from bench.core.record import checkpoint_epoch, latest_checkpoint
     path = Path(resume)
     if path.is_dir():
         found = latest_checkpoint(path / "checkpoints") or latest_checkpoint(path)
@@ -345,7 +344,6 @@ def _resume_path(resume: str) -> Path:
 
 def _restore(model, path: Path) -> int:
     """Load model and optimizer state; returns the epoch to continue from."""
-    from bench.core.record import checkpoint_epoch
     model.optimizer.build(model.trainable_variables)
     try:
         model.load_weights(path)
@@ -439,5 +437,5 @@ class Session:
 
 
 def _step_timer(warmup_steps: int):
-    from bench.core.record import StepTimer
+    from bench.run.callbacks import StepTimer
     return StepTimer(warmup_steps)

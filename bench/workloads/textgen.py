@@ -101,8 +101,7 @@ def generate_from(source: str, start: str, length: int, temperature: float, num:
 def _from_run(path: Path) -> TextGenerator:
     """Rebuild a run's model from its record and load a checkpoint's weights."""
     from bench import workloads
-    from bench.core.record import latest_checkpoint
-    from bench.core.record import read_record
+    from bench.core.record import latest_checkpoint, read_record
     from bench.workloads.base import Data
 
     run = path.parent.parent if path.is_file() else path
