@@ -59,9 +59,13 @@ def run(cfg: RunConfig, bound: binding.Binding | None = None) -> RunResult:
     try:
         return _run(cfg, workload, backend, hp, topology, bound)
     finally:
-        backend.teardown()
-        if cfg.precision != "float32":
-            precision.reset()       # a caller in this process (a study's retrain) keeps float32
+        _end(cfg, backend)
+
+
+def _end(cfg: RunConfig, backend) -> None:
+    backend.teardown()
+    if cfg.precision != "float32":
+        precision.reset()       # a caller in this process (a study's retrain, a trial's worker) keeps float32
 
 
 def _backend_options(cfg: RunConfig) -> BackendOptions:
@@ -211,9 +215,8 @@ def _train(state: _Run, record: RunRecord, life: Lifecycle, resume_from: Path | 
     if cfg.export and state.writer and not interrupted:
         record.artifacts["export"] = str(_export(workload, model, data, hp, state.out))
     _timing(state, record, model)
-    record.extra.update({"jit_compile": bool(model.jit_compile), "parameters": int(model.count_params()),
-                         "initial_epoch": initial_epoch,
-                         "embedding_gradients": "sparse" if cfg.sparse_gradients else "dense"})
+    record.extra.update({**_trained_with(cfg, model), "parameters": int(model.count_params()),
+                         "initial_epoch": initial_epoch})
     if backend.settings:
         record.extra["backend_settings"] = backend.settings
     if backend.allreduce:
@@ -236,6 +239,11 @@ def _build(state: _Run, resume_from: Path | None) -> tuple[Any, int, dict]:
         initial_epoch = _restore(model, resume_from) if resume_from else 0
         gradients.prepare_apply(model.optimizer, dense=not cfg.sparse_gradients)
     return model, initial_epoch, numerics
+
+
+def _trained_with(cfg: RunConfig, model) -> dict[str, Any]:
+    """How the model trains, as its record says: XLA, and the embeddings' gradients."""
+    return {"jit_compile": bool(model.jit_compile), "embedding_gradients": "sparse" if cfg.sparse_gradients else "dense"}
 
 
 def _datasets(state: _Run):
@@ -344,12 +352,17 @@ def _resume_path(resume: str) -> Path:
 
 def _restore(model, path: Path) -> int:
     """Load model and optimizer state; returns the epoch to continue from."""
-    model.optimizer.build(model.trainable_variables)
     try:
-        model.load_weights(path)
+        _load_state(model, path)
     except (ValueError, OSError) as exc:
         raise UsageError(f"--resume {path}: does not fit this model ({exc})") from None
     return checkpoint_epoch(path)
+
+
+def _load_state(model, path: Path) -> None:
+    """Weights and optimizer state of a checkpoint into `model` (its optimizer built first)."""
+    model.optimizer.build(model.trainable_variables)
+    model.load_weights(path)
 
 
 def _check_options(cfg: RunConfig, workload, data) -> None:
@@ -379,7 +392,7 @@ class Session:
         bound = bind(cfg, backend, bound)
         topology = backend.setup(_backend_options(cfg))
         if topology.world_size > 1:
-            backend.teardown()
+            _end(cfg, backend)
             raise UsageError(f"strategy {cfg.strategy!r}: a session trains in one process")
         try:
             keras.utils.set_random_seed(cfg.seed)
@@ -390,9 +403,10 @@ class Session:
             self.model, _, self.numerics = _build(self.state, None)
             self.train, self.steps, self.validation = _datasets(self.state)
         except BaseException:
-            backend.teardown()
+            _end(cfg, backend)
             raise
-        self.state.timer = self.timer = _step_timer(cfg.warmup_steps)
+        from bench.run.callbacks import StepTimer
+        self.state.timer = self.timer = StepTimer(cfg.warmup_steps)
 
     def epoch(self, epoch: int) -> dict[str, float]:
         """Train epoch `epoch` (1-based); its last metrics and the timing of its steps."""
@@ -415,8 +429,7 @@ class Session:
 
     def settings(self) -> dict[str, Any]:
         """What the run's record says of how it trained (as `run` records them)."""
-        return {"numerics": self.numerics, "jit_compile": bool(self.model.jit_compile),
-                "embedding_gradients": "sparse" if self.state.cfg.sparse_gradients else "dense"}
+        return {"numerics": self.numerics, **_trained_with(self.state.cfg, self.model)}
 
     def save(self, path: Path) -> None:
         self.model.save(path)
@@ -425,17 +438,9 @@ class Session:
         """Weights and optimizer state of a `.keras` file saved by `save` into this model, which
         may have been built with other hyperparameters (PBT's exploit): a new dropout takes
         effect, and `learning_rate`, where given, replaces the file's."""
-        self.model.optimizer.build(self.model.trainable_variables)
-        self.model.load_weights(path)
+        _load_state(self.model, path)
         if learning_rate is not None:
             self.model.optimizer.learning_rate = learning_rate
 
     def close(self) -> None:
-        self.state.backend.teardown()
-        if self.state.cfg.precision != "float32":
-            precision.reset()
-
-
-def _step_timer(warmup_steps: int):
-    from bench.run.callbacks import StepTimer
-    return StepTimer(warmup_steps)
+        _end(self.state.cfg, self.state.backend)
