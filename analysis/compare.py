@@ -27,11 +27,11 @@ def parse_tolerance(text: str) -> float:
 
 
 def compare(baseline: list[str | Path], current: list[str | Path], tolerance: float) -> pd.DataFrame:
-    old, new = (scaling.aggregate(summary.load(paths)) for paths in (baseline, current))
+    old, new = (scaling.trust(scaling.aggregate(summary.load(paths))) for paths in (baseline, current))
     if old.empty or new.empty:
         empty = baseline if old.empty else current
         raise UsageError(f"no successful runs under {', '.join(map(str, empty))}")
-    keep = [*scaling.KEYS, "runs", "samples_per_s", "ci_low", "ci_high"]
+    keep = [*scaling.KEYS, "runs", "samples_per_s", "ci_low", "ci_high", "flags"]
     merged = old[keep].merge(new[keep], on=scaling.KEYS, how="outer", suffixes=("_base", "_cur"))
     merged["change"] = merged["samples_per_s_cur"] / merged["samples_per_s_base"] - 1
     overlap = (merged["ci_high_cur"] >= merged["ci_low_base"]) & (merged["ci_low_cur"] <= merged["ci_high_base"])
@@ -51,11 +51,16 @@ def render(table: pd.DataFrame, tolerance: float) -> str:
             median = r[f"samples_per_s_{kind}"]
             if pd.isna(median):
                 return "-"
-            return f"{median:,.1f} [{r[f'ci_low_{kind}']:,.1f}, {r[f'ci_high_{kind}']:,.1f}]"
+            return (f"{median:,.1f} [{r[f'ci_low_{kind}']:,.1f}, {r[f'ci_high_{kind}']:,.1f}]"
+                    + scaling.marks(r[f"flags_{kind}"]))
         change = "" if pd.isna(r["change"]) else f"{100 * r['change']:+.1f}%"
         lines.append(f"{r['workload']:<14} {r['scaling']:<7} {r['strategy']:<9} {int(r['num_replicas']):>4} "
                      f"{cell('base'):>28} {cell('cur'):>28} {change:>8}  {r['verdict']}")
     regressions = int((table["verdict"] == "REGRESSION").sum())
     lines.append(f"{regressions} regression(s) beyond {100 * tolerance:g}% with non-overlapping 95% intervals "
                  f"in {len(table)} case(s)")
+    flags = pd.concat([table["flags_base"], table["flags_cur"]]).fillna("")
+    shown = [name for name in scaling.FLAGS if flags.str.contains(name).any()]
+    if shown:
+        lines.append("marks: " + "; ".join(f"{scaling.FLAGS[n][0]} {n}: {scaling.FLAGS[n][1]}" for n in shown))
     return "\n".join(lines)

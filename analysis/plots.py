@@ -69,7 +69,7 @@ def efficiency(table: pd.DataFrame, out: Path) -> list[Path]:
         axis.axhline(1.0, color="grey", linestyle=":")
         axis.set_xticks(sorted(group["num_replicas"].unique()))
         axis.set(xlabel="replicas", ylabel="efficiency", ylim=(0, None),
-                 title=f"{workload} ({scaling}): scaling efficiency\n(vs the strategy's smallest count)")
+                 title=f"{workload} ({scaling}): scaling efficiency\n(vs the strategy's run at the smallest count)")
         _legend(axis)
         paths.append(_save(figure, out / f"efficiency-{workload}-{scaling}.png"))
     return paths

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import html
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,10 +14,11 @@ import pandas as pd
 
 from analysis import plots, predict, scaling, summary, verdict
 from bench.core.errors import UsageError
+from jobs.slurm import outcome_line
 
 COLUMNS = ["workload", "scaling", "strategy", "num_replicas", "runs", "samples_per_s", "ci_low", "ci_high",
            "samples_per_s_per_gpu", "speedup", "efficiency", "baseline", "speedup_vs_best", "efficiency_vs_best",
-           "gpu_util_pct", "energy_per_sample_j"]
+           "gpu_util_pct", "energy_per_sample_j", "flags"]
 
 
 @dataclass
@@ -28,6 +30,7 @@ class Options:
     tolerance: float = 0.05                    # --compare: a change beyond it with disjoint intervals is flagged
     profile: str | None = None                 # what-if: a cluster profile (name or path) ...
     what_if_gpus: list[int] | None = None      # ... and the GPU counts to predict there
+    jobs: list[dict] | None = None             # the study's jobs and how each ended (jobs.slurm.collect's rows)
 
 
 @dataclass
@@ -35,6 +38,7 @@ class Report:
     markdown: Path
     html: Path
     summary: str        # the report's first screen (verdicts and pivot tables), as Markdown
+    unreadable: int = 0  # record files that could not be read (listed in the report)
 
 
 @dataclass
@@ -47,15 +51,17 @@ def build(results: list[str], out: str | Path, options: Options | None = None) -
     options = options or Options()
     records, corrupt = summary.read_all(results)
     frame = summary.frame_of(records, corrupt)
-    if frame.empty:
-        raise UsageError(f"no records under {', '.join(map(str, results))}")
+    if not records:
+        first = f" ({corrupt[0]['path']}: {corrupt[0]['error']})" if corrupt else ""
+        raise UsageError(f"no readable records under {', '.join(map(str, results))}"
+                         + (f": {len(corrupt)} could not be read{first}" if corrupt else ""))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     runs = frame[frame["kind"].isin(["run"]) | frame["kind"].isna()]
-    table = scaling.speedup(scaling.aggregate(runs))
+    table = scaling.trust(scaling.speedup(scaling.aggregate(runs)))
     table.reindex(columns=COLUMNS).to_csv(out / "scaling.csv", index=False)
 
-    blocks = _answer_blocks(table, frame)
+    blocks = _job_blocks(options.jobs or []) + _answer_blocks(table, frame, options.jobs or [])
     summary_text = _markdown(blocks)
     if options.compare:
         blocks += _comparison_blocks(results, options)
@@ -71,26 +77,58 @@ def build(results: list[str], out: str | Path, options: Options | None = None) -
     blocks += _provenance_blocks(frame)
     (out / "report.md").write_text(_markdown(blocks))
     (out / "report.html").write_text(_html(blocks))
-    return Report(out / "report.md", out / "report.html", summary_text)
+    return Report(out / "report.md", out / "report.html", summary_text, len(corrupt))
 
 
-def _answer_blocks(table: pd.DataFrame, frame: pd.DataFrame) -> list[Block]:
-    """The first screen: per workload and scaling mode, a verdict per count and the pivot."""
+def _job_blocks(jobs: list[dict]) -> list[Block]:
+    """Above the verdicts: per workload, how many of the study's jobs failed, and why (one line)."""
+    lines = []
+    for workload in sorted({job.get("workload", "?") for job in jobs}):
+        mine = [job for job in jobs if job.get("workload", "?") == workload]
+        lost = [job for job in mine if job["status"] != "ok"]
+        if lost:
+            whys = sorted({outcome_line(job) for job in lost}, key=lambda why: (": " not in why, why))  # told why first
+            lines.append(f"{workload}: {len(lost)} of {len(mine)} jobs failed ({whys[0]}"
+                         + (f"; and {len(whys) - 1} other reason(s)" if len(whys) > 1 else "") + ")")
+    return [Block("h2", "Jobs that failed"), Block("list", lines)] if lines else []
+
+
+def _answer_blocks(table: pd.DataFrame, frame: pd.DataFrame, jobs: list[dict] = ()) -> list[Block]:
+    """The first screen: per workload and scaling mode, a verdict per count and the pivot; a
+    workload whose every job failed gets its section saying so."""
+    measured = set(table["workload"]) if not table.empty else set()
+    lost = [Block("group", [Block("h2", workload), Block("p", f"No result: every one of its {count} jobs failed "
+                                                               "(see \"Jobs that failed\").")])
+            for workload, count in sorted(Counter(job.get("workload", "?") for job in jobs).items())
+            if workload not in measured and all(j["status"] != "ok" for j in jobs if j.get("workload") == workload)]
     if table.empty:
-        return [Block("p", "No successful timed runs: see the problems below.")]
+        return lost + [Block("p", "No successful timed runs: see the problems below.")]
     answers = []
     for (workload, mode), group in table.groupby(["workload", "scaling"], sort=True):
         unit = verdict.unit_of(frame, workload)
         made = verdict.pivot(group, workload, mode, unit)
-        answers.append(Block("group", [Block("h2", made.title), Block("list", verdict.sentences(group, unit)),
-                                       Block("pivot", made)]))
-    return [Block("grid", answers)]
+        answers.append(Block("group", [Block("h2", made.title), *_data_blocks(frame, workload),
+                                       Block("list", verdict.sentences(group, unit)), Block("pivot", made)]))
+    legend = verdict.legend(table)
+    return [Block("grid", answers + lost)] + ([Block("p", legend)] if legend else [])
+
+
+def _data_blocks(frame: pd.DataFrame, workload: str) -> list[Block]:
+    """A workload whose runs did not read its real dataset says so, per workload."""
+    sources = sorted({str(s) for s in frame[(frame["workload"] == workload) & (frame["status"] == "ok")]["data_source"].dropna()})
+    made_up = [s for s in sources if s != "real"]
+    if not made_up:
+        return []
+    return [Block("p", f"Data: {' and '.join(sources)}. Generated and synthetic data have the real data's format "
+                       "(step times hold), not its content (accuracy is not the real task's).")]
 
 
 def _measurement_blocks(table: pd.DataFrame) -> list[Block]:
     explanation = Block("p", "Throughput is the median over repeats with a 95% bootstrap interval. Speedup and "
-                             "efficiency are relative to the same strategy's smallest count (`scaling.csv` names "
-                             "it in `baseline`); `eff vs best` to the fastest strategy at the workload's smallest "
+                             "efficiency are relative to the strategy's run at the workload's smallest count, or where "
+                             "it has none the best run there (`scaling.csv` names it in `baseline`); runs that differ "
+                             "in what they compute (data, JIT, `set`, batch, ranks per node) are separate series, "
+                             "named by what differs; `eff vs best` to the fastest strategy at the workload's smallest "
                              "count. Strong scaling keeps the global batch, weak scaling the per-replica batch. "
                              "Energy per sample is the GPUs' energy (NVML power samples) over the samples trained.")
     return [explanation, Block("table", _fmt(table)) if not table.empty else Block("p", "(no successful runs)")]
@@ -147,7 +185,8 @@ def _fmt(table: pd.DataFrame) -> pd.DataFrame:
         "efficiency": table["efficiency"].map(lambda v: f"{v:.2f}"),
         "eff vs best": table["efficiency_vs_best"].map(lambda v: f"{v:.2f}"),
         "GPU util": table["gpu_util_pct"].map(lambda v: "-" if pd.isna(v) else f"{v:.0f}%"),
-        "J/sample": table["energy_per_sample_j"].map(lambda v: "-" if pd.isna(v) else f"{v:.3g}")})
+        "J/sample": table["energy_per_sample_j"].map(lambda v: "-" if pd.isna(v) else f"{v:.3g}"),
+        "flags": table["flags"] if "flags" in table else ""})
     return shown
 
 
@@ -328,7 +367,7 @@ def _pivot_markdown(pivot: "verdict.Pivot") -> str:
     rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for strategy, cells in pivot.rows:
         shown = ["-" if c is None else f"{'**' if c.best else ''}{c.samples_per_s:,.0f}{'** (best)' if c.best else ''}"
-                 f"<br>eff {c.efficiency:.2f}" for c in cells]
+                 f"{c.marks}<br>eff {c.efficiency:.2f}" for c in cells]
         rows.append("| " + " | ".join([strategy, *shown]) + " |")
     return "\n".join(rows) + "\n\n" + pivot.note
 
@@ -395,7 +434,8 @@ def _pivot_html(pivot: "verdict.Pivot") -> str:
     rows = []
     for strategy, cells in pivot.rows:
         shown = "".join("<td>-</td>" if c is None else
-                        f"<td{' class=best' if c.best else ''}><span class=v>{c.samples_per_s:,.0f}</span>"
+                        f"<td{' class=best' if c.best else ''}><span class=v>{c.samples_per_s:,.0f}"
+                        f"{html.escape(c.marks)}</span>"
                         f"<span class=e>eff {c.efficiency:.2f}</span></td>" for c in cells)
         rows.append(f"<tr><td>{html.escape(strategy)}</td>{shown}</tr>")
     return (f"<div class='scroll'><table class='pivot'><tr><th>strategy</th>{head}</tr>{''.join(rows)}</table></div>"

@@ -13,9 +13,9 @@ from bench.core.precision import label
 from bench.core.record import RunRecord, iter_record_paths
 
 COLUMNS = ["run_id", "kind", "workload", "strategy", "backend", "numerics", "status", "scaling", "data_source", "num_replicas",
-           "ranks_per_node", "global_batch_size", "per_replica_batch_size", "samples_per_s", "samples_per_s_per_device",
+           "ranks_per_node", "nodes", "jit", "overrides", "global_batch_size", "per_replica_batch_size", "samples_per_s", "samples_per_s_per_device",
            "tokens_per_s", "median_step_s", "p90_step_s", "timed_steps", "final_loss", "final_accuracy",
-           "test_accuracy", "gpu_util_pct", "energy_j", "samples_trained", "parameters", "hostname",
+           "test_accuracy", "shared_cores", "others_cpu_pct", "gpu_util_pct", "energy_j", "samples_trained", "parameters", "hostname",
            "gpu_models", "slurm_job_id", "git_sha", "tensorflow", "error", "path"]
 
 
@@ -36,6 +36,9 @@ def row(record: RunRecord, path: Path) -> dict:
         # a fixed per-replica batch is weak scaling; a fixed global batch strong scaling
         "scaling": "weak" if record.config.get("per_replica_batch_size") else "strong",
         "num_replicas": record.num_replicas, "ranks_per_node": record.ranks_per_node,
+        "nodes": max(1, record.world_size // max(1, record.ranks_per_node)),
+        "jit": str(record.config.get("jit_compile", "auto")).lower(),
+        "overrides": " ".join(f"{k}={v}" for k, v in sorted((record.config.get("overrides") or {}).items())),
         "global_batch_size": record.global_batch_size,
         "per_replica_batch_size": record.per_replica_batch_size,
         "samples_per_s": record.throughput.get("samples_per_s"),
@@ -46,6 +49,8 @@ def row(record: RunRecord, path: Path) -> dict:
         "final_loss": record.metrics.get("final_loss"),
         "final_accuracy": record.metrics.get("final_accuracy"),
         "test_accuracy": record.metrics.get("test_accuracy"),
+        "shared_cores": shared_cores(record.host or {}),
+        "others_cpu_pct": (record.host or {}).get("others_cpu_pct_mean"),
         "gpu_util_pct": sum(utils) / len(utils) if utils else None,
         "energy_j": sum(energies) if energies else None,
         "samples_trained": steps * record.global_batch_size if steps and record.global_batch_size else None,
@@ -57,6 +62,18 @@ def row(record: RunRecord, path: Path) -> dict:
         "tensorflow": packages.get("tensorflow") or packages.get("tensorflow-cpu"),
         "error": record.error, "path": str(path),
     }
+
+
+def shared_cores(host: dict) -> bool | None:
+    """Whether other processes kept the run's cores busier than its cgroup's quota left them
+    (10 points of slack): the run measured their work too. None: not sampled."""
+    others = host.get("others_cpu_pct_mean")
+    if others is None:
+        return None
+    cores = host.get("cores") or 1
+    share = (host.get("binding") or {}).get("cpu_share")
+    left = 100 * max(0.0, cores - share) / cores if share else 0.0
+    return bool(others > left + 10)
 
 
 def read_all(results: Iterable[str | Path]) -> tuple[list[tuple[RunRecord, Path]], list[dict]]:

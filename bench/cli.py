@@ -27,7 +27,8 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:
-        raise UsageError(f"{self.prog}: {message}")
+        command = self.prog.removeprefix("bench").strip()       # main prints "bench: error: "
+        raise UsageError(f"{command}: {message}" if command else message)
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -130,6 +131,9 @@ def _add_jobs(sub) -> None:
     jobs_write = jobs_sub.add_parser("write", help="one sbatch script per job, and a report job")
     jobs_write.add_argument("spec")
     jobs_write.add_argument("-o", "--out", required=True)
+    jobs_write.add_argument("--missing-data", choices=("stop", "generated"), default="stop",
+                            help="a workload whose real data is not on this machine: stop before writing "
+                                 "(default), or run its jobs on generated data of the same format, said per workload")
     for action, text in (("submit", "sbatch every script not yet submitted, then the report job"),
                          ("status", "Slurm state of every job"),
                          ("collect", "which jobs produced records, which failed, which never started"),
@@ -158,6 +162,8 @@ def _add_report(sub) -> None:
     report.add_argument("--tolerance", default="5%", help="--compare: the change flagged when intervals are disjoint")
     report.add_argument("--profile", help="what-if: a cluster profile (ft3, or a path) to predict --gpus on")
     report.add_argument("--gpus", metavar="N,N,...", help="what-if: GPU counts, e.g. 8,16,32,64 (with --profile)")
+    report.add_argument("--jobs", metavar="DIR", help="the study's job scripts (`bench jobs write -o DIR`): "
+                        "its failed jobs head the report, and the exit code is 1 if any")
 
 
 def _add_predict(sub) -> None:
@@ -206,7 +212,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         argv = list(sys.argv[1:] if argv is None else argv)
         trailing = argv[argv.index("--") + 1:] if "--" in argv else []    # bench cluster run ... -- CMD
-        args = build_parser().parse_args(argv[:len(argv) - len(trailing) - bool(trailing or "--" in argv)])
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv[:len(argv) - len(trailing) - bool(trailing or "--" in argv)])
+        if extra and args.command == "data" and not any(word.startswith("-") for word in extra):
+            args.datasets += extra          # `bench data check --data-dir DIR NAME`: names after options
+        elif extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.trailing = trailing
         return COMMANDS[args.command](args)
     except UsageError as exc:
@@ -377,9 +388,33 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     if args.jobs_command == "plan":
         print(sbatch.plan(study))
         return 0
-    paths = sbatch.write(study, args.out)
-    print(f"{len(paths)} job scripts and report.sbatch in {args.out}")
+    study = _with_venv(study)
+    missing = spec.missing_data(study)
+    if missing and args.missing_data == "stop":
+        workload, why = next(iter(missing.items()))
+        raise UsageError(f"{workload}: its real data is missing ({why}): fetch it (`bench data fetch "
+                         f"{why.split(':')[0]}`) or write with --missing-data generated")
+    for workload, why in missing.items():
+        print(f"{workload}: real data missing ({why}): its jobs run on generated data of the same format")
+    paths = sbatch.write(spec.on_generated_data(study, list(missing)), args.out)
+    print(f"{len(paths)} job scripts and report.sbatch in {args.out}; results will be in {study.results}, "
+          f"the report in {study.results}/report")
     return 0
+
+
+def _with_venv(study):
+    """The study with the virtual environment the jobs will activate, said where it is in doubt."""
+    import dataclasses
+    if study.profile.venv:
+        if not Path(os.path.expandvars(study.profile.venv)).is_dir():
+            print(f"bench: warning: the profile's venv {study.profile.venv} does not exist on this host "
+                  "(the jobs activate it on theirs)", file=sys.stderr)
+        return study
+    if sys.prefix == sys.base_prefix:
+        print("bench: warning: not run from a virtual environment: the jobs run `bench` from their PATH",
+              file=sys.stderr)
+        return study
+    return dataclasses.replace(study, venv=sys.prefix)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -392,13 +427,23 @@ def cmd_report(args: argparse.Namespace) -> int:
     from analysis.compare import parse_tolerance
     if bool(args.profile) != bool(args.gpus):
         raise UsageError("the what-if needs both --profile and --gpus (e.g. --profile ft3 --gpus 8,16,32,64)")
+    jobs = None
+    if args.jobs:
+        from jobs import slurm
+        jobs = slurm.collect(args.jobs, args.results[0])
     built = report.build(args.results, args.out, report.Options(
         args.bandwidth, args.inter_node_bandwidth, args.gpus_per_node, compare=args.compare,
         tolerance=parse_tolerance(args.tolerance), profile=args.profile,
-        what_if_gpus=_gpu_counts(args.gpus) if args.gpus else None))
+        what_if_gpus=_gpu_counts(args.gpus) if args.gpus else None, jobs=jobs))
     print(built.summary.strip())
+    if built.unreadable:
+        print(f"\n{built.unreadable} record file(s) could not be read: listed in the report's problems")
     print(f"\nreport: {built.markdown} and {built.html}")
-    return 0
+    failed = [job for job in jobs or [] if job["status"] != "ok"]
+    if failed:
+        print(f"bench: {len(failed)} of {len(jobs)} jobs of the study failed (the report's first section)",
+              file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _gpu_counts(text: str) -> list[int]:

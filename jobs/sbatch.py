@@ -3,26 +3,29 @@ Every user-supplied string that reaches a script is validated (names) or shlex-q
 
 from __future__ import annotations
 
+import json
 import shlex
 from pathlib import Path
 
 import strategies
+from jobs import spec
 from jobs.spec import Job, Study
 
 HEADER = "#!/bin/bash\n# Written by `bench jobs write`; the study spec is the source of truth."
 # SIGTERM two minutes before the time limit: runs stop after an agreed step and write an
 # 'interrupted' record instead of being killed mid-step.
 SIGNAL = "TERM@120"
+PLAN = "jobs.json"      # every job's workload, strategy, GPUs and nodes: what collect and the report count
 
 
-def launch_lines(job: Job, study: Study) -> list[str]:
+def launch_lines(job: Job) -> list[str]:
     """The lines the job's backend launches its run (or study) with."""
-    return strategies.get_class(job.strategy).sbatch_lines(study.placement(job), study.run_config(job))
+    return strategies.get_class(job.strategy).sbatch_lines(job.placement, job.run)
 
 
 def render(job: Job, study: Study) -> str:
     profile = study.profile
-    shape = strategies.get_class(job.strategy).sbatch_shape(study.placement(job))
+    shape = strategies.get_class(job.strategy).sbatch_shape(job.placement)
     options = [
         ("job-name", job.name), ("nodes", str(job.nodes)), ("ntasks-per-node", str(shape.tasks_per_node)),
         ("cpus-per-task", str(shape.cpus_per_task)),
@@ -31,22 +34,32 @@ def render(job: Job, study: Study) -> str:
     ]
     if profile.gres:
         options.append(("gres", profile.gres.format(gpus=job.gpus_per_node)))
+    if profile.mem_per_gpu:     # the GPUs' share of the node, so that its other GPUs stay usable
+        options.append(("mem", spec.memory_for(profile.mem_per_gpu, max(1, job.gpus_per_node))))
     for key in ("mem", "partition", "qos", "account"):
         if getattr(profile, key):
             options.append((key, getattr(profile, key)))
     lines = [HEADER] + [f"#SBATCH --{key}={shlex.quote(value)}" for key, value in options]
-    lines += ["", "set -euo pipefail", *profile.setup,
+    lines += ["", "set -euo pipefail", *profile.setup, *_activate(study),
+              # srun (Slurm >= 22.05) does not pass the job's --cpus-per-task on to its steps
+              'if [ -n "${SLURM_CPUS_PER_TASK:-}" ]; then export SRUN_CPUS_PER_TASK="$SLURM_CPUS_PER_TASK"; fi',
               f"export DISTBENCH_RESULTS={shlex.quote(study.results)}",
-              f"mkdir -p {shlex.quote(study.results)}", *launch_lines(job, study), ""]
+              f"mkdir -p {shlex.quote(study.results)}", *launch_lines(job), ""]
     return "\n".join(lines)
+
+
+def _activate(study: Study) -> list[str]:
+    venv = study.profile.venv or study.venv
+    return [f'source "{venv}/bin/activate"'] if venv else []
 
 
 def render_report(study: Study) -> str:
     lines = [HEADER, f"#SBATCH --job-name={shlex.quote(study.name + '-report')}", "#SBATCH --nodes=1",
              "#SBATCH --ntasks=1", f"#SBATCH --output=logs/{study.name}-report.out",
              f"#SBATCH --error=logs/{study.name}-report.err", "#SBATCH --time=00:30:00", "",
-             "set -euo pipefail", *study.profile.setup,
-             f"bench report {shlex.quote(study.results)} -o {shlex.quote(study.results + '/report')}"
+             "set -euo pipefail", *study.profile.setup, *_activate(study),
+             # it runs in the scripts' directory (sbatch --chdir): `--jobs .` reads the study's jobs there
+             f"bench report {shlex.quote(study.results)} -o {shlex.quote(study.results + '/report')} --jobs ."
              + (f" --profile {shlex.quote(study.profile.path)} --gpus {','.join(map(str, study.what_if_gpus))}"
                 if study.what_if_gpus else ""), ""]
     return "\n".join(lines)
@@ -56,11 +69,14 @@ def write(study: Study, out: Path) -> list[Path]:
     """One script per job plus report.sbatch (submitted with --dependency=afterany on all)."""
     out = Path(out)
     (out / "logs").mkdir(parents=True, exist_ok=True)
-    paths = []
+    paths, planned = [], {}
     for job in study.jobs():
         path = out / f"{job.name}.sbatch"
         path.write_text(render(job, study))
         paths.append(path)
+        planned[path.name] = {"workload": job.workload.name, "strategy": job.strategy, "gpus": job.gpus,
+                              "nodes": job.nodes, "repeat": job.repeat}
+    (out / PLAN).write_text(json.dumps({"study": study.name, "jobs": planned}, indent=1, sort_keys=True))
     (out / "report.sbatch").write_text(render_report(study))
     return paths
 
@@ -74,7 +90,10 @@ def plan(study: Study) -> str:
     for combination, why in study.skipped:
         lines.append(f"  skipped {combination}: {why}")
     gpu_hours = sum(job.gpus for job in jobs) * hours
-    lines.append(f"{len(jobs)} jobs, at most {gpu_hours:g} GPU-hours (time limit {study.time_limit} each)")
+    # what the queue charges: a job holds its nodes, or its GPUs' share of a node it does not fill
+    node_hours = sum(job.nodes * min(1.0, job.gpus_per_node / study.profile.gpus_per_node) for job in jobs) * hours
+    lines.append(f"{len(jobs)} jobs, at most {gpu_hours:g} GPU-hours and {node_hours:g} node-hours "
+                 f"(time limit {study.time_limit} each)")
     return "\n".join(lines)
 
 

@@ -146,12 +146,20 @@ def collect(out: str | Path, results: str | Path) -> list[dict]:
             job = record.provenance.get("slurm", {}).get("SLURM_JOB_ID")
             if job:
                 by_job.setdefault(job, []).append(record)
+    planned = _plan(out)
     rows = []
-    for script, entry in sorted(manifest.get("jobs", {}).items()):
+    submitted = manifest.get("jobs", {})
+    for script in sorted(set(submitted) | set(planned)):
+        entry = submitted.get(script, {"job_id": "-"})
         name = script[: -len(".sbatch")]
         records = by_job.get(entry["job_id"], [])
         err = out / "logs" / f"{name}.err"
-        row = {"script": script, "job_id": entry["job_id"], "records": [r.run_id for r in records]}
+        row = {"script": script, "job_id": entry["job_id"], "records": [r.run_id for r in records],
+               **planned.get(script, {})}
+        if script not in submitted:
+            row["status"] = "never submitted"
+            rows.append(row)
+            continue
         if records:
             row["status"] = ",".join(sorted({r.status for r in records}))
             row["errors"] = [r.error for r in records if r.status != "ok" and r.error]
@@ -162,6 +170,22 @@ def collect(out: str | Path, results: str | Path) -> list[dict]:
             row["status"] = "never started"
         rows.append(row)
     return rows
+
+
+def _plan(out: Path) -> dict[str, dict]:
+    """The study's jobs as `bench jobs write` planned them (script -> workload, strategy, GPUs, nodes)."""
+    path = out / "jobs.json"
+    try:
+        return json.loads(path.read_text())["jobs"] if path.is_file() else {}
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise UsageError(f"{path}: corrupt job plan ({exc}); write the scripts again") from None
+
+
+def outcome_line(row: dict) -> str:
+    """Why a job has no ok record, in one line: its record's error, its stderr's last line, or its state."""
+    lines = [line.strip() for line in row.get("errors") or row.get("stderr_tail") or [] if line.strip()]
+    said = [line for line in lines if line.startswith("bench:")] or lines      # ours, before srun's own
+    return f"{row['status']}: {said[-1]}" if said else row["status"]
 
 
 def cancel(out: str | Path) -> int:

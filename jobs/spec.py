@@ -58,8 +58,8 @@ WORKLOAD_KEYS = {"name", "data", "set"}
 SPEC_SETS = {"workload", "strategy", "epochs", "steps_per_epoch", "batch_size", "per_replica_batch_size", "seed",
              "data", "results", "overrides", "precision", "tf32", "jit_compile", "devices", "local_workers",
              "resume", "run_id", "verbose"}
-PROFILE_KEYS = {"name", "gpus_per_node", "gres", "cpus_per_task", "mem", "partition", "qos", "account",
-                "setup", "mpi", "cpu_bind", "links"}
+PROFILE_KEYS = {"name", "gpus_per_node", "gres", "cpus_per_task", "mem", "mem_per_gpu", "partition", "qos", "account",
+                "setup", "mpi", "cpu_bind", "links", "venv"}
 LINK_KEYS = {"inside_alpha_us", "inside_GBps", "inside_source", "between_alpha_us", "between_GBps", "between_source"}
 
 
@@ -88,6 +88,8 @@ class Profile:
     setup: tuple[str, ...]
     mpi: str
     cpu_bind: str = ""              # srun --cpu-bind for every step (e.g. cores); "" where the site binds
+    mem_per_gpu: str = ""           # a job's memory per node: this x the GPUs it uses there (not the node's)
+    venv: str = ""                  # the virtual environment jobs activate, where the user sets it
     links: Links | None = None      # [links]: the what-if's figures where no `bench comm` measured them
     path: str = ""                  # the file it was read from
 
@@ -101,14 +103,23 @@ class WorkloadSpec:
 
 @dataclass(frozen=True)
 class Job:
+    """One sbatch job: where it runs (`placement`, as its backend is told) and what it runs (`run`)."""
     study: str
     workload: WorkloadSpec
     strategy: str
     gpus: int
     nodes: int
     repeat: int
-    precision: str = "float32"
-    tf32: str = "on"
+    run: RunConfig = field(compare=False)
+    placement: Placement = field(compare=False)
+
+    @property
+    def precision(self) -> str:
+        return self.run.precision
+
+    @property
+    def tf32(self) -> str:
+        return self.run.tf32
 
     @property
     def name(self) -> str:
@@ -144,37 +155,66 @@ class Study:
     tf32: list[str] = field(default_factory=lambda: ["on"])
     skipped: list[tuple[str, str]] = field(default_factory=list)   # (combination, why)
     run: dict[str, Any] = field(default_factory=dict)         # [run]: RunConfig's other fields, every job
-
-    def placement(self, job: Job) -> Placement:
-        """Where the job runs, as its backend is told (GPUs, nodes, the profile's CPUs and MPI)."""
-        profile = self.profile
-        return Placement(gpus=job.gpus, nodes=job.nodes, gpu_nodes=bool(profile.gres),
-                         cpus_per_gpu=profile.cpus_per_task, mpi=profile.mpi, cpu_bind=profile.cpu_bind,
-                         options=(("tune", self.tune),))
-
-    def run_config(self, job: Job) -> RunConfig:
-        """What the job runs, before its backend adds how (e.g. logical devices on CPU nodes):
-        the [run] template, and what the study, the matrix and the workload's table set."""
-        batch = ({"batch_size": self.batch_size} if self.scaling == "strong"
-                 else {"per_replica_batch_size": self.batch_size})
-        return RunConfig(**self.run, workload=job.workload.name, strategy=job.strategy, epochs=self.epochs,
-                         steps_per_epoch=self.steps_per_epoch, data=job.workload.data, seed=job.repeat,
-                         results=self.results, overrides=dict(job.workload.settings), verbose=0,
-                         precision=job.precision, tf32=job.tf32, jit_compile=self.jit_compile, **batch)
+    venv: str = ""              # the environment `bench jobs write` ran from: the jobs activate it
+                                # (the profile's `venv`, where set, wins)
 
     def jobs(self) -> list[Job]:
+        """Every job of the matrix, each with its RunConfig; what cannot run is in `skipped`."""
         jobs, self.skipped = [], []
-        for workload, strategy, numerics, gpus in itertools.product(
+        for workload, strategy, (precision, tf32), gpus in itertools.product(
                 self.workloads, self.strategies, itertools.product(self.precisions, self.tf32), self.gpus):
             for nodes in self.nodes or [math.ceil(gpus / self.profile.gpus_per_node)]:
-                job = Job(self.name, workload, strategy, gpus, nodes, 0, *numerics)
+                repeats = [Job(self.name, workload, strategy, gpus, nodes, repeat,
+                               self._run(workload, strategy, repeat, precision, tf32), self._placement(gpus, nodes))
+                           for repeat in range(self.repeats)]
                 why = _unplaceable(gpus, nodes, self.profile.gpus_per_node) or \
-                    backends.get_class(strategy).launch_problem(self.placement(job), self.run_config(job))
+                    backends.get_class(strategy).launch_problem(repeats[0].placement, repeats[0].run)
                 if why:
                     self.skipped.append((f"{workload.name} {strategy} gpus={gpus} nodes={nodes}", why))
                     continue
-                jobs += [dataclasses.replace(job, repeat=r) for r in range(self.repeats)]
+                jobs += repeats
         return jobs
+
+    def _placement(self, gpus: int, nodes: int) -> Placement:
+        """Where a job runs, as its backend is told (GPUs, nodes, the profile's CPUs and MPI)."""
+        profile = self.profile
+        return Placement(gpus=gpus, nodes=nodes, gpu_nodes=bool(profile.gres),
+                         cpus_per_gpu=profile.cpus_per_task, mpi=profile.mpi, cpu_bind=profile.cpu_bind,
+                         options=(("tune", self.tune),))
+
+    def _run(self, workload: WorkloadSpec, strategy: str, repeat: int, precision: str, tf32: str) -> RunConfig:
+        """What a job runs, before its backend adds how (e.g. logical devices on CPU nodes):
+        the [run] template, and what the study, the matrix and the workload's table set."""
+        batch = ({"batch_size": self.batch_size} if self.scaling == "strong"
+                 else {"per_replica_batch_size": self.batch_size})
+        return RunConfig(**self.run, workload=workload.name, strategy=strategy, epochs=self.epochs,
+                         steps_per_epoch=self.steps_per_epoch, data=workload.data, seed=repeat,
+                         results=self.results, overrides=dict(workload.settings), verbose="log",
+                         precision=precision, tf32=tf32, jit_compile=self.jit_compile, **batch)
+
+
+def missing_data(study: Study) -> dict[str, str]:
+    """The workloads whose real data is not on this machine (under [run] data_dir or the cache):
+    workload -> why, in one line. Nothing is downloaded."""
+    from bench import workloads as registry
+    from bench.core.errors import DataError
+    from bench.data import catalog
+    missing = {}
+    for spec in study.workloads:
+        if spec.data != "real":
+            continue
+        dataset = registry.real_dataset(spec.name)
+        try:
+            catalog.LOADERS[dataset](study.run.get("data_dir"), download=False)
+        except DataError as exc:
+            missing[spec.name] = f"{dataset}: {exc}"
+    return missing
+
+
+def on_generated_data(study: Study, workloads: list[str]) -> Study:
+    """The study with `workloads` on generated data of their real data's format."""
+    return dataclasses.replace(study, workloads=[dataclasses.replace(w, data="generated") if w.name in workloads else w
+                                                 for w in study.workloads])
 
 
 def _unplaceable(gpus: int, nodes: int, per_node: int) -> str | None:
@@ -295,7 +335,33 @@ def load_profile(ref: str, spec_path: Path) -> Profile:
                    qos=str(data.get("qos", "")), account=str(data.get("account", "")),
                    setup=tuple(str(line) for line in setup), mpi=str(data.get("mpi", "")),
                    cpu_bind=_cpu_bind(where, data.get("cpu_bind", "")), links=_links(where, data.get("links")),
-                   path=str(path))
+                   mem_per_gpu=_mem_per_gpu(where, data), venv=_venv(where, data.get("venv", "")), path=str(path))
+
+
+def _venv(where: "_Where", value) -> str:
+    """A path the script activates inside double quotes ($HOME expands; nothing else runs)."""
+    value = str(value)
+    if any(c in value for c in '"`\\\n') or "$(" in value:
+        raise where.error("venv", f"{value!r}: a plain path ($HOME and $USER may appear)")
+    return value.rstrip("/")
+
+
+MEMORY = re.compile(r"^(\d+)([KMGT]?)$")
+
+
+def _mem_per_gpu(where: "_Where", data: dict) -> str:
+    value = str(data.get("mem_per_gpu", ""))
+    if value and data.get("mem"):
+        raise where.error("mem_per_gpu", "give mem (a node's) or mem_per_gpu, not both")
+    if value and not MEMORY.match(value):
+        raise where.error("mem_per_gpu", f"{value!r} is not a Slurm size (e.g. 123G)")
+    return value
+
+
+def memory_for(per_gpu: str, gpus: int) -> str:
+    """A Slurm size times a GPU count ("123G", 2 -> "246G")."""
+    number, unit = MEMORY.match(per_gpu).groups()
+    return f"{int(number) * gpus}{unit}"
 
 
 def _links(where: "_Where", table) -> Links | None:

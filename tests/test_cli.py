@@ -1,5 +1,7 @@
 """Bad input: one clear error line, exit 2, nothing written that looks like a success."""
 
+import json
+
 import pytest
 
 from conftest import error_lines, read_json, record_paths
@@ -85,7 +87,12 @@ def test_data_check_reports_present_and_missing(bench, tmp_path):
     done = bench("data", "check", "tinyshakespeare")
     assert done.returncode == 0 and "tinyshakespeare  ok" in done.stdout
     done = bench("data", "check", "babi", "--data-dir", str(tmp_path))
-    assert done.returncode == 2 and "babi             missing" in done.stderr
+    assert done.returncode == 1 and "babi             missing" in done.stdout and not done.stderr
+    done = bench("data", "check", "--data-dir", str(tmp_path), "babi", "tinyshakespeare")    # options first
+    assert done.returncode == 1 and "babi             missing" in done.stdout, done.stderr
+    assert len(done.stdout.strip().splitlines()) == 2
+    done = bench("data", "check", "--data-dir", str(tmp_path), "--nonsense")
+    assert done.returncode == 2 and done.stderr.strip() == "bench: error: unrecognized arguments: --nonsense"
 
 
 def test_run_prints_record_path_last(bench, tmp_path):
@@ -94,6 +101,18 @@ def test_run_prints_record_path_last(bench, tmp_path):
     assert done.returncode == 0, done.stderr
     last = done.stdout.strip().splitlines()[-1]
     assert last.endswith("record.json") and read_json(last)["status"] == "ok"
+
+
+def test_a_jobs_run_logs_a_progress_line_per_epoch(bench, tmp_path):
+    """verbose "log" (what job scripts hand their runs): no Keras bar, a line per epoch with the
+    step, samples/s and the time left, then the summary and the record's path."""
+    config = {"workload": "mlp", "data": "generated", "epochs": 2, "steps_per_epoch": 6, "warmup_steps": 2,
+              "overrides": {"n_neurons": "16"}, "results": str(tmp_path / "r"), "verbose": "log"}
+    done = bench("run", env={"DISTBENCH_RUN_CONFIG": json.dumps(config)})
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert [line.split(":")[0] for line in lines[:2]] == ["epoch 1/2 step 6/6", "epoch 2/2 step 6/6"], lines
+    assert "samples/s, 0 min 00 s left, loss " in lines[1] and "samples/s" in lines[0] and len(lines) == 4
 
 
 def test_doctor_says_there_is_no_gpu_and_fails_where_gpus_are_expected(bench, tmp_path):

@@ -89,7 +89,7 @@ def test_evaluation_agrees_when_a_worker_has_none_of_the_last_batch(bench, tmp_p
     metrics = {}
     for name, strategy in {"default": ["-s", "default"], "mwms": ["-s", "mwms", "--local-workers", "3"]}.items():
         results = tmp_path / name
-        done = bench("run", "-w", "mlp", *strategy, "--epochs", "1", "--steps-per-epoch", "4", "--seed", "3", "-q",
+        done = bench("run", "-w", "mlp", *strategy, "--epochs", "1", "--steps-per-epoch", "4", "--warmup-steps", "1", "--seed", "3", "-q",
                      "--results", str(results), "--data", "generated", "--batch-size", "42", "--set", "n_neurons=32")
         assert done.returncode == 0, (name, done.stderr[-2000:])
         record = read_record(next(results.rglob("record.json")))

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench.core.config import StudyConfig, from_dict
+from bench.core.errors import UsageError
 from jobs import sbatch, spec
 from conftest import ROOT, error_lines
 
@@ -45,7 +46,8 @@ set = {{ n_neurons = 64 }}
 def test_plan_counts_jobs_and_gpu_hours_and_writes_nothing(bench, tmp_path):
     done = bench("jobs", "plan", str(EXAMPLE))
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1] == "45 jobs, at most 73.5 GPU-hours (time limit 00:30:00 each)"
+    assert done.stdout.strip().splitlines()[-1] == ("45 jobs, at most 73.5 GPU-hours and 36.75 node-hours "
+                                                    "(time limit 00:30:00 each)")   # 2 GPUs a node: a 1-GPU job is half of one
     assert "skipped charrnn-gru mirrored gpus=4 nodes=2: mirrored runs on one node" in done.stdout
     assert list(tmp_path.iterdir()) == []
 
@@ -131,7 +133,7 @@ def test_the_report_job_runs_the_studys_what_if_on_its_profile(tmp_path):
     study = spec.load(write_spec(tmp_path, text))
     line = sbatch.render_report(study).splitlines()[-1]
     profile = (spec.PROFILES / "ft3.toml").resolve()
-    assert line.endswith(f"/r/report --profile {profile} --gpus 8,16,64"), line
+    assert line.endswith(f"/r/report --jobs . --profile {profile} --gpus 8,16,64"), line   # the scripts' directory
     plain = spec.load(write_spec(tmp_path, BASE.format(profile="ft3", results="r", scaling="weak")))
     assert "--gpus" not in sbatch.render_report(plain)
 
@@ -281,3 +283,68 @@ def test_rejected_submission_and_failed_job_on_real_slurm(slurm, bench, tmp_path
 def spec_manifest(out):
     import json
     return json.loads((out / "manifest.json").read_text())
+
+
+def test_write_stops_or_goes_on_generated_data_when_real_data_is_missing(bench, tmp_path):
+    spec_path = write_spec(tmp_path, E2E)                 # charrnn-gru on real data
+    empty = {"DISTBENCH_DATA_DIR": str(tmp_path / "none"), "DISTBENCH_CACHE": str(tmp_path / "cache")}
+    stop = bench("jobs", "write", str(spec_path), "-o", str(tmp_path / "a"), env=empty)
+    assert stop.returncode == 2 and len(stop.stderr.strip().splitlines()) == 1, stop.stderr
+    assert "charrnn-gru: its real data is missing" in stop.stderr and "bench data fetch tinyshakespeare" in stop.stderr
+    assert not (tmp_path / "a").exists()
+    done = bench("jobs", "write", str(spec_path), "-o", str(tmp_path / "b"), "--missing-data", "generated", env=empty)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("charrnn-gru: real data missing (tinyshakespeare")
+    scripts = {p.name: p.read_text() for p in (tmp_path / "b").glob("*.sbatch") if p.name != "report.sbatch"}
+    assert len(scripts) == 4 and all('"data":"generated"' in text for text in scripts.values())
+    plan = json.loads((tmp_path / "b" / "jobs.json").read_text())["jobs"]
+    assert sorted(plan) == sorted(scripts) and {job["workload"] for job in plan.values()} == {"mlp", "charrnn-gru"}
+
+
+def test_failed_jobs_head_the_report_and_fail_collect_and_report(bench, tmp_path):
+    """Without Slurm: a written study, its manifest and logs as two finished jobs left them (one
+    with an ok record, one that died before its record), one job never submitted."""
+    from bench.core.record import RunRecord, write_record
+    study = spec.load(write_spec(tmp_path, E2E))
+    jobs = tmp_path / "jobs"
+    names = sorted(p.name for p in sbatch.write(study, jobs))
+    mlp, gru = [n for n in names if "-mlp-default" in n][0], [n for n in names if "-charrnn-gru-default" in n][0]
+    (jobs / "manifest.json").write_text(json.dumps({"jobs": {
+        mlp: {"job_id": "101"}, gru: {"job_id": "102"},
+        **{n: {"job_id": str(200 + i)} for i, n in enumerate(names) if "mirrored" in n and "charrnn" in n}}}))
+    (jobs / "logs" / f"{gru[:-7]}.err").write_text(
+        "bench: error: tinyshakespeare not found (offline)\nsrun: error: n1: task 0: Exited with exit code 2\n")
+    results = tmp_path / "results"
+    write_record(results, RunRecord(run_id="r1", workload="mlp", strategy="default", status="ok",
+                                    global_batch_size=16, per_replica_batch_size=16, data_source="generated",
+                                    throughput={"samples_per_s": 100.0}, timing={"step_time": {"median_s": 0.16}},
+                                    provenance={"slurm": {"SLURM_JOB_ID": "101"}}))
+    collect = bench("jobs", "collect", str(jobs), "--results", str(results))
+    assert collect.returncode == 1
+    statuses = {line.split()[-1]: line.split()[0] for line in collect.stdout.splitlines() if line.strip().endswith(".sbatch")}
+    assert statuses[mlp] == "ok" and statuses[gru] == "no" and list(statuses.values()).count("never") == 2
+    done = bench("report", str(results), "-o", str(tmp_path / "report"), "--jobs", str(jobs))
+    assert done.returncode == 1 and "3 of 4 jobs of the study failed" in done.stderr
+    first = (tmp_path / "report" / "report.md").read_text().split("## Plots")[0]
+    assert "- charrnn-gru: 2 of 2 jobs failed (no record: bench: error: tinyshakespeare not found (offline)" in first
+    assert "- mlp: 1 of 2 jobs failed (never submitted)" in first
+    assert "## charrnn-gru" in first and "every one of its 2 jobs failed" in first
+    assert "Data: generated." in first                    # mlp ran on generated data: said
+
+
+def test_scripts_activate_the_writers_venv_unless_the_profile_names_one(tmp_path):
+    import dataclasses
+    study = dataclasses.replace(spec.load(write_spec(tmp_path, BASE.format(profile="ft3", results="r", scaling="weak"))),
+                                venv="/opt/distbench/.venv")
+    script = sbatch.render(study.jobs()[0], study).splitlines()
+    assert script[script.index("module load cesga/2022 gcc/system openmpi/4.1.4_ft3") + 1] == \
+        'source "/opt/distbench/.venv/bin/activate"'                  # after the modules
+    assert 'source "/opt/distbench/.venv/bin/activate"' in sbatch.render_report(study)
+    own = tmp_path / "own.toml"
+    own.write_text((spec.PROFILES / "ft3.toml").read_text().replace('name = "ft3"', 'name = "own"\nvenv = "$HOME/env/"'))
+    mine = dataclasses.replace(spec.load(write_spec(tmp_path, BASE.format(profile="own.toml", results="r", scaling="weak"))),
+                               venv="/opt/distbench/.venv")
+    assert 'source "$HOME/env/bin/activate"' in sbatch.render(mine.jobs()[0], mine)
+    own.write_text(own.read_text().replace('venv = "$HOME/env/"', 'venv = "$(rm -rf ~)"'))
+    with pytest.raises(UsageError, match="venv.*a plain path"):
+        spec.load(write_spec(tmp_path, BASE.format(profile="own.toml", results="r", scaling="weak")))

@@ -258,6 +258,10 @@ def test_where_the_cores_come_from():
     slurm = binding.resolve(env={"SLURM_JOB_ID": "7", "SLURM_CPUS_PER_TASK": "1", "SLURM_LOCALID": "0"})
     assert (len(slurm.cores), slurm.source) == (1, "slurm")
     assert binding.resolve(env={}).source == "unbound"
+    more = len(binding.available_cores()) + 1          # srun (>= 22.05) gave the task fewer cores than the job asked
+    with pytest.raises(UsageError, match=f"may run on {more - 1} of the {more} cores its job asked for .*"
+                                         f"srun --cpus-per-task={more}, or export SRUN_CPUS_PER_TASK={more}"):
+        binding.resolve(env={"SLURM_JOB_ID": "7", "SLURM_CPUS_PER_TASK": str(more)})
     with pytest.raises(UsageError, match="malformed SLURM_CPUS_PER_TASK='two'"):
         binding.resolve(env={"SLURM_JOB_ID": "7", "SLURM_CPUS_PER_TASK": "two"})
     with pytest.raises(UsageError, match="local rank 3 has no set"):

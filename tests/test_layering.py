@@ -57,7 +57,7 @@ def test_planning_writing_reporting_and_comparing_work_without_the_frameworks():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
-    assert lines[0].endswith("GPU-hours (time limit 00:30:00 each)")
+    assert lines[0].endswith("node-hours (time limit 00:30:00 each)")
     assert lines[1:] == ["45 scripts", "report.md", "0 regressions", "[]"]
 
 

@@ -1,4 +1,6 @@
 import json
+import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -75,3 +77,17 @@ def test_write_record_layout(tmp_path):
     record = RunRecord(run_id="run-x", workload="mlp", strategy="default")
     path = write_record(tmp_path, record)
     assert path == tmp_path / "run-x" / "record.json"
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_result_files_honour_the_umask(tmp_path, mask, mode):
+    """Written atomically (through a temporary file, which mkstemp makes 0600) and then as
+    readable as the umask lets a new file be: a group's shared results tree stays readable."""
+    previous = os.umask(mask)
+    try:
+        atomic_write_text(tmp_path / "a" / "config.json", "{}")
+        write_record(tmp_path, RunRecord(run_id="r1", workload="mlp", strategy="default"))
+    finally:
+        os.umask(previous)
+    for path in (tmp_path / "a" / "config.json", tmp_path / "r1" / "record.json"):
+        assert stat.S_IMODE(path.stat().st_mode) == mode, path

@@ -7,7 +7,7 @@ import pandas as pd
 
 import pytest
 
-from analysis import report, scaling, summary
+from analysis import report, scaling, summary, verdict
 from bench.core.record import RunRecord, write_record
 
 
@@ -40,22 +40,73 @@ def test_known_speedups_and_efficiencies(results):
     assert row("mwms", 4)["baseline"] == "mwms x1"
     assert row("mwms", 4)["speedup_vs_best"] == pytest.approx(240 / 100)          # best 1-GPU: default
     assert row("mwms", 4)["efficiency_vs_best"] == pytest.approx(240 / 100 / 4)
-    assert row("horovod", 2)["efficiency"] == pytest.approx(1.0)                   # its own smallest count
+    # no 1-replica run of its own: against the best 1-replica run, said so (never a self-baseline 1.00)
+    assert row("horovod", 2)["efficiency"] == pytest.approx(190 / 100 / 2)
+    assert row("horovod", 2)["baseline"] == "best x1 (default; no horovod x1 run)"
     assert row("horovod", 2)["efficiency_vs_best"] == pytest.approx(190 / 100 / 2)
     low, high = row("default", 1)["ci_low"], row("default", 1)["ci_high"]
     assert 90 <= low <= 100 <= high <= 110
 
 
+def shaped(run_id, strategy, nodes, per_node, throughput, data="generated", overrides=None, batch=64):
+    gpus = nodes * per_node
+    return RunRecord(run_id=run_id, workload="mlp", strategy=strategy, num_replicas=gpus, world_size=gpus,
+                     ranks_per_node=per_node, data_source=data, global_batch_size=batch * gpus,
+                     per_replica_batch_size=batch, config={"per_replica_batch_size": batch, "overrides": overrides or {}},
+                     throughput={"samples_per_s": throughput}, timing={"step_time": {"median_s": 0.1}}, status="ok")
+
+
+def test_unlike_runs_are_separate_series_named_by_what_differs(tmp_path):
+    """Shapes (2 nodes x 1 against 1 node x 2), data sources and `set` overrides never share a cell."""
+    for item in [shaped("s1", "mwms", 1, 1, 100.0), shaped("s2", "mwms", 2, 1, 180.0), shaped("s3", "mwms", 1, 2, 160.0),
+                 shaped("s4", "mwms", 4, 1, 300.0), shaped("s5", "mwms", 2, 2, 280.0),
+                 shaped("r1", "horovod", 1, 1, 50.0, data="real"), shaped("r2", "horovod", 1, 1, 70.0, data="real"),
+                 shaped("o1", "default", 1, 1, 90.0, overrides={"n_neurons": 32})]:
+        write_record(tmp_path, item)
+    table = scaling.speedup(scaling.aggregate(summary.load([tmp_path])))
+    cells = {(r.strategy, r.num_replicas): r for r in table.itertuples()}
+    assert set(cells) == {("mwms data generated", 1), ("mwms data generated 1/node", 2),
+                          ("mwms data generated 2/node", 2), ("mwms data generated 1/node", 4),
+                          ("mwms data generated 2/node", 4), ("horovod data real", 1),
+                          ("default data generated set n_neurons=32", 1)}
+    two_per_node = cells["mwms data generated 2/node", 4]
+    assert two_per_node.samples_per_s == 280.0 and two_per_node.runs == 1
+    assert two_per_node.baseline == "mwms data generated x1"          # its series' 1-replica run
+    assert two_per_node.efficiency == pytest.approx(280 / 100 / 4)
+    assert cells["horovod data real", 1].samples_per_s == 60.0 and cells["horovod data real", 1].runs == 2
+
+
+def test_overlapping_intervals_tie_and_doubtful_figures_carry_flags(tmp_path):
+    for i, (strategy, gpus, tput) in enumerate([("default", 1, 100.0), ("default", 1, 98.0), ("default", 1, 102.0),
+                                                ("mwms", 1, 101.0), ("mwms", 1, 99.0), ("mwms", 1, 103.0),
+                                                ("mwms", 2, 230.0), ("horovod", 1, 60.0)]):
+        write_record(tmp_path, record(f"r{i}", "mlp", strategy, gpus, tput))
+    table = scaling.trust(scaling.speedup(scaling.aggregate(summary.load([tmp_path]))))
+    flags = {(r.strategy, r.num_replicas): r.flags for r in table.itertuples()}
+    assert flags["mwms", 2] == "one repeat, super-linear" and flags["default", 1] == ""
+    sentences = verdict.sentences(table, verdict.CPU)
+    assert sentences[0] == ("At 1 replica (CPU): mwms and default tie (101 and 100 samples/s; their 95% intervals "
+                            "overlap); horovod 0.59x of mwms.")
+    made = verdict.pivot(table, "mlp", "strong", verdict.CPU)
+    cells = dict(made.rows)
+    assert cells["mwms"][0].best and cells["default"][0].best and not cells["horovod"][0].best
+    assert cells["mwms"][1].marks == "¹↑"
+
+
 def test_report_lists_failed_and_torn_records_and_embeds_plots(results, tmp_path):
-    path = report.build([str(results)], tmp_path / "report").markdown
-    markdown = path.read_text()
+    built = report.build([str(results)], tmp_path / "report")
+    assert built.unreadable == 1
+    markdown = built.markdown.read_text()
     first_screen = markdown.split("## Plots")[0]
     assert "## mlp, strong scaling (global batch fixed)" in first_screen
     assert "- At 1 replica (CPU): default fastest, 100 samples/s; mwms 0.80x of it." in first_screen
-    assert "- At 2 replicas (CPU): horovod fastest, 190 samples/s; mwms 0.79x of it." in first_screen
+    assert ("- At 2 replicas (CPU): horovod fastest, 190 samples/s, efficiency 0.95 of the best 1-replica run; "
+            "mwms 0.79x of it.") in first_screen
     assert "- At 4 replicas (CPU): mwms fastest, 240 samples/s, efficiency 0.75 of its 1-replica run." in first_screen
     assert "| strategy | 1 replica (CPU) | 2 replicas (CPU) | 4 replicas (CPU) |" in first_screen
-    assert "| mwms | 80<br>eff 1.00 | 150<br>eff 0.94 | **240** (best)<br>eff 0.75 |" in first_screen
+    assert "| mwms | 80¹<br>eff 1.00 | 150¹<br>eff 0.94 | **240** (best)¹<br>eff 0.75 |" in first_screen
+    assert "Marks: ¹ one repeat: the median rests on one run" in first_screen
+    assert "± wide interval" in first_screen                   # default at 1: 90, 100, 110
     assert "| mlp " in markdown and "## All measurements" in markdown        # the details follow
     assert "![throughput-mlp-strong](throughput-mlp-strong.png)" in markdown
     assert "![efficiency-mlp-strong](efficiency-mlp-strong.png)" in markdown
@@ -68,7 +119,12 @@ def test_report_lists_failed_and_torn_records_and_embeds_plots(results, tmp_path
 
 def test_report_of_empty_directory_is_exit_2(bench, tmp_path):
     done = bench("report", str(tmp_path), "-o", str(tmp_path / "out"))
-    assert done.returncode == 2 and "no records under" in done.stderr
+    assert done.returncode == 2 and "no readable records under" in done.stderr
+    (tmp_path / "torn").mkdir()
+    (tmp_path / "torn" / "record.json").write_text('{"schema_version": 1, "run_')
+    done = bench("report", str(tmp_path), "-o", str(tmp_path / "out"))
+    assert done.returncode == 2 and "1 could not be read" in done.stderr and "torn" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
 
 
 def test_ring_allreduce_prediction_known_answer():

@@ -44,12 +44,16 @@ def test_every_workload_runs_under_every_strategy(bench, tmp_path, workload, str
     assert len((out / "steps.csv").read_text().splitlines()) == 13
 
 
-def test_synthetic_mode_needs_no_data_files(bench, tmp_path):
+def test_synthetic_mode_needs_no_data_files_and_a_run_of_warm_up_steps_alone_says_so(bench, tmp_path):
+    """5 steps, all of them warm-up (the default 5): trained, nothing timed, status no_timed_steps,
+    exit 1 and one line saying what to lower."""
     done = bench("run", "-w", "memnn", "--synthetic", "--steps-per-epoch", "5", "-q",
                  "--results", str(tmp_path), env={"DISTBENCH_DATA_DIR": str(tmp_path / "none")})
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 1
+    assert error_lines(done.stderr) == ["bench: run no_timed_steps: all 5 steps were warm-up (--warmup-steps 5): "
+                                        "lower it below 5, or run more steps"]
     record = read_record(done.stdout.strip().splitlines()[-1])
-    assert record.data_source == "synthetic" and record.timing["steps"] == 5
+    assert record.data_source == "synthetic" and record.timing["steps"] == 5 and record.status == "no_timed_steps"
 
 
 def test_time_to_target_accuracy_is_recorded(bench, tmp_path):
@@ -156,7 +160,7 @@ def test_checkpoints_resume_and_generate(bench, tmp_path):
 
 
 def test_export_generates_with_tensorflow_alone(bench, tmp_path):
-    done = bench("run", "-w", "charrnn-lstm", "--steps-per-epoch", "5", "--export", "-q",
+    done = bench("run", "-w", "charrnn-lstm", "--steps-per-epoch", "5", "--warmup-steps", "1", "--export", "-q",
                  "--results", str(tmp_path), *SMALL["charrnn-lstm"])
     assert done.returncode == 0, done.stderr
     export = Path(done.stdout.strip().splitlines()[-1]).parent / "export"
@@ -171,7 +175,7 @@ def test_export_generates_with_tensorflow_alone(bench, tmp_path):
 
 
 def test_resume_from_a_checkpoint_of_another_model_is_a_usage_error(bench, tmp_path):
-    first = bench("run", "-w", "charrnn-gru", "--steps-per-epoch", "3", "--checkpoint-every", "1", "-q",
+    first = bench("run", "-w", "charrnn-gru", "--steps-per-epoch", "3", "--warmup-steps", "1", "--checkpoint-every", "1", "-q",
                   "--results", str(tmp_path / "a"), *SMALL["charrnn-gru"])
     assert first.returncode == 0, first.stderr
     run = Path(first.stdout.strip().splitlines()[-1]).parent

@@ -21,7 +21,7 @@ def srun(slurm, *args, tmp_path, timeout=600):
 def test_srun_two_tasks(slurm, tmp_path, strategy, mpi):
     results = tmp_path / "results"
     done = srun(slurm, "-n", "2", *mpi, sys.executable, "-m", "bench", "run", "-w", "mlp", "-s", strategy,
-                "--data", "generated", "--epochs", "1", "--steps-per-epoch", "5", "-q", "--results", str(results),
+                "--data", "generated", "--epochs", "1", "--steps-per-epoch", "5", "--warmup-steps", "1", "-q", "--results", str(results),
                 tmp_path=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     paths = record_paths(results)

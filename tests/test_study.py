@@ -13,7 +13,7 @@ from conftest import record_paths
 def test_local_study_runs_the_matrix_and_prints_a_table(bench, tmp_path):
     results = tmp_path / "study"
     done = bench("study", "--workloads", "mlp,charrnn-gru", "--strategies", "default,mirrored",
-                 "--steps-per-epoch", "4", "--set", "charrnn-gru.rnn_units=16", "--set", "mlp.n_neurons=16",
+                 "--steps-per-epoch", "4", "--warmup-steps", "1", "--set", "charrnn-gru.rnn_units=16", "--set", "mlp.n_neurons=16",
                  "--results", str(results))
     assert done.returncode == 0, done.stdout + done.stderr
     assert len(record_paths(results)) == 4

@@ -86,6 +86,9 @@ def test_search_smoke_study_retrains_the_best_config_and_survives_a_failing_tria
     assert retrain.status == "ok" and retrain.config["merge_validation"] is True
     assert study.config["precision"] == "mixed_bfloat16" and retrain.extra["numerics"]["compute_dtype"] == "bfloat16"
     assert all(t.extra["numerics"]["compute_dtype"] == "bfloat16" for t in ok)
+    # telemetry as a run's: host samples from the trial's process, the GPU's absence said
+    assert all(t.host["samples"] >= 1 and t.host["proc_cpu_pct_mean"] is not None for t in ok)
+    assert all(t.gpu["available"] is False and t.gpu["reason"] for t in ok)
     import keras
     assert keras.mixed_precision.dtype_policy().name == "float32"      # the retrain left this process as it was
     assert retrain.hyperparameters["learning_rate"] == study.hyperparameters["learning_rate"]

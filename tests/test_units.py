@@ -93,6 +93,24 @@ def test_sampler_records_host_rows():
     assert not math.isnan(sampler.host_summary()["cpu_pct_mean"])
 
 
+def test_sampler_sees_another_process_on_the_runs_cores():
+    """A process spinning on the run's one core shows as the others' share of that core."""
+    import subprocess
+    import sys
+    pin = "import os, time\nos.sched_setaffinity(0, {0})\n"
+    spinner = subprocess.Popen([sys.executable, "-c", pin + "end = time.time() + 4\nwhile time.time() < end: pass"])
+    try:
+        run = pin + ("time.sleep(0.5)\nfrom bench.run.sampler import ResourceSampler\n"
+                     "with ResourceSampler(0.1) as s: time.sleep(1.5)\n"
+                     "print(s.host_summary()['others_cpu_pct_mean'], s.host_summary()['cores'])")
+        done = subprocess.run([sys.executable, "-c", run], capture_output=True, text=True, timeout=60)
+    finally:
+        spinner.kill()
+    assert done.returncode == 0, done.stderr
+    others, cores = done.stdout.split()
+    assert float(others) > 30 and cores == "1"
+
+
 @pytest.mark.parametrize("rate, bits", [("300mbit", 3e8), ("1gbit", 1e9), ("500kbit", 5e5), ("2.5Gbit", 2.5e9)])
 def test_link_rates_are_read_as_tc_writes_them(rate, bits):
     from bench.tools.emucluster import rate_bits

@@ -94,7 +94,8 @@ class RunConfig:
                                         "step's lookups; default: dense)")
     merge_validation: bool = opt(False, "train on training + validation data (a best config retrained)",
                                  study=False, cli=False)
-    verbose: int | str = opt("auto", "Keras progress output", study=False, cli=False)
+    verbose: int | str = opt("auto", "Keras progress output (auto, 0, 1, 2), or log: a line per epoch and at "
+                             "least every 30 s, for job logs", study=False, cli=False)
     run_id: str | None = opt(None, study=False, cli=False)
 
     def to_dict(self) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.core.errors import DataError
+from bench.core.record import umask
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,7 @@ def fetch(remote: RemoteFile, destination: Path, timeout_s: float = 60.0) -> Pat
     for url in remote.urls:
         fd, tmp = tempfile.mkstemp(dir=destination.parent, prefix=f".{remote.name}.")
         try:
+            os.fchmod(fd, 0o666 & ~umask())     # a shared cache stays readable (mkstemp makes 0600)
             with urllib.request.urlopen(url, timeout=timeout_s) as response, os.fdopen(fd, "wb") as out:
                 shutil.copyfileobj(response, out)
             verify(Path(tmp), remote)

@@ -222,6 +222,10 @@ def _slurm(env) -> list[int]:
     except ValueError:
         raise UsageError(f"malformed SLURM_CPUS_PER_TASK={env['SLURM_CPUS_PER_TASK']!r}") from None
     cores = available_cores()
+    if len(cores) < wanted:     # every CPU-side cost would be measured on fewer cores, without a word
+        raise UsageError(f"this task may run on {len(cores)} of the {wanted} cores its job asked for "
+                         f"(SLURM_CPUS_PER_TASK): since Slurm 22.05 srun does not pass --cpus-per-task on; "
+                         f"give srun --cpus-per-task={wanted}, or export SRUN_CPUS_PER_TASK={wanted} before it")
     # without --cpu-bind (TaskPlugin=task/none) the mask is the node's: take the task's share
     if len(cores) > wanted:
         local = int(env.get("SLURM_LOCALID", "0") or 0)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import statistics
+import sys
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -40,6 +42,7 @@ class StepTimer(keras.callbacks.Callback):
         self.train_start = 0.0
         self.last_step_end = 0.0                   # perf_counter when a step last ended (or training began)
         self.longest_step = 0.0
+        self.timed_start: float | None = None      # perf_counter when the first timed step began
         self._epoch = 0
         self._in_steps = False
         self._open: tuple[int, float] | None = None           # (step, start) of the running step
@@ -57,6 +60,8 @@ class StepTimer(keras.callbacks.Callback):
         now = time.perf_counter()
         self._close(now)
         self._open = (batch, now)
+        if self.timed_start is None and len(self.rows) >= self.warmup_steps:
+            self.timed_start = now
 
     def on_test_begin(self, logs=None):
         self._end_steps(time.perf_counter())
@@ -148,3 +153,37 @@ class EpochCheckpoint(keras.callbacks.Callback):
             self.model.save_weights(tmp)
             tmp.replace(path)
             self.saved.append(str(path))
+
+
+class ProgressLines(keras.callbacks.Callback):
+    """For job logs (`verbose: "log"`), where Keras' bar is one unreadable line: a line at each
+    epoch's end and, in a long epoch, at least every `every_s` seconds: the step, samples/s over
+    the timed steps so far, and the time left at that rate. Hooks step begins only (see StepTimer)."""
+
+    def __init__(self, timer: StepTimer, epochs: int, steps: int, global_batch: int, initial_epoch: int = 0,
+                 every_s: float = 30.0, out=None) -> None:
+        super().__init__()
+        self.timer, self.epochs, self.steps, self.global_batch = timer, epochs, steps, global_batch
+        self.initial_epoch, self.every_s, self.out = initial_epoch, every_s, out
+        self._epoch, self._last = initial_epoch, time.perf_counter()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch and time.perf_counter() - self._last >= self.every_s:
+            self._line(self._epoch, batch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        self._line(epoch, self.steps, f", loss {loss:.4g}" if loss is not None else "")
+
+    def _line(self, epoch: int, step: int, extra: str = "") -> None:
+        self._last = time.perf_counter()
+        timed = self.timer.timed
+        step_s = statistics.median(timed) if timed else None
+        left = ((self.epochs - epoch - 1) * self.steps + self.steps - step) * step_s if step_s else None
+        rate = f"{self.global_batch / step_s:,.0f} samples/s" if step_s else "warming up"
+        eta = f", {int(left // 60)} min {int(left % 60):02d} s left" if left is not None else ""
+        print(f"epoch {epoch + 1}/{self.epochs} step {step}/{self.steps}: {rate}{eta}{extra}",
+              file=self.out or sys.stdout, flush=True)

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bench.core.errors import UsageError
-from bench.core.record import (STATUS_FAILED, STATUS_INTERRUPTED, STATUS_OK, STATUS_RUNNING, RunRecord,
-                          run_dir, utc_now, write_record)
+from bench.core.record import (STATUS_FAILED, STATUS_INTERRUPTED, STATUS_NO_TIMED_STEPS, STATUS_OK, STATUS_RUNNING,
+                               RunRecord, run_dir, utc_now, write_record)
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -194,6 +194,11 @@ class Lifecycle:
 
     def failed(self, error: str) -> None:
         self._set(STATUS_FAILED, error)
+
+    def no_timed_steps(self, steps: int, warmup: int) -> None:
+        """Trained, but every step was warm-up: exit 1, and the one line says what to change."""
+        self._set(STATUS_NO_TIMED_STEPS, f"all {steps} steps were warm-up (--warmup-steps {warmup}): "
+                                         f"lower it below {steps}, or run more steps")
 
     def _set(self, status: str, error: str | None, signum: int | None = None) -> None:
         self.record.status, self.record.error = status, error

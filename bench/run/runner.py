@@ -198,9 +198,11 @@ def _train(state: _Run, record: RunRecord, life: Lifecycle, resume_from: Path | 
     if cfg.checkpoint_every and state.writer:
         checkpoints = cb.EpochCheckpoint(state.out / "checkpoints", cfg.checkpoint_every)
         callbacks.append(checkpoints)
+    if cfg.verbose == "log" and state.writer:
+        callbacks.append(cb.ProgressLines(timer, cfg.epochs, steps, state.global_batch, initial_epoch))
     history = backend.fit(model, train, epochs=cfg.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
                           validation_data=validation, callbacks=callbacks + workload.callbacks(hp),
-                          verbose=cfg.verbose if state.writer else 0, shuffle=False)
+                          verbose=cfg.verbose if state.writer and cfg.verbose != "log" else 0, shuffle=False)
     interrupted = (agree or bool)(life.signals.received is not None)
     record.history = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     record.metrics = _final_metrics(record.history)
@@ -225,6 +227,8 @@ def _train(state: _Run, record: RunRecord, life: Lifecycle, resume_from: Path | 
         record.extra["one_node"] = True         # one process over a node's devices: never more
     if interrupted:
         life.interrupted()      # this rank's signal, or a peer's
+    elif not state.timer.timed:
+        life.no_timed_steps(len(state.timer.rows), cfg.warmup_steps)
     else:
         life.ok()
 
@@ -324,7 +328,7 @@ def _measurements(record, timer, sampler, workload, hp, global_batch, replicas) 
             warm = record.timing["warmup_steps"]
             record.timing["per_rank_step_time"] = [stats.step_time_summary(times[warm:]) for times in ranks]
     record.gpu = sampler.gpu_summary()
-    record.host = sampler.host_summary()
+    record.host = sampler.host_summary(since=timer.timed_start if timer is not None else None)
 
 
 def _write_timeseries(out: Path, timer, sampler) -> None:
@@ -406,7 +410,10 @@ class Session:
             _end(cfg, backend)
             raise
         from bench.run.callbacks import StepTimer
+        from bench.run.sampler import ResourceSampler
         self.state.timer = self.timer = StepTimer(cfg.warmup_steps)
+        self.sampler = ResourceSampler(cfg.sample_interval_s)
+        self.sampler.start()
 
     def epoch(self, epoch: int) -> dict[str, float]:
         """Train epoch `epoch` (1-based); its last metrics and the timing of its steps."""
@@ -431,6 +438,10 @@ class Session:
         """What the run's record says of how it trained (as `run` records them)."""
         return {"numerics": self.numerics, **_trained_with(self.state.cfg, self.model)}
 
+    def telemetry(self) -> dict[str, Any]:
+        """The GPU (NVML) and host (psutil) summaries since the session began, as a run's record has them."""
+        return {"gpu": self.sampler.gpu_summary(), "host": self.sampler.host_summary()}
+
     def save(self, path: Path) -> None:
         self.model.save(path)
 
@@ -443,4 +454,5 @@ class Session:
             self.model.optimizer.learning_rate = learning_rate
 
     def close(self) -> None:
+        self.sampler.stop()
         _end(self.state.cfg, self.state.backend)

@@ -14,7 +14,9 @@ from bench.core.gpu import Nvml
 
 
 class ResourceSampler:
-    HOST_COLUMNS = ["t_s", "cpu_pct", "proc_cpu_pct", "rss_mib"]
+    # others_pct: how busy the run's cores were with other processes, in % of those cores (their
+    # busy time less this process's): a run that shared its cores measured the other work too
+    HOST_COLUMNS = ["t_s", "cpu_pct", "proc_cpu_pct", "rss_mib", "others_pct"]
     GPU_COLUMNS = ["t_s", "gpu", "util_pct", "mem_used_mib", "power_w"]
 
     def __init__(self, interval_s: float = 1.0) -> None:
@@ -28,6 +30,7 @@ class ResourceSampler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._t0 = 0.0
+        self._cores = sorted(os.sched_getaffinity(0))
 
     def __enter__(self) -> "ResourceSampler":
         self.start()
@@ -39,7 +42,9 @@ class ResourceSampler:
     def start(self) -> None:
         self.nvml.open()
         psutil.cpu_percent(None)          # prime: the first call returns 0.0
+        psutil.cpu_percent(None, percpu=True)
         self._process.cpu_percent(None)
+        self._cores = sorted(os.sched_getaffinity(0))      # as bound when the run starts
         self._t0 = time.perf_counter()
         self._thread = threading.Thread(target=self._loop, name="distbench-sampler", daemon=True)
         self._thread.start()
@@ -61,19 +66,26 @@ class ResourceSampler:
         t = time.perf_counter() - self._t0
         try:
             rss = self._process.memory_info().rss / 2**20
-            self.host_rows.append([t, psutil.cpu_percent(None), self._process.cpu_percent(None), rss])
+            busy, own = psutil.cpu_percent(None, percpu=True), self._process.cpu_percent(None)
+            mine = [busy[c] for c in self._cores if c < len(busy)] or busy
+            others = max(0.0, (sum(mine) - own) / len(mine))
+            self.host_rows.append([t, psutil.cpu_percent(None), own, rss, others])
         except psutil.Error:
             pass
         for row in self.nvml.sample():
             self.gpu_rows.append([t, row["gpu"], row["util_pct"], row["mem_used_mib"], row["power_w"]])
 
-    def host_summary(self) -> dict[str, Any]:
+    def host_summary(self, since: float | None = None) -> dict[str, Any]:
+        """`since` (perf_counter, e.g. the first timed step's start): others' share from then on."""
+        later = [r for r in self.host_rows if since is None or self._t0 + r[0] >= since] or self.host_rows
         return {
             "interval_s": self.interval_s,
             "samples": len(self.host_rows),
             "cpu_pct_mean": _mean(r[1] for r in self.host_rows),
             "proc_cpu_pct_mean": _mean(r[2] for r in self.host_rows),
             "rss_mib_max": max((r[3] for r in self.host_rows), default=None),
+            "others_cpu_pct_mean": _mean(r[4] for r in later),
+            "cores": len(self._cores),
             "logical_cpus": psutil.cpu_count(),
         }
 

@@ -271,7 +271,8 @@ def _iterations(cfg: StudyConfig, session, trial_id: str, index: int, hp: dict) 
                         "restored_from_trial": restored.get("trial_id", "") if first else "",
                         "restored_from_iteration": restored.get("iteration", 0) if first else 0})
         _append_line(log, {**metrics, "trial_id": trial_id, "time": time.time(), "host": socket.gethostname(),
-                           "pid": os.getpid(), "run_settings": session.settings()})
+                           "pid": os.getpid(), "run_settings": session.settings(),
+                           "telemetry": session.telemetry()})
 
         def write(directory: Path, iteration=iteration) -> None:
             session.save(directory / "model.keras")
@@ -352,6 +353,8 @@ def _trial_record(cfg, result, study_id, metric, mode) -> RunRecord:
     record.extra.update({"study_id": study_id, "trial_id": trial_id, "path": str(result.path)})
     record.extra["config_history"], record.extra["events"] = _history_and_events(rows)
     record.extra.update(rows[-1].get("run_settings", {}) if rows else {})    # numerics, JIT, gradients
+    telemetry = rows[-1].get("telemetry", {}) if rows else {}     # the last process the trial ran in
+    record.gpu, record.host = telemetry.get("gpu", record.gpu), telemetry.get("host", record.host)
     keys = ["loss", "val_loss", "accuracy", "val_accuracy", "mean_accuracy", "iteration_s",
             "step_time_median_s", "samples_per_s", "tokens_per_s"]
     record.history = {k: [float(row[k]) for row in rows if _number(row.get(k))] for k in keys

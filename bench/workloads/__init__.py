@@ -13,6 +13,9 @@ _WORKLOADS = {
     "charrnn-gru": ("bench.workloads.charrnn", "CharRNNGRU"),
     "charrnn-lstm": ("bench.workloads.charrnn", "CharRNNLSTM"),
 }
+# the dataset `--data real` reads (`bench data fetch NAME`)
+_REAL_DATA = {"mlp": "fashion-mnist", "memnn": "babi", "charrnn-gru": "tinyshakespeare",
+              "charrnn-lstm": "tinyshakespeare"}
 
 
 def names() -> list[str]:
@@ -29,3 +32,8 @@ def check(name: str) -> str:
 def get(name: str):
     module, cls = _WORKLOADS[check(name)]
     return getattr(importlib.import_module(module), cls)()
+
+
+def real_dataset(name: str) -> str:
+    """The dataset a workload's real data is (no TensorFlow)."""
+    return _REAL_DATA[check(name)]
