@@ -26,7 +26,7 @@ The fitted runs and the tested runs are never the same runs. Every run and `benc
 repeated --repeat times, the whole sequence alternated (a slow spell of the machine hits every
 case once); medians are used.
 
-    .venv/bin/python benchmarks/predict_check.py --save m.json      # measures (~40 min a repeat)
+    .venv/bin/python benchmarks/predict_check.py --save m.json      # measures (~65 min a repeat)
     .venv/bin/python benchmarks/predict_check.py --load m.json      # the model again, no runs
 """
 
