@@ -21,11 +21,14 @@ def srun(slurm, *args, tmp_path, timeout=600):
 def test_srun_two_tasks(slurm, tmp_path, strategy, mpi):
     results = tmp_path / "results"
     done = srun(slurm, "-n", "2", *mpi, sys.executable, "-m", "bench", "run", "-w", "mlp", "-s", strategy,
-                "--data", "generated", "--epochs", "1", "--steps-per-epoch", "5", "--warmup-steps", "1", "-q", "--results", str(results),
+                "--data", "generated", "--epochs", "1", "--steps-per-epoch", "5", "--warmup-steps", "1", "-q",
+                "--results", str(results),
                 tmp_path=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     paths = record_paths(results)
-    assert len(paths) == 1 and done.stdout.strip().splitlines() == [str(paths[0])]   # the chief alone
+    lines = done.stdout.strip().splitlines()          # the chief alone: its summary, then the record
+    assert len(paths) == 1 and len(lines) == 2 and lines[1] == str(paths[0])
+    assert lines[0].startswith(f"mlp / {strategy} x2: ")
     record = read_record(paths[0])
     assert record.status == "ok" and record.world_size == 2 and record.ranks_per_node == 2
     assert [len(t) for t in record.timing["rank_step_times_s"]] == [5, 5]
