@@ -59,8 +59,7 @@ def render(table: pd.DataFrame, tolerance: float) -> str:
     regressions = int((table["verdict"] == "REGRESSION").sum())
     lines.append(f"{regressions} regression(s) beyond {100 * tolerance:g}% with non-overlapping 95% intervals "
                  f"in {len(table)} case(s)")
-    flags = pd.concat([table["flags_base"], table["flags_cur"]]).fillna("")
-    shown = [name for name in scaling.FLAGS if flags.str.contains(name).any()]
-    if shown:
-        lines.append("marks: " + "; ".join(f"{scaling.FLAGS[n][0]} {n}: {scaling.FLAGS[n][1]}" for n in shown))
+    marks = scaling.legend([*table["flags_base"], *table["flags_cur"]])
+    if marks:
+        lines.append(marks)
     return "\n".join(lines)

@@ -141,6 +141,13 @@ def trust(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def legend(flags) -> str:
+    """"Marks: ..." for the FLAGS that appear in `flags` (cells' `flags` strings), "" for none."""
+    held = {name for text in flags if isinstance(text, str) for name in text.split(", ")}
+    shown = [name for name in FLAGS if name in held]
+    return "Marks: " + "; ".join(f"{FLAGS[name][0]} {name}: {FLAGS[name][1]}" for name in shown) + "." if shown else ""
+
+
 def marks(flags: str) -> str:
     """A cell's flags as their marks ("¹±")."""
     return "".join(FLAGS[name][0] for name in flags.split(", ") if name in FLAGS) if flags else ""

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from analysis.scaling import FLAGS, marks
+from analysis.scaling import legend as scaling_legend, marks
 
 
 @dataclass(frozen=True)
@@ -110,5 +110,4 @@ def _smallest(group: pd.DataFrame, strategy: str) -> int:
 
 def legend(table: pd.DataFrame) -> str:
     """The marks that appear in `table`'s flags, each with what it means ("" when none)."""
-    shown = [name for name in FLAGS if table.get("flags", pd.Series(dtype=str)).str.contains(name).any()]
-    return "Marks: " + "; ".join(f"{FLAGS[name][0]} {name}: {FLAGS[name][1]}" for name in shown) + "." if shown else ""
+    return scaling_legend(table["flags"] if "flags" in table else [])
