@@ -392,8 +392,9 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     missing = spec.missing_data(study)
     if missing and args.missing_data == "stop":
         workload, why = next(iter(missing.items()))
+        from bench import workloads
         raise UsageError(f"{workload}: its real data is missing ({why}): fetch it (`bench data fetch "
-                         f"{why.split(':')[0]}`) or write with --missing-data generated")
+                         f"{workloads.real_dataset(workload)}`) or write with --missing-data generated")
     for workload, why in missing.items():
         print(f"{workload}: real data missing ({why}): its jobs run on generated data of the same format")
     paths = sbatch.write(spec.on_generated_data(study, list(missing)), args.out)

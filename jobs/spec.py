@@ -207,7 +207,7 @@ def missing_data(study: Study) -> dict[str, str]:
         try:
             catalog.LOADERS[dataset](study.run.get("data_dir"), download=False)
         except DataError as exc:
-            missing[spec.name] = f"{dataset}: {exc}"
+            missing[spec.name] = str(exc)      # it names the dataset, where it looked and how to stage it
     return missing
 
 
