@@ -8,14 +8,13 @@ import shlex
 from pathlib import Path
 
 import strategies
-from jobs import spec
+from jobs import slurm, spec
 from jobs.spec import Job, Study
 
 HEADER = "#!/bin/bash\n# Written by `bench jobs write`; the study spec is the source of truth."
 # SIGTERM two minutes before the time limit: runs stop after an agreed step and write an
 # 'interrupted' record instead of being killed mid-step.
 SIGNAL = "TERM@120"
-PLAN = "jobs.json"      # every job's workload, strategy, GPUs and nodes: what collect and the report count
 
 
 def launch_lines(job: Job) -> list[str]:
@@ -76,7 +75,7 @@ def write(study: Study, out: Path) -> list[Path]:
         paths.append(path)
         planned[path.name] = {"workload": job.workload.name, "strategy": job.strategy, "gpus": job.gpus,
                               "nodes": job.nodes, "repeat": job.repeat}
-    (out / PLAN).write_text(json.dumps({"study": study.name, "jobs": planned}, indent=1, sort_keys=True))
+    (out / slurm.PLAN).write_text(json.dumps({"study": study.name, "jobs": planned}, indent=1, sort_keys=True))
     (out / "report.sbatch").write_text(render_report(study))
     return paths
 

@@ -15,6 +15,7 @@ from bench.core.errors import UsageError
 from bench.core.record import RunRecord, atomic_write_text, iter_record_paths, utc_now
 
 MANIFEST = "manifest.json"
+PLAN = "jobs.json"      # written by `bench jobs write`: every job's workload, strategy, GPUs and nodes
 REPORT = "report.sbatch"
 
 
@@ -174,7 +175,7 @@ def collect(out: str | Path, results: str | Path) -> list[dict]:
 
 def _plan(out: Path) -> dict[str, dict]:
     """The study's jobs as `bench jobs write` planned them (script -> workload, strategy, GPUs, nodes)."""
-    path = out / "jobs.json"
+    path = out / PLAN
     try:
         return json.loads(path.read_text())["jobs"] if path.is_file() else {}
     except (json.JSONDecodeError, KeyError, TypeError) as exc:

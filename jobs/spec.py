@@ -197,18 +197,10 @@ def missing_data(study: Study) -> dict[str, str]:
     """The workloads whose real data is not on this machine (under [run] data_dir or the cache):
     workload -> why, in one line. Nothing is downloaded."""
     from bench import workloads as registry
-    from bench.core.errors import DataError
     from bench.data import catalog
-    missing = {}
-    for spec in study.workloads:
-        if spec.data != "real":
-            continue
-        dataset = registry.real_dataset(spec.name)
-        try:
-            catalog.LOADERS[dataset](study.run.get("data_dir"), download=False)
-        except DataError as exc:
-            missing[spec.name] = str(exc)      # it names the dataset, where it looked and how to stage it
-    return missing
+    why = {spec.name: catalog.absent(registry.real_dataset(spec.name), study.run.get("data_dir"))
+           for spec in study.workloads if spec.data == "real"}
+    return {name: text for name, text in why.items() if text}    # the loader's words name the dataset
 
 
 def on_generated_data(study: Study, workloads: list[str]) -> Study:

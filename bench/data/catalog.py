@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from bench.core.errors import DataError, UsageError
 from bench.data import babi, fashion_mnist, shakespeare
 
@@ -15,13 +14,17 @@ LOADERS = {
 
 def missing(data_dir: str | None) -> list[str]:
     """The datasets not present (and valid) under data_dir or the cache; nothing is downloaded."""
-    absent = []
-    for name, load in LOADERS.items():
-        try:
-            load(data_dir, download=False)
-        except DataError:
-            absent.append(name)
-    return absent
+    return [name for name in LOADERS if absent(name, data_dir)]
+
+
+def absent(name: str, data_dir: str | None) -> str | None:
+    """Why dataset `name` is not present (and valid) under data_dir or the cache, None if it is;
+    nothing is downloaded."""
+    try:
+        LOADERS[name](data_dir, download=False)
+    except DataError as exc:
+        return str(exc)
+    return None
 
 
 def run(action: str, names: list[str], data_dir: str | None) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -161,10 +160,9 @@ class ProgressLines(keras.callbacks.Callback):
     the timed steps so far, and the time left at that rate. Hooks step begins only (see StepTimer)."""
 
     def __init__(self, timer: StepTimer, epochs: int, steps: int, global_batch: int, initial_epoch: int = 0,
-                 every_s: float = 30.0, out=None) -> None:
+                 every_s: float = 30.0) -> None:
         super().__init__()
-        self.timer, self.epochs, self.steps, self.global_batch = timer, epochs, steps, global_batch
-        self.initial_epoch, self.every_s, self.out = initial_epoch, every_s, out
+        self.timer, self.epochs, self.steps, self.global_batch, self.every_s = timer, epochs, steps, global_batch, every_s
         self._epoch, self._last = initial_epoch, time.perf_counter()
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -186,4 +184,4 @@ class ProgressLines(keras.callbacks.Callback):
         rate = f"{self.global_batch / step_s:,.0f} samples/s" if step_s else "warming up"
         eta = f", {int(left // 60)} min {int(left % 60):02d} s left" if left is not None else ""
         print(f"epoch {epoch + 1}/{self.epochs} step {step}/{self.steps}: {rate}{eta}{extra}",
-              file=self.out or sys.stdout, flush=True)
+              flush=True)
