@@ -4,7 +4,8 @@ On emulated nodes where every rank owns half a core (2 nodes of one core, 2 rank
 1 x 1, 1 x 2, 2 x 1 and 2 x 2; 4 nodes of half a core for 4 x 1), for each workload and
 strategy, per-replica batch fixed (weak scaling):
 
-  fitted on   1 x 1: compute (the median step) and its spread (sigma, from the p90);
+  fitted on   1 x 1 (run at the start and at the end of every round): compute (the median over
+              those runs of each run's mean step) and its spread (sigma);
               `bench comm --strategy S` (the collective S's train step runs) on one node x 2:
               the inside level's alpha and B; on 2 nodes x 1 at each link rate: the between
               level's; both fitted to the message sizes around the gradient's bytes;
@@ -140,6 +141,12 @@ def measure(args) -> dict:
                                  for shape in ("2x1", *TESTED)}
                         print(f"# round {repeat + 1}, {case}@{rate}: mean step 1x1 {data['runs'][f'{case}/1x1'][-1]['mean_s'] * 1e3:.1f} ms, "
                               + ", ".join(f"{shape} {ms:.1f} ms" for shape, ms in steps.items()), flush=True)
+                shape_links("none")
+                for case in cases:      # the baseline again, at the round's end: one slow 1 x 1 skews a case
+                    run(case, "1x1", f"{case}/1x1")
+                print("# round " + str(repeat + 1) + ", mean step 1x1: " + ", ".join(
+                    f"{case} " + "/".join(f"{r['mean_s'] * 1e3:.1f}" for r in data["runs"][f"{case}/1x1"][-2:]) + " ms"
+                    for case in cases), flush=True)
     return data
 
 
