@@ -68,6 +68,9 @@ def _add_study_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="bench", description="distbench: distributed-training benchmarks")
+    parser.add_argument("-v", dest="framework_logs", action="store_true",
+                        help="before the command (bench -v run ...): TensorFlow's start-up and info lines too "
+                             "(off by default: TF_CPP_MIN_LOG_LEVEL=2)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_run_options(sub.add_parser("run", help="train one workload under one strategy and write a record"))
     sub.add_parser("list", help="workloads and strategies, and which are available here")
@@ -208,7 +211,6 @@ def _add_cluster(sub) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         argv = list(sys.argv[1:] if argv is None else argv)
         trailing = argv[argv.index("--") + 1:] if "--" in argv else []    # bench cluster run ... -- CMD
@@ -219,6 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.trailing = trailing
+        # before anything imports TensorFlow; the workers a run starts inherit it
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if args.framework_logs else "2")
         return COMMANDS[args.command](args)
     except UsageError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
@@ -232,11 +236,10 @@ def _bind_before_tensorflow(cfg):
     """A worker's cores, applied before anything imports TensorFlow (whose threads would
     otherwise start on every core); the backend's class says whether it trains several
     replicas in this process, without importing it."""
-    import strategies
     from bench.run import binding
-    from bench.run.runner import replicas_in_process
-    cfg.validate()
-    return binding.bind_process(replicas_in_process(cfg, strategies.get_class(cfg.strategy)), cfg.cpus_per_replica)
+    from bench.run.runner import prepare, replicas_in_process
+    _, backend, _ = prepare(cfg)        # every check that needs no TensorFlow, before it loads
+    return binding.bind_process(replicas_in_process(cfg, backend), cfg.cpus_per_replica)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -247,18 +250,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     bound = _bind_before_tensorflow(cfg)
     from bench.run import runner  # imports TensorFlow only when the run starts
     result = runner.run(cfg, bound)
-    record = result.record
-    if not result.written:            # a non-chief rank: the chief reports
-        return _leave_if_interrupted(result.exit_code)
-    if record.status != "ok":
-        print(f"bench: run {record.status}: {record.error}", file=sys.stderr)
-    else:
-        tput = record.throughput.get("samples_per_s")
-        step = record.timing.get("step_time", {}).get("median_s")
-        if tput and step:
-            print(f"{record.workload} / {record.strategy} x{record.num_replicas}: "
-                  f"{tput:,.1f} samples/s, median step {step * 1e3:.1f} ms")
-    if not os.environ.get(launch.LAUNCHED_ENV):   # else the launcher prints it, last
+    # a non-chief rank says nothing (the chief reports); a launched chief neither: its launcher
+    # says the same from the record, unprefixed (horovodrun puts "[0]<stdout>:" before each line)
+    if result.written and not os.environ.get(launch.LAUNCHED_ENV):
+        line = result.record.outcome_line()
+        if line:
+            print(line, file=sys.stderr if result.record.status != "ok" else sys.stdout)
         print(result.path)
     return _leave_if_interrupted(result.exit_code)
 

@@ -47,7 +47,7 @@ class LocalStudy:
 def run_configs(study: LocalStudy) -> list[RunConfig]:
     """The study's runs; unknown names and bad counts are refused before anything runs."""
     for name in study.workloads:
-        workloads.check(name)
+        workloads.hyperparameters(name, study.run.get("overrides") or {})
     for name in study.strategies:
         strategies.run_class(name)
     if not study.counts or min(study.counts) < 1:

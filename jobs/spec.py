@@ -254,6 +254,7 @@ def load(path: str | Path) -> Study:
         for hp, value in settings.items():
             if not NAME.match(hp) or not re.match(r"^[\w.+-]+$", str(value)):
                 raise where.error(f"{key}.set.{hp}", f"{value!r} is not a plain name/number")
+        where.check(lambda: registry.hyperparameters(workload, {k: str(v) for k, v in settings.items()}), key + ".set")
         specs.append(WorkloadSpec(workload, data_source, tuple((k, str(v)) for k, v in settings.items())))
     scaling = study.get("scaling", "strong")
     if scaling not in ("strong", "weak"):

@@ -174,6 +174,16 @@ class Backend:
         raise UsageError(f"--local-workers: strategy {cls.name!r} runs in one process")
 
     @classmethod
+    def run_problem(cls, cfg: RunConfig) -> str | None:
+        """Why this backend cannot run `cfg` (None: it can), known without TensorFlow."""
+        if cfg.devices not in (None, 1) and not cls.multi_device:
+            other = " (or --local-workers N)" if cls.multi_process else ""
+            return f"strategy {cls.name!r} runs one device a process; --devices {cfg.devices} needs --strategy mirrored{other}"
+        if cfg.local_workers is not None and not cls.multi_process:
+            return f"--local-workers: strategy {cls.name!r} runs in one process"
+        return None
+
+    @classmethod
     def launch_problem(cls, placement: Placement, cfg: RunConfig) -> str | None:
         """Why this backend cannot run a study job so placed (None: it can)."""
         return None

@@ -14,12 +14,14 @@ Launch: `--local-workers N` (horovodrun over Gloo, or `--launcher mpi` for mpiru
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import os
 import shlex
 import socket
 import shutil
 import sys
 import types
+from pathlib import Path
 
 from bench.core.config import RUN_CONFIG_ENV
 from bench.core.errors import UsageError
@@ -38,12 +40,14 @@ class HorovodBackend(Backend):
 
     @classmethod
     def available(cls) -> tuple[bool, str]:
-        try:
-            import horovod.tensorflow as hvd
-        except ImportError as exc:
-            return False, f"horovod not installed ({exc}); run scripts/build-horovod.sh"
-        built = [name for name, ok in (("gloo", hvd.gloo_built()), ("mpi", hvd.mpi_built())) if ok]
-        return (True, "") if built else (False, "horovod built without Gloo or MPI")
+        """Installed with its TensorFlow extension, seen without importing either (`bench list`
+        answers at once); its controllers are checked when it starts, and by `bench doctor`."""
+        spec = importlib.util.find_spec("horovod")
+        if spec is None or not spec.submodule_search_locations:
+            return False, "horovod not installed; run scripts/build-horovod.sh"
+        if not any((Path(spec.submodule_search_locations[0]) / "tensorflow").glob("mpi_lib*.so")):
+            return False, "horovod built without TensorFlow; run scripts/build-horovod.sh"
+        return True, ""
 
     @classmethod
     def node_check(cls) -> tuple[str, str]:
@@ -67,6 +71,8 @@ class HorovodBackend(Backend):
             raise unavailable(self.name, reason)
         import horovod.tensorflow as hvd
         import tensorflow as tf
+        if not (hvd.gloo_built() or hvd.mpi_built()):
+            raise unavailable(self.name, "horovod built without Gloo or MPI; run scripts/build-horovod.sh")
         _check_launched()
         self.settings = _few_core_settings()
         hvd.init()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import importlib.util
 import os
 import shlex
 import tempfile
@@ -38,10 +39,10 @@ class RayTuneBackend(Backend):
 
     @classmethod
     def available(cls) -> tuple[bool, str]:
-        try:
-            import ray.tune  # noqa: F401
-        except ImportError as exc:
-            return False, f"ray[tune] not installed ({exc}); install with EXTRAS=...,ray"
+        """Installed, seen without importing Ray (`bench list` answers at once); `require_ray`
+        imports it."""
+        if importlib.util.find_spec("ray") is None:
+            return False, "ray[tune] not installed; install with EXTRAS=...,ray"
         return True, ""
 
     @classmethod
@@ -73,10 +74,11 @@ class RayTuneBackend(Backend):
 
 
 def require_ray() -> None:
-    ok, reason = RayTuneBackend.available()
-    if not ok:
+    try:
+        import ray.tune  # noqa: F401
+    except ImportError as exc:
         from strategies.base import unavailable
-        raise unavailable("ray", reason)
+        raise unavailable("ray", f"ray[tune] not installed ({exc}); install with EXTRAS=...,ray") from None
 
 
 @contextlib.contextmanager

@@ -184,3 +184,65 @@ def test_every_package_imports_only_the_floors_below_it():
     upward = sorted((module, other) for module, imported in graph.items() for other in imported
                     if package_of(other) != package_of(module) and floor[package_of(other)] >= floor[package_of(module)])
     assert not upward, "imports of a floor not below: " + ", ".join(f"{a} -> {b}" for a, b in upward)
+
+
+# With the frameworks unimportable, every error a run's names, choices, placement or `--set` keys
+# can cause is still one line and exit 2 (it comes before TensorFlow would load), `bench list`
+# answers, and nothing imported a framework.
+BEFORE_TENSORFLOW = r'''
+import contextlib, io, sys
+
+class Unimportable:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {heavy!r}:
+            raise ImportError(f"{{name}} is unimportable in this test")
+sys.meta_path.insert(0, Unimportable())
+
+from bench import cli
+for argv in {commands!r}:
+    err, out = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+        code = cli.main(argv)
+    print(code, (err.getvalue().strip() or out.getvalue().strip()).splitlines()[0])
+print(sorted(m for m in sys.modules if m.split(".")[0] in {heavy!r}))
+'''
+BEFORE_TENSORFLOW_ERRORS = {
+    ("run", "-w", "mlp", "--set", "nonsense=1"): "unknown hyperparameter 'nonsense' for mlp",
+    ("run", "-w", "memnn", "--set", "hops=3"): "hops: applies with architecture=memn2n only",
+    ("run", "-w", "mlp", "--devices", "2"): "strategy 'default' runs one device a process; --devices 2 needs",
+    ("run", "-w", "mlp", "-s", "horovod", "--devices", "2"): "--devices 2 needs --strategy mirrored (or --local-workers N)",
+    ("run", "-w", "mlp", "--local-workers", "2"): "--local-workers: strategy 'default' runs in one process",
+    ("run", "-w", "mlp", "-s", "nonsense"): "unknown strategy 'nonsense'",
+    ("run", "-w", "nonsense"): "unknown workload 'nonsense'",
+    ("run", "-w", "mlp", "--precision", "fp8"): "--precision",
+    ("study", "--workloads", "mlp", "--set", "nonsense=1"): "unknown hyperparameter 'nonsense' for mlp",
+}
+
+
+def test_errors_that_need_no_tensorflow_come_before_it():
+    commands = [list(argv) for argv in BEFORE_TENSORFLOW_ERRORS] + [["list"]]
+    script = BEFORE_TENSORFLOW.format(heavy=HEAVY, commands=commands)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    for line, (argv, message) in zip(lines, BEFORE_TENSORFLOW_ERRORS.items()):
+        assert line.startswith("2 bench: error: ") and message in line, (argv, line)
+    assert lines[-2] == "0 workloads:" and lines[-1] == "[]", lines
+
+
+def _best_of_3(*argv: str) -> float:
+    import time
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "bench", *argv], capture_output=True, cwd=ROOT, timeout=120)
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def test_list_and_errors_before_tensorflow_take_about_as_long_as_help():
+    """As ratios to `bench --help` (Python and argparse alone), not seconds: importing
+    TensorFlow would make them 30-60 times that here, these take 2-3."""
+    help_s = _best_of_3("--help")
+    for argv in (("list",), ("run", "-w", "mlp", "--set", "nonsense=1"), ("run", "-w", "mlp", "--devices", "2")):
+        assert _best_of_3(*argv) < 10 * help_s, argv

@@ -83,7 +83,8 @@ def test_charrnn_initial_loss_is_log_vocab():
 
 def test_stateful_batches_are_contiguous_and_states_reset_each_epoch():
     import numpy as np
-    from bench.workloads.charrnn import CharRNNLSTM, ResetStates, contiguous_batches
+    from bench.workloads.charrnn import CharRNNLSTM, contiguous_batches
+    from bench.workloads.layers import ResetStates
     ids = np.arange(1000)
     x, y = contiguous_batches(ids, batch=4, seq=10)
     assert x.shape == (24, 4, 10)
@@ -108,7 +109,7 @@ def test_stateful_batches_are_contiguous_and_states_reset_each_epoch():
 def test_memory_network_layers_ignore_padding_and_survive_a_keras_file(tmp_path):
     import keras
     import numpy as np
-    from bench.workloads.memnn import BagOfWords, position_encoding
+    from bench.workloads.layers import BagOfWords, position_encoding
     # the paper's l_kj = (1 - j/J) - (k/d)(1 - 2j/J) for J = d = 2 (rows j, columns k)
     assert position_encoding(2, 2).tolist() == [[0.5, 0.5], [0.5, 1.0]]
     bag = BagOfWords(vocab_size=5, dim=2)

@@ -196,3 +196,21 @@ def test_a_malformed_cfs_period_is_one_usage_error(period, monkeypatch):
     monkeypatch.setenv(cgroups.PERIOD_ENV, period)
     with pytest.raises(UsageError, match=cgroups.PERIOD_ENV):
         cgroups.period_us()
+
+
+@pytest.mark.parametrize("tty, verbose, shown", [(True, "auto", 1), (False, "auto", "log"), (True, 0, 0),
+                                                 (False, 2, 2), (True, "log", "log")])
+def test_progress_is_the_bar_on_a_terminal_and_lines_elsewhere(tty, verbose, shown, monkeypatch):
+    from bench.run import runner
+    monkeypatch.setattr(runner.sys.stdout, "isatty", lambda: tty, raising=False)
+    assert runner.progress_of(verbose) == shown
+
+
+def test_a_run_says_its_outcome_in_one_line():
+    from bench.core.record import RunRecord
+    ok = RunRecord("r", "mlp", "mwms", status="ok", num_replicas=2, throughput={"samples_per_s": 1234.5},
+                   timing={"step_time": {"median_s": 0.0125}})
+    assert ok.outcome_line() == "mlp / mwms x2: 1,234.5 samples/s, median step 12.5 ms"
+    assert RunRecord("r", "mlp", "mwms", status="failed", error="boom").outcome_line() == "bench: run failed: boom"
+    assert RunRecord("r", "mlp", "mwms", status="running").outcome_line() == "bench: run running"
+    assert RunRecord("r", "mlp", "mwms", status="ok").outcome_line() is None

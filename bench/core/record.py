@@ -77,6 +77,17 @@ class RunRecord:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def outcome_line(self) -> str | None:
+        """What a run says at its end: its throughput and median step, or why it did not end ok."""
+        if self.status != "ok":
+            return f"bench: run {self.status}" + (f": {self.error}" if self.error else "")
+        samples_per_s = self.throughput.get("samples_per_s")
+        step_s = self.timing.get("step_time", {}).get("median_s")
+        if not (samples_per_s and step_s):
+            return None
+        return (f"{self.workload} / {self.strategy} x{self.num_replicas}: {samples_per_s:,.1f} samples/s, "
+                f"median step {step_s * 1e3:.1f} ms")
+
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True, default=_jsonable)
 

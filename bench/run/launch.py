@@ -30,7 +30,7 @@ from bench.core import config as configs
 from bench.core.config import RUN_CONFIG_ENV, RunConfig
 from bench.core.errors import UsageError
 from bench.core.procs import stop
-from bench.core.record import atomic_write_text, new_run_id, run_dir
+from bench.core.record import atomic_write_text, new_run_id, read_record, run_dir
 from bench.run import binding, cgroups
 
 GRACE_S = float(os.environ.get("DISTBENCH_WORKER_GRACE", "90"))
@@ -89,8 +89,15 @@ def _start_and_wait(processes, worker_cfg: RunConfig, out: Path, bound: dict[str
             with open(out / f"worker-{rank}.log", "w") as log:
                 procs.append(subprocess.Popen(process.command, env=env, stdout=log, stderr=subprocess.STDOUT))
     code = _wait(procs, out)
-    if (out / "record.json").is_file():     # the record's path is the last line, as for one process
-        print(out / "record.json", flush=True)
+    record = out / "record.json"
+    if record.is_file():    # what one process says at its end, the record's path last
+        try:
+            line = read_record(record).outcome_line()
+        except ValueError as exc:
+            line = f"bench: {record}: {exc}"
+        if line:
+            print(line, file=sys.stderr if line.startswith("bench:") else sys.stdout, flush=True)
+        print(record, flush=True)
     return code
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,6 @@ from bench import workloads
 from bench.core import gradients, precision, provenance, stats
 from bench.core.config import RunConfig
 from bench.core.errors import UsageError
-from bench.core.hparams import for_workload, resolve
 from bench.core.record import RunRecord, checkpoint_epoch, latest_checkpoint, new_run_id, run_dir, write_csv
 from bench.run import binding, cgroups
 from bench.run.lifecycle import Lifecycle, Watchdog, error_line, one_line
@@ -29,6 +29,15 @@ class RunResult:
     written: bool = True    # False on non-chief ranks, which write nothing
 
 
+def progress_of(verbose: int | str) -> int | str:
+    """What the chief shows while it trains: "auto" is Keras' bar on a terminal and a line an
+    epoch elsewhere (a job's log, a launcher's pipe: horovodrun's), where the bar is one
+    unreadable line of escape codes."""
+    if verbose == "auto":
+        return 1 if sys.stdout.isatty() else "log"
+    return verbose
+
+
 def resolve_batch(cfg: RunConfig, workload, replicas: int) -> tuple[int, int]:
     """(global, per-replica) batch sizes; the global batch must split evenly over replicas."""
     if cfg.per_replica_batch_size:
@@ -41,13 +50,14 @@ def resolve_batch(cfg: RunConfig, workload, replicas: int) -> tuple[int, int]:
 
 
 def prepare(cfg: RunConfig):
-    """Validate everything that can be checked before TensorFlow starts."""
+    """Validate everything that can be checked before TensorFlow starts (nothing here imports it)."""
     cfg.validate()
     workload = workloads.get(cfg.workload)
     backend = strategies.run_class(cfg.strategy)()
-    overrides = for_workload(cfg.overrides, cfg.workload, set(workloads.names()))
-    hp = resolve(workload.space, overrides, cfg.workload)
-    return workload, backend, hp
+    problem = backend.run_problem(cfg)
+    if problem:
+        raise UsageError(problem)
+    return workload, backend, workloads.hyperparameters(cfg.workload, cfg.overrides)
 
 
 def run(cfg: RunConfig, bound: binding.Binding | None = None) -> RunResult:
@@ -198,11 +208,12 @@ def _train(state: _Run, record: RunRecord, life: Lifecycle, resume_from: Path | 
     if cfg.checkpoint_every and state.writer:
         checkpoints = cb.EpochCheckpoint(state.out / "checkpoints", cfg.checkpoint_every)
         callbacks.append(checkpoints)
-    if cfg.verbose == "log" and state.writer:
+    progress = progress_of(cfg.verbose) if state.writer else 0
+    if progress == "log":
         callbacks.append(cb.ProgressLines(timer, cfg.epochs, steps, state.global_batch, initial_epoch))
     history = backend.fit(model, train, epochs=cfg.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
                           validation_data=validation, callbacks=callbacks + workload.callbacks(hp),
-                          verbose=cfg.verbose if state.writer and cfg.verbose != "log" else 0, shuffle=False)
+                          verbose=0 if progress == "log" else progress, shuffle=False)
     interrupted = (agree or bool)(life.signals.received is not None)
     record.history = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     record.metrics = _final_metrics(record.history)

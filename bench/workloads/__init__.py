@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from typing import Any, Mapping
 
 from bench.core.errors import UsageError
 
@@ -32,6 +33,13 @@ def check(name: str) -> str:
 def get(name: str):
     module, cls = _WORKLOADS[check(name)]
     return getattr(importlib.import_module(module), cls)()
+
+
+def hyperparameters(name: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The workload's hyperparameters: its defaults with the `--set` overrides that apply to it
+    (bare keys, and `name.key` keys), each checked against its space (no TensorFlow)."""
+    from bench.core.hparams import for_workload, resolve
+    return resolve(get(name).space, for_workload(overrides, name, set(_WORKLOADS)), name)
 
 
 def real_dataset(name: str) -> str:

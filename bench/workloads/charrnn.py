@@ -5,14 +5,11 @@ sequences of 100 with the target shifted by one."""
 
 from __future__ import annotations
 
-import keras
 import numpy as np
-import tensorflow as tf
 
 from bench.core.hparams import HParam
 from bench.core.sharding import WHOLE, Shard
 from bench.data import shakespeare
-from bench.workloads import pipeline
 from bench.workloads.base import Data, Workload
 
 SYNTHETIC_VOCAB = 66     # 65 characters of tiny Shakespeare + [UNK]
@@ -21,11 +18,14 @@ SYNTHETIC_CHARS = 1_115_394
 
 def vocabulary(text: str) -> list[str]:
     """The StringLookup vocabulary: [UNK] at id 0, then the sorted characters."""
+    import keras
     lookup = keras.layers.StringLookup(vocabulary=sorted(set(text)), mask_token=None)
     return lookup.get_vocabulary()
 
 
 def encode(text: str, vocab: list[str]) -> np.ndarray:
+    import keras
+    import tensorflow as tf
     lookup = keras.layers.StringLookup(vocabulary=vocab[1:], mask_token=None)
     return np.asarray(lookup(tf.strings.unicode_split(text, "UTF-8")), dtype=np.int32)
 
@@ -66,6 +66,8 @@ class _CharRNN(Workload):
                      "train_samples": len(ids) // (hp["seq_length"] + 1)})
 
     def _synthetic(self, data, global_batch, hp, seed, shard):
+        import tensorflow as tf
+        from bench.workloads import pipeline
         seq, vocab = hp["seq_length"], data.info["vocab_size"]
 
         def make(rng, rows):
@@ -74,6 +76,7 @@ class _CharRNN(Workload):
         return pipeline.synthetic(make, global_batch, seed, shard)
 
     def build(self, data, hp, per_replica_batch, jit_compile=False):
+        import keras
         vocab = data.info["vocab_size"]
         inputs = self._input(per_replica_batch)
         x = keras.layers.Embedding(vocab, hp["embedding_dim"], name="embedding")(inputs)
@@ -87,6 +90,7 @@ class _CharRNN(Workload):
         return model
 
     def _input(self, per_replica_batch):
+        import keras
         return keras.Input((None,), dtype="int32", name="ids")
 
     def record_extra(self, data):
@@ -107,6 +111,7 @@ class CharRNNGRU(_CharRNN):
     def dataset(self, data, split, global_batch, hp, seed, training, shard=WHOLE, repeat=False):
         if data.source == "synthetic":
             return self._synthetic(data, global_batch, hp, seed, shard)
+        from bench.workloads import pipeline
         seq = hp["seq_length"]
         ids = data.splits["train"]
         n = len(ids) // (seq + 1)
@@ -115,6 +120,7 @@ class CharRNNGRU(_CharRNN):
                                     shuffle_buffer=hp["shuffle_buffer"], shard=shard, repeat=repeat)
 
     def _rnn_layers(self, hp):
+        import keras
         return [keras.layers.GRU(hp["rnn_units"], return_sequences=True, name="gru")]
 
 
@@ -132,18 +138,22 @@ class CharRNNLSTM(_CharRNN):
     def dataset(self, data, split, global_batch, hp, seed, training, shard=WHOLE, repeat=False):
         if data.source == "synthetic":
             return self._synthetic(data, global_batch, hp, seed, shard)
+        import tensorflow as tf
         x, y = contiguous_batches(data.splits["train"], global_batch, hp["seq_length"], shard)
         batches = tf.data.Dataset.from_tensor_slices((x, y))
-        return (batches.repeat() if repeat else batches).prefetch(pipeline.AUTOTUNE)
+        return (batches.repeat() if repeat else batches).prefetch(tf.data.AUTOTUNE)
 
     def _input(self, per_replica_batch):
+        import keras
         return keras.Input(batch_shape=(per_replica_batch, None), dtype="int32", name="ids")
 
     def _rnn_layers(self, hp):
+        import keras
         return [keras.layers.LSTM(hp["rnn_units"], return_sequences=True, stateful=True, name=f"lstm_{i}")
                 for i in range(hp["layers"])]
 
     def callbacks(self, hp):
+        from bench.workloads.layers import ResetStates
         return [ResetStates()]
 
 
@@ -161,11 +171,3 @@ def contiguous_batches(ids: np.ndarray, batch: int, seq: int, shard: Shard = WHO
     x = streams[:, : steps * seq].reshape(rows, steps, seq).transpose(1, 0, 2)
     y = streams[:, 1: steps * seq + 1].reshape(rows, steps, seq).transpose(1, 0, 2)
     return np.ascontiguousarray(x), np.ascontiguousarray(y)
-
-
-class ResetStates(keras.callbacks.Callback):
-    def on_epoch_begin(self, epoch, logs=None):
-        for layer in self.model.layers:
-            if getattr(layer, "stateful", False):
-                layer.reset_state()
-

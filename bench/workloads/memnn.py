@@ -13,86 +13,15 @@ bAbI has no validation split: the last 10% of the training questions are held ou
 
 from __future__ import annotations
 
-import keras
-import numpy as np
-import tensorflow as tf
-from keras import ops
 
 from bench.core.hparams import HParam
 from bench.core.sharding import WHOLE
 from bench.data import babi
-from bench.workloads import pipeline
 from bench.workloads.base import Data, Workload
 
 # Shapes of real QA1 10k, used by --data synthetic.
 SYNTHETIC_INFO = {"train_samples": 10_000, "vocab_size": 22, "story_len": 68, "query_len": 4,
                   "memories": 10, "sentence_len": 7}
-
-
-def position_encoding(words: int, dim: int) -> np.ndarray:
-    """The paper's l_kj = (1 - j/J) - (k/d)(1 - 2j/J): a bag of words that knows word order."""
-    j = np.arange(1, words + 1)[:, None] / words
-    k = np.arange(1, dim + 1)[None, :] / dim
-    return ((1 - j) - k * (1 - 2 * j)).astype("float32")
-
-
-@keras.saving.register_keras_serializable(package="distbench")
-class BagOfWords(keras.layers.Layer):
-    """Word ids (..., words) -> (..., dim): position-encoded embeddings summed over the
-    words, padding (id 0) contributing nothing; with `memories`, a learnt temporal
-    encoding per memory row is added (rows are ordered oldest to newest)."""
-
-    def __init__(self, vocab_size: int, dim: int, memories: int = 0, **kwargs):
-        super().__init__(**kwargs)
-        self.vocab_size, self.dim, self.memories = vocab_size, dim, memories
-        self.embedding = keras.layers.Embedding(vocab_size, dim)
-
-    def build(self, input_shape):
-        self.embedding.build(input_shape)
-        if self.memories:
-            self.temporal = self.add_weight(shape=(self.memories, self.dim), name="temporal",
-                                            initializer=keras.initializers.RandomNormal(stddev=0.1))
-
-    def call(self, tokens):
-        present = ops.expand_dims(ops.cast(ops.not_equal(tokens, 0), self.compute_dtype), -1)
-        weights = ops.cast(position_encoding(tokens.shape[-1], self.dim), self.compute_dtype)
-        encoded = ops.sum(self.embedding(tokens) * present * weights, axis=-2)
-        return encoded + self.temporal if self.memories else encoded
-
-    def compute_output_shape(self, input_shape):
-        return (*input_shape[:-1], self.dim)
-
-    def get_config(self):
-        return {**super().get_config(), "vocab_size": self.vocab_size, "dim": self.dim,
-                "memories": self.memories}
-
-
-@keras.saving.register_keras_serializable(package="distbench")
-class MemoryHops(keras.layers.Layer):
-    """`hops` rounds of attention with layer-wise tied weights: p = softmax(m . u),
-    u <- H u + sum(p c). Inputs: memories to match (m), memories to read (c), query (u)."""
-
-    def __init__(self, hops: int, **kwargs):
-        super().__init__(**kwargs)
-        self.hops = hops
-
-    def build(self, input_shapes):
-        query_shape = input_shapes[2]
-        self.project = keras.layers.Dense(query_shape[-1], use_bias=False)
-        self.project.build(query_shape)
-
-    def call(self, inputs):
-        match_memories, read_memories, query = inputs
-        for _ in range(self.hops):
-            attention = ops.softmax(ops.einsum("bmd,bd->bm", match_memories, query), axis=-1)
-            query = self.project(query) + ops.einsum("bm,bmd->bd", attention, read_memories)
-        return query
-
-    def compute_output_shape(self, input_shapes):
-        return input_shapes[2]
-
-    def get_config(self):
-        return {**super().get_config(), "hops": self.hops}
 
 
 class MemNN(Workload):
@@ -164,6 +93,8 @@ class MemNN(Workload):
         return Data(source, str(location), splits, info)
 
     def dataset(self, data, split, global_batch, hp, seed, training, shard=WHOLE, repeat=False):
+        import tensorflow as tf
+        from bench.workloads import pipeline
         info = data.info
         if data.source == "synthetic":
             story_shape = _story_shape(info, hp)
@@ -179,10 +110,12 @@ class MemNN(Workload):
     def callbacks(self, hp):
         if not hp["reduce_lr_patience"]:
             return []
+        import keras
         return [keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3,
                                                   patience=hp["reduce_lr_patience"], min_lr=1e-5)]
 
     def build(self, data, hp, per_replica_batch, jit_compile=False):
+        import keras
         info = data.info
         story = keras.Input(_story_shape(info, hp), dtype="int32", name="story")
         question = keras.Input((info["query_len"],), dtype="int32", name="question")
@@ -207,10 +140,11 @@ def _story_shape(info: dict, hp: dict) -> tuple[int, ...]:
 
 
 def _course(story, question, info, hp):
+    import keras
     layers, dropout = keras.layers, hp["dropout"]
     vocab, query_len = info["vocab_size"], info["query_len"]
 
-    def encoder(dim: int, name: str) -> keras.Sequential:
+    def encoder(dim: int, name: str):
         return keras.Sequential([layers.Embedding(vocab, dim), layers.Dropout(dropout)], name=name)
 
     encoded_m = encoder(hp["embedding_dim"], "input_encoder_m")(story)     # (b, story, emb)
@@ -226,6 +160,8 @@ def _course(story, question, info, hp):
 
 
 def _memn2n(story, question, info, hp):
+    import keras
+    from bench.workloads.layers import BagOfWords, MemoryHops
     layers, dropout, dim = keras.layers, hp["dropout"], hp["embedding_dim"]
     vocab, memories = info["vocab_size"], info["memories"]
     match_memories = layers.Dropout(dropout)(BagOfWords(vocab, dim, memories, name="memory_a")(story))

@@ -3,21 +3,19 @@ Dense(10, softmax); the last 5,000 training images are the validation set."""
 
 from __future__ import annotations
 
-import keras
 import numpy as np
-import tensorflow as tf
 
 from bench.core.hparams import HParam
 from bench.core.sharding import WHOLE
 from bench.data import fashion_mnist
-from bench.workloads import pipeline
 from bench.workloads.base import Data, Workload
 
 VALIDATION = 5_000
 SHAPE = fashion_mnist.IMAGE_SHAPE
 
 
-def _scale(images: tf.Tensor, labels: tf.Tensor):
+def _scale(images, labels):
+    import tensorflow as tf
     return tf.cast(images, tf.float32) / 255.0, labels
 
 
@@ -55,6 +53,8 @@ class MLP(Workload):
         return Data(source, location, splits, {"train_samples": len(x) - VALIDATION, "classes": 10})
 
     def dataset(self, data, split, global_batch, hp, seed, training, shard=WHOLE, repeat=False):
+        import tensorflow as tf
+        from bench.workloads import pipeline
         if data.source == "synthetic":
             def make(rng, rows):
                 return (rng.uniform((rows, *SHAPE)), rng.uniform((rows,), 0, 10, dtype=tf.int32))
@@ -63,6 +63,7 @@ class MLP(Workload):
                                     repeat=repeat)
 
     def build(self, data, hp, per_replica_batch, jit_compile=False):
+        import keras
         layers = [keras.Input(SHAPE), keras.layers.Flatten()]
         layers += [keras.layers.Dense(hp["n_neurons"], activation="relu") for _ in range(hp["n_hidden"])]
         layers.append(keras.layers.Dense(10, activation="softmax", dtype="float32"))   # float32 under mixed precision
