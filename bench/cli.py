@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (_add_doctor, _add_generate, _add_data):
         add(sub)
     _add_study_options(sub.add_parser("study", help="a local study: every workload x strategy, then a summary table"))
-    for add in (_add_comm, _add_jobs, _add_report, _add_predict, _add_tune, _add_compare, _add_cluster):
+    for add in (_add_comm, _add_jobs, _add_report, _add_predict, _add_tune, _add_compare, _add_cluster, _add_history):
         add(sub)
     sub.add_parser("summary", help="a table of the records under results directories").add_argument("results", nargs="+")
     return parser
@@ -210,6 +210,23 @@ def _add_cluster(sub) -> None:
     cluster.add_argument("--delay", help="every node's added link delay (netem), e.g. 1ms")
 
 
+def _add_history(sub) -> None:
+    history = sub.add_parser("history", help="every record in a results database: list and filter, import, rebuild")
+    history.add_argument("action", nargs="?", default="list", choices=("list", "import", "rebuild"),
+                         help="list (default): the records the filters select; import DIR...: add the records "
+                              "under DIR (again: nothing new); rebuild DIR...: recreate the database from them")
+    history.add_argument("dirs", nargs="*", metavar="DIR", help="results directories (import, rebuild)")
+    history.add_argument("--db", help="the database (default: $DISTBENCH_DB, else RESULTS/distbench.db, "
+                                      "RESULTS being the first DIR or $DISTBENCH_RESULTS or ./results)")
+    for name, kind in (("workload", str), ("strategy", str), ("replicas", int), ("study", str), ("status", str),
+                       ("kind", str)):
+        history.add_argument(f"--{name}", type=kind)
+    history.add_argument("--since", help="30d, 12h, 2w ago, or a date (2026-11-01)")
+    history.add_argument("--until", help="as --since")
+    history.add_argument("--tag", action="append", metavar="KEY=VALUE", help="runs given --tag KEY=VALUE (repeatable)")
+    history.add_argument("--format", choices=("table", "csv", "json"), default="table")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         argv = list(sys.argv[1:] if argv is None else argv)
@@ -230,6 +247,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:         # `bench history | head`: the reader is gone, and nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 def _bind_before_tensorflow(cfg):
@@ -368,6 +388,9 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         return 0
     if args.jobs_command == "collect":
         rows = slurm.collect(args.dir, args.results)
+        if Path(args.results).is_dir():
+            from bench.core import history
+            history.index_quietly(args.results)
         for row in rows:
             print(f"{row['status']:<14} {row['job_id']:>8} {row['script']}")
             for line in row.get("errors", []) + row.get("stderr_tail", []):
@@ -429,6 +452,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.jobs:
         from jobs import slurm
         jobs = slurm.collect(args.jobs, args.results[0])
+        if Path(args.results[0]).is_dir():      # the report job: the study's records into its history
+            from bench.core import history
+            history.index_quietly(args.results[0])
     built = report.build(args.results, args.out, report.Options(
         args.bandwidth, args.inter_node_bandwidth, args.gpus_per_node, compare=args.compare,
         tolerance=parse_tolerance(args.tolerance), profile=args.profile,
@@ -578,10 +604,48 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_history(args: argparse.Namespace) -> int:
+    from bench.core import history
+    from bench.core.hparams import parse_set_options
+    if args.action != "list" and not args.dirs:
+        raise UsageError(f"history {args.action}: give the results directories (bench history {args.action} DIR...)")
+    if args.action == "list" and args.dirs:
+        raise UsageError("history list takes no directories: it reads the database (--db); "
+                         "add directories with: bench history import DIR...")
+    where = history.location(args.dirs[0] if args.dirs else None, args.db)
+    if args.action == "rebuild":
+        return _imported(history.rebuild(where, args.dirs), where)
+    if args.action == "import":
+        db = history.connect(where)
+        try:
+            return _imported(history.import_dirs(db, args.dirs), where)
+        finally:
+            db.close()
+    query = history.Query({name: getattr(args, name) for name in history.FILTERS if getattr(args, name) is not None},
+                          since=args.since and history.parse_time(args.since, "--since"),
+                          until=args.until and history.parse_time(args.until, "--until"),
+                          tags=parse_set_options(args.tag, "--tag"))
+    db = history.connect(where, create=False)
+    try:
+        rows = list(history.select(db, query))
+    finally:
+        db.close()
+    print(history.render(rows, args.format))
+    return 0
+
+
+def _imported(imported, where: Path) -> int:
+    print(f"{imported.added} new of {imported.seen} records in {where}")
+    for line in imported.unreadable:
+        print(f"    unreadable: {line}")
+    return 1 if imported.unreadable else 0
+
+
 COMMANDS = {"run": cmd_run, "list": cmd_list, "env": cmd_env, "generate": cmd_generate,
             "data": cmd_data, "study": cmd_study, "summary": cmd_summary, "comm": cmd_comm,
             "jobs": cmd_jobs, "report": cmd_report, "predict": cmd_predict, "tune": cmd_tune,
-            "compare": cmd_compare, "cluster": cmd_cluster, "doctor": cmd_doctor}
+            "compare": cmd_compare, "cluster": cmd_cluster, "doctor": cmd_doctor,
+            "history": cmd_history}
 
 if __name__ == "__main__":
     sys.exit(main())

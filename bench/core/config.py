@@ -77,6 +77,9 @@ class RunConfig:
     overrides: dict[str, str | int | float | bool] = opt(
         factory=dict, help="workload hyperparameter, e.g. --set rnn_units=256 (repeatable)", flag="--set",
         metavar="KEY=VALUE")
+    tags: dict[str, str] = opt(factory=dict, help="a label of the run for its history, e.g. --tag driver=550 "
+                               "(repeatable; `bench history --tag driver=550` selects by it)", flag="--tag",
+                               metavar="KEY=VALUE")
     warmup_steps: int = opt(5, "steps excluded from timing")
     sample_interval_s: float = opt(1.0, "GPU/host sampling period", flag="--sample-interval",
                                 metavar="S", study=False)
@@ -272,7 +275,7 @@ def given(cls: type, namespace: Any, skip: Iterable[str] = ()) -> dict[str, Any]
     for f in dataclasses.fields(cls):
         if hasattr(namespace, f.name) and f.name not in skip:
             value = getattr(namespace, f.name)
-            values[f.name] = parse_set_options(value) if _scalar(hints[f.name]) is dict else value
+            values[f.name] = parse_set_options(value, flag_of(f)) if _scalar(hints[f.name]) is dict else value
     return values
 
 

@@ -92,13 +92,13 @@ def check_applies(space: Mapping[str, HParam], name: str, values: Mapping[str, A
             raise UsageError(f"{name}: applies with {other}={needed} only (here {other}={values[other]})")
 
 
-def parse_set_options(items: list[str] | None) -> dict[str, str]:
-    """`--set key=value` options into a dict; `workload.key=value` scopes to one workload."""
+def parse_set_options(items: list[str] | None, flag: str = "--set") -> dict[str, str]:
+    """`--set key=value` options (or another flag's) into a dict; `workload.key=value` scopes to one workload."""
     parsed: dict[str, str] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise UsageError(f"--set {item!r}: expected key=value")
+            raise UsageError(f"{flag} {item!r}: expected key=value")
         parsed[key.strip()] = value.strip()
     return parsed
 

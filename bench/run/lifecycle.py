@@ -24,6 +24,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
+from bench.core import history
 from bench.core.errors import UsageError
 from bench.core.record import (STATUS_FAILED, STATUS_INTERRUPTED, STATUS_NO_TIMED_STEPS, STATUS_OK, STATUS_RUNNING,
                                RunRecord, run_dir, utc_now, write_record)
@@ -102,9 +103,12 @@ def _reason(exc: BaseException) -> str:
 
 
 def finish(results: str | Path, record: RunRecord) -> Path:
-    """The final, atomic write of a record whose status is decided."""
+    """The final, atomic write of a record whose status is decided, then its row in the
+    results database (`bench.core.history`; a database that cannot be written is a warning)."""
     record.finished_at = record.finished_at or utc_now()
-    return write_record(results, record)
+    path = write_record(results, record)
+    history.index_written(record.to_dict(), path, results)
+    return path
 
 
 class Watchdog:

@@ -1,0 +1,146 @@
+"""The results database (bench.core.history): real SQLite files, records written as runs write
+them, 32 writers at once, bad databases (fast tier: no TensorFlow)."""
+
+import json
+import multiprocessing
+import sqlite3
+
+import pytest
+
+from bench import cli
+from bench.core import history
+from bench.core.errors import UsageError
+from bench.core.record import RunRecord, write_record
+from bench.run.lifecycle import Lifecycle, finish
+
+
+def record(run_id: str, results, workload="mlp", strategy="mwms", replicas=2, started="2026-11-02T10:00:00+00:00",
+           tags=None, samples_per_s=1000.0, status="ok") -> RunRecord:
+    return RunRecord(run_id=run_id, workload=workload, strategy=strategy, status=status, num_replicas=replicas,
+                     world_size=replicas, ranks_per_node=1, global_batch_size=64 * replicas,
+                     per_replica_batch_size=64, started_at=started,
+                     config={"results": str(results), "precision": "float32", "tags": tags or {},
+                             "per_replica_batch_size": 64},
+                     throughput={"samples_per_s": samples_per_s},
+                     timing={"step_time": {"median_s": 0.128, "mean_s": 0.128, "std_s": 0.01, "count": 25,
+                                           "p90_s": 0.14}},
+                     provenance={"git": {"sha": "a" * 40, "dirty": False}, "packages": {"tensorflow-cpu": "2.21.0"},
+                                 "hostname": "node1", "slurm": {"SLURM_JOB_ID": "77"}})
+
+
+def study(results, n=3, **fields):
+    return [write_record(results, record(f"run-{i}", results, **fields)) for i in range(n)]
+
+
+def rows_of(path, **equal):
+    db = history.connect(path, create=False)
+    try:
+        return list(history.select(db, history.Query(equal)))
+    finally:
+        db.close()
+
+
+def test_a_finished_record_is_indexed_beside_its_results_and_importing_again_adds_nothing(tmp_path):
+    results = tmp_path / "ft3-march"
+    finish(results, record("run-a", results, tags={"driver": "550"}))
+    (row,) = rows_of(results / "distbench.db")
+    assert (row["study"], row["workload"], row["strategy"], row["replicas"], row["status"]) == \
+        ("ft3-march", "mlp", "mwms", 2, "ok")
+    assert row["samples_per_s"] == 1000.0 and row["samples_per_s_low"] < 1000 < row["samples_per_s_high"]
+    assert (row["git_sha"], row["git_dirty"], row["tensorflow"], row["slurm_job"]) == ("a" * 40, 0, "2.21.0", "77")
+    assert json.loads(row["tags"]) == {"driver": "550"} and row["path"].endswith("run-a/record.json")
+    study(results, 3)
+    db = history.connect(results / "distbench.db")
+    first = history.import_dirs(db, [results])
+    again = history.import_dirs(db, [results])
+    db.close()
+    assert (first.added, first.seen, again.added, again.seen) == (3, 4, 0, 4)
+
+
+def test_filters_select_by_case_time_and_tag(tmp_path):
+    results = tmp_path / "r"
+    write_record(results, record("old", results, started="2026-10-01T00:00:00+00:00"))
+    write_record(results, record("new", results, started="2026-11-20T00:00:00+00:00", tags={"driver": "555"}))
+    write_record(results, record("one", results, replicas=1, strategy="default"))
+    db = history.connect(tmp_path / "h.db")
+    history.import_dirs(db, [results])
+
+    def ids(query):
+        return [r["run_id"] for r in history.select(db, query)]
+    assert ids(history.Query({"replicas": 2})) == ["old", "new"]
+    assert ids(history.Query({"strategy": "default"})) == ["one"]
+    assert ids(history.Query({}, since=history.parse_time("2026-11-01", "--since"))) == ["one", "new"]
+    assert ids(history.Query({}, until="2026-10-15T00:00:00+00:00")) == ["old"]
+    assert ids(history.Query({}, tags={"driver": "555"})) == ["new"]
+    with pytest.raises(UsageError, match="unknown filter 'color'"):
+        ids(history.Query({"color": "red"}))
+    db.close()
+
+
+def _write_one(args):
+    results, i = args
+    finish(results, record(f"run-{i:02d}", results))
+
+
+def test_32_processes_finishing_at_once_lose_no_row(tmp_path):
+    results = tmp_path / "array"
+    with multiprocessing.get_context("fork").Pool(32) as pool:
+        pool.map(_write_one, [(results, i) for i in range(32)])
+    assert len(rows_of(results / "distbench.db")) == 32
+    db = sqlite3.connect(results / "distbench.db")
+    assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    db.close()
+
+
+def test_a_corrupt_database_costs_a_warning_not_the_record(tmp_path, capsys):
+    results = tmp_path / "r"
+    results.mkdir()
+    (results / "distbench.db").write_text("not a database")
+    run = record("run-a", results, status="running")
+    with Lifecycle(results, run) as life:
+        life.ok()
+    assert life.exit_code == 0
+    assert json.loads(life.path.read_text())["status"] == "ok"
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("bench: warning: ") and "not added to the results database" in err[0]
+    imported = history.rebuild(results / "distbench.db", [results])        # the records recreate it
+    assert (imported.added, len(rows_of(results / "distbench.db"))) == (1, 1)
+
+
+def test_a_database_of_a_newer_schema_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "h.db"
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {history.SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(history.HistoryError, match="newer than this distbench's"):
+        history.connect(path)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["history", "--since", "3 weeks"], "--since '3 weeks': a period such as 30d"),
+    (["history", "--colour=red"], "unrecognized arguments: --colour=red"),
+    (["history", "--tag", "driver"], "--tag 'driver': expected key=value"),
+    (["history", "import"], "give the results directories"),
+    (["history", "--db", "{tmp}/none.db"], "no results database"),
+    (["history", "--db", "{tmp}/bad.db"], "not a usable results database"),
+])
+def test_bad_history_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys):
+    (tmp_path / "bad.db").write_text("garbage")
+    assert cli.main([a.format(tmp=tmp_path) for a in argv]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], lines
+
+
+def test_history_lists_as_a_table_csv_and_json(tmp_path, capsys):
+    results = tmp_path / "r"
+    study(results, 2)
+    assert cli.main(["history", "import", str(results)]) == 0
+    assert capsys.readouterr().out.strip() == f"2 new of 2 records in {results / 'distbench.db'}"
+    db = ["--db", str(results / "distbench.db")]
+    assert cli.main(["history", *db, "--workload", "mlp"]) == 0
+    table = capsys.readouterr().out.strip().splitlines()
+    assert table[0].split()[:4] == ["started_at", "study", "workload", "strategy"] and table[-1] == "2 record(s)"
+    assert cli.main(["history", *db, "--format", "json", "--replicas", "2"]) == 0
+    assert [r["run_id"] for r in json.loads(capsys.readouterr().out)] == ["run-0", "run-1"]
+    assert cli.main(["history", *db, "--format", "csv", "--replicas", "1"]) == 0
+    assert capsys.readouterr().out.strip().split(",")[:3] == ["path", "run_id", "kind"]
