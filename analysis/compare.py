@@ -12,6 +12,7 @@ import pandas as pd
 
 from analysis import scaling, summary
 from bench.core.errors import UsageError
+from bench.core.record import RunRecord
 
 
 def parse_tolerance(text: str) -> float:
@@ -27,10 +28,28 @@ def parse_tolerance(text: str) -> float:
 
 
 def compare(baseline: list[str | Path], current: list[str | Path], tolerance: float) -> pd.DataFrame:
-    old, new = (scaling.trust(scaling.aggregate(summary.load(paths))) for paths in (baseline, current))
+    """BASELINE's and CURRENT's results directories, case by case."""
+    old, new = (summary.load(paths) for paths in (baseline, current))
+    return compare_frames(old, new, tolerance, ", ".join(map(str, baseline)), ", ".join(map(str, current)))
+
+
+def records_frame(paths: list[str]) -> pd.DataFrame:
+    """The records at `paths` (a history's selection) as summary's table; a record file that
+    is gone or unreadable is a row of status 'corrupt', as under a directory."""
+    records, corrupt = [], []
+    for path in paths:
+        try:
+            records.append((RunRecord.from_json(Path(path).read_text(encoding="utf-8")), Path(path)))
+        except (ValueError, TypeError, OSError) as exc:
+            corrupt.append({"status": "corrupt", "error": f"{type(exc).__name__}: {exc}", "path": str(path)})
+    return summary.frame_of(records, corrupt)
+
+
+def compare_frames(old_runs: pd.DataFrame, new_runs: pd.DataFrame, tolerance: float,
+                   old_name: str = "the baseline", new_name: str = "the current runs") -> pd.DataFrame:
+    old, new = (scaling.trust(scaling.aggregate(frame)) for frame in (old_runs, new_runs))
     if old.empty or new.empty:
-        empty = baseline if old.empty else current
-        raise UsageError(f"no successful runs under {', '.join(map(str, empty))}")
+        raise UsageError(f"no successful runs in {old_name if old.empty else new_name}")
     keep = [*scaling.KEYS, "runs", "samples_per_s", "ci_low", "ci_high", "flags"]
     merged = old[keep].merge(new[keep], on=scaling.KEYS, how="outer", suffixes=("_base", "_cur"))
     merged["change"] = merged["samples_per_s_cur"] / merged["samples_per_s_base"] - 1

@@ -187,9 +187,15 @@ def _add_tune(sub) -> None:
 
 
 def _add_compare(sub) -> None:
-    compare = sub.add_parser("compare", help="regression check: exit 1 when CURRENT is slower than BASELINE")
-    compare.add_argument("baseline", help="results directory of the reference runs")
-    compare.add_argument("current", help="results directory of the runs to check")
+    compare = sub.add_parser("compare", help="regression check: exit 1 when CURRENT is slower than BASELINE "
+                             "(bench compare BASELINE CURRENT, or bench compare CURRENT --baseline last:5)")
+    compare.add_argument("dirs", nargs="+", metavar="DIR",
+                         help="BASELINE CURRENT: the reference runs' and the checked runs' results directories; "
+                              "with --baseline, CURRENT only")
+    compare.add_argument("--baseline", metavar="SPEC", help="the reference runs from the results database: "
+                         "last:N (the last N studies of the same cases), FROM:TO (dates) or study:NAME")
+    compare.add_argument("--db", help="the results database for --baseline (default: $DISTBENCH_DB, else "
+                                      "CURRENT/distbench.db)")
     compare.add_argument("--tolerance", default="5%", help="allowed slowdown (default: 5%%)")
 
 
@@ -521,7 +527,23 @@ def _handed_study(args: argparse.Namespace, handed: str) -> config.StudyConfig:
 def cmd_compare(args: argparse.Namespace) -> int:
     from analysis import compare
     tolerance = compare.parse_tolerance(args.tolerance)
-    table = compare.compare([args.baseline], [args.current], tolerance)
+    if args.baseline is None:
+        if len(args.dirs) != 2:
+            raise UsageError("compare: give BASELINE CURRENT, or CURRENT --baseline last:5 (see --help)")
+        table = compare.compare([args.dirs[0]], [args.dirs[1]], tolerance)
+    else:
+        if len(args.dirs) != 1:
+            raise UsageError("compare --baseline: give CURRENT only (the baseline comes from the database)")
+        from bench.core import history
+        db = history.connect(history.location(args.dirs[0], args.db), create=False)
+        try:
+            words, paths = history.baseline(db, args.baseline, args.dirs)
+        finally:
+            db.close()
+        print(f"baseline: {words}, {len(paths)} run(s)")
+        from analysis import summary
+        table = compare.compare_frames(compare.records_frame(paths), summary.load(args.dirs), tolerance,
+                                       f"the baseline ({words})", args.dirs[0])
     print(compare.render(table, tolerance))
     return 1 if (table["verdict"] == "REGRESSION").any() else 0
 

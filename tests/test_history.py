@@ -144,3 +144,28 @@ def test_history_lists_as_a_table_csv_and_json(tmp_path, capsys):
     assert [r["run_id"] for r in json.loads(capsys.readouterr().out)] == ["run-0", "run-1"]
     assert cli.main(["history", *db, "--format", "csv", "--replicas", "1"]) == 0
     assert capsys.readouterr().out.strip().split(",")[:3] == ["path", "run_id", "kind"]
+
+
+def test_compare_against_the_last_studies_a_named_one_or_dates(tmp_path, capsys):
+    db = tmp_path / "group.db"
+    days = {"a": "2026-11-01", "b": "2026-11-10", "c": "2026-11-20", "slow": "2026-12-01", "same": "2026-12-02"}
+    speeds = {"a": 100.0, "b": 101.0, "c": 99.0, "slow": 90.0, "same": 100.0}
+    for name, day in days.items():
+        for i, jitter in enumerate((0.0, 1.0, -1.0)):
+            write_record(tmp_path / name, record(f"{name}-{i}", tmp_path / name, started=f"{day}T10:0{i}:00+00:00",
+                                                 samples_per_s=speeds[name] + jitter))
+    assert cli.main(["history", "import", *(str(tmp_path / n) for n in days), "--db", str(db)]) == 0
+    capsys.readouterr()
+
+    def compare(current, spec):
+        code = cli.main(["compare", str(tmp_path / current), "--baseline", spec, "--db", str(db)])
+        return code, capsys.readouterr().out
+    code, out = compare("slow", "last:2")
+    assert code == 1 and out.startswith("baseline: the last 2 studies (c, same), 6 run(s)") and "REGRESSION" in out
+    code, out = compare("slow", "study:a")
+    assert code == 1 and out.startswith("baseline: study a, 3 run(s)") and "-10.0%" in out, out
+    code, out = compare("slow", "2026-11-01:2026-11-10")
+    assert code == 1 and "baseline: runs from 2026-11-01 to 2026-11-10, 6 run(s)" in out
+    assert compare("same", "last:3")[0] == 0
+    assert cli.main(["compare", str(tmp_path / "slow"), "--baseline", "last:x", "--db", str(db)]) == 2
+    assert "--baseline 'last:x': expected last:N" in capsys.readouterr().err

@@ -269,9 +269,10 @@ PERIOD = re.compile(r"^(\d+)([hdw])$")
 UNITS = {"h": "hours", "d": "days", "w": "weeks"}
 
 
-def parse_time(text: str, flag: str, now: datetime | None = None) -> str:
+def parse_time(text: str, flag: str, now: datetime | None = None, inclusive_day: bool = False) -> str:
     """'30d', '12h', '2w' (ago), or a date/time ('2026-11-01', '2026-11-01T12:00') -> an ISO
-    timestamp comparable with the records' `started_at`."""
+    timestamp comparable with the records' `started_at`; with `inclusive_day`, a bare date is
+    the end of that day."""
     now = now or datetime.now(timezone.utc)
     match = PERIOD.match(text.strip())
     if match:
@@ -284,6 +285,8 @@ def parse_time(text: str, flag: str, now: datetime | None = None) -> str:
             raise UsageError(f"{flag} {text!r}: a period such as 30d, 12h or 2w, or a date such as 2026-11-01") from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=timezone.utc)
+        if inclusive_day and len(text.strip()) == 10:
+            moment += timedelta(days=1, seconds=-1)
     return moment.astimezone(timezone.utc).isoformat(timespec="seconds")
 
 
@@ -321,6 +324,47 @@ def select(db: sqlite3.Connection, query: Query) -> Iterator[dict[str, Any]]:
     names = [d[0] for d in cursor.description]
     for values_ in cursor:
         yield dict(zip(names, values_))
+
+
+BASELINES = "last:N (the last N studies), FROM:TO (dates, e.g. 2026-11-01:2026-11-30) or study:NAME"
+
+
+def baseline(db: sqlite3.Connection, spec: str, current: Iterable[str | Path]) -> tuple[str, list[str]]:
+    """The record paths of a `bench compare --baseline SPEC`: ok runs of the current study's cases
+    (workload, strategy, replicas) that are not the current study's own records; and what
+    was selected, in words."""
+    inside = [str(Path(d).resolve()) for d in current]
+    cases = {(r["workload"], r["strategy"], r["replicas"]) for r in _rows(db, "SELECT workload, strategy, replicas, "
+             "path FROM records", []) if any(r["path"].startswith(d + os.sep) for d in inside)}
+    rows = [r for r in _rows(db, "SELECT path, study, started_at, workload, strategy, replicas FROM records "
+                                 "WHERE status = 'ok' AND kind = 'run' ORDER BY started_at", [])
+            if not any(r["path"].startswith(d + os.sep) for d in inside)
+            and (not cases or (r["workload"], r["strategy"], r["replicas"]) in cases)]
+    kind, _, value = spec.partition(":")
+    if kind == "last" and value.isdigit() and int(value) > 0:
+        latest: dict[str, str] = {}
+        for r in rows:
+            latest[r["study"]] = max(latest.get(r["study"], ""), r["started_at"] or "")
+        studies = sorted(latest, key=latest.get)[-int(value):]
+        chosen = [r for r in rows if r["study"] in studies]
+        words = f"the last {len(studies)} studies ({', '.join(studies) or 'none'})"
+    elif kind == "study" and value:
+        chosen = [r for r in rows if r["study"] == value]
+        words = f"study {value}"
+    elif value and kind != "last":
+        start = parse_time(kind, "--baseline")
+        end = parse_time(value, "--baseline", inclusive_day=True)
+        chosen = [r for r in rows if start <= (r["started_at"] or "") <= end]
+        words = f"runs from {kind} to {value}"
+    else:
+        raise UsageError(f"--baseline {spec!r}: expected {BASELINES}")
+    return words, [r["path"] for r in chosen]
+
+
+def _rows(db: sqlite3.Connection, text: str, values: list[Any]) -> list[dict[str, Any]]:
+    cursor = db.execute(text, values)
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row_)) for row_ in cursor]
 
 
 # --- output ----------------------------------------------------------------------------
