@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
@@ -218,10 +219,13 @@ def _add_cluster(sub) -> None:
 
 def _add_history(sub) -> None:
     history = sub.add_parser("history", help="every record in a results database: list and filter, import, rebuild")
-    history.add_argument("action", nargs="?", default="list", choices=("list", "import", "rebuild"),
+    history.add_argument("action", nargs="?", default="list", choices=("list", "import", "rebuild", "trend"),
                          help="list (default): the records the filters select; import DIR...: add the records "
-                              "under DIR (again: nothing new); rebuild DIR...: recreate the database from them")
-    history.add_argument("dirs", nargs="*", metavar="DIR", help="results directories (import, rebuild)")
+                              "under DIR (again: nothing new); rebuild DIR...: recreate the database from them; "
+                              "trend CASE...: a case's throughput across studies (CASE: mlp/mwms/2 or mlp/mwms)")
+    history.add_argument("dirs", nargs="*", metavar="DIR|CASE", help="results directories (import, rebuild); "
+                                                                      "cases (trend)")
+    history.add_argument("-o", "--out", default="trend.png", help="trend: the plot (PNG)")
     history.add_argument("--db", help="the database (default: $DISTBENCH_DB, else RESULTS/distbench.db, "
                                       "RESULTS being the first DIR or $DISTBENCH_RESULTS or ./results)")
     for name, kind in (("workload", str), ("strategy", str), ("replicas", int), ("study", str), ("status", str),
@@ -629,12 +633,14 @@ def cmd_summary(args: argparse.Namespace) -> int:
 def cmd_history(args: argparse.Namespace) -> int:
     from bench.core import history
     from bench.core.hparams import parse_set_options
-    if args.action != "list" and not args.dirs:
+    if args.action in ("import", "rebuild") and not args.dirs:
         raise UsageError(f"history {args.action}: give the results directories (bench history {args.action} DIR...)")
+    if args.action == "trend" and not args.dirs:
+        raise UsageError("history trend: give the cases, e.g. bench history trend mlp/mwms/2")
     if args.action == "list" and args.dirs:
         raise UsageError("history list takes no directories: it reads the database (--db); "
                          "add directories with: bench history import DIR...")
-    where = history.location(args.dirs[0] if args.dirs else None, args.db)
+    where = history.location(args.dirs[0] if args.action in ("import", "rebuild") else None, args.db)
     if args.action == "rebuild":
         return _imported(history.rebuild(where, args.dirs), where)
     if args.action == "import":
@@ -647,12 +653,26 @@ def cmd_history(args: argparse.Namespace) -> int:
                           since=args.since and history.parse_time(args.since, "--since"),
                           until=args.until and history.parse_time(args.until, "--until"),
                           tags=parse_set_options(args.tag, "--tag"))
+    if args.action == "trend":
+        from analysis import history as trends
+        cases = [trends.parse_case(text) for text in args.dirs]
     db = history.connect(where, create=False)
     try:
-        rows = list(history.select(db, query))
+        if args.action == "trend":
+            rows = [row for case in cases for row in history.select(db, dataclasses.replace(
+                query, equal={**query.equal, **case}))]
+        else:
+            rows = list(history.select(db, query))
     finally:
         db.close()
-    print(history.render(rows, args.format))
+    if args.action == "list":
+        print(history.render(rows, args.format))
+        return 0
+    table = trends.points(rows)
+    print(trends.text(table))
+    if table.empty:
+        return 1
+    print(f"plot: {trends.plot(table, Path(args.out))}")
     return 0
 
 
