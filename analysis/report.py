@@ -61,6 +61,7 @@ def build(results: list[str], out: str | Path, options: Options | None = None) -
     table = scaling.trust(scaling.speedup(scaling.aggregate(runs)))
     table.reindex(columns=COLUMNS).to_csv(out / "scaling.csv", index=False)
 
+    history_blocks = _history_blocks(results, runs, table, out)
     blocks = _job_blocks(options.jobs or []) + _answer_blocks(table, frame, options.jobs or [])
     summary_text = _markdown(blocks)
     if options.compare:
@@ -68,6 +69,7 @@ def build(results: list[str], out: str | Path, options: Options | None = None) -
     prediction_blocks: list[Block] = []
     prediction = _prediction_blocks(table, [r for r, _ in records], runs, options, out, prediction_blocks)
     blocks += _plot_blocks(table, prediction, runs[runs["status"] == "ok"], out)
+    blocks += history_blocks
     blocks += [Block("details", ("All measurements", _measurement_blocks(table))),
                Block("details", ("Scaling prediction (ring allreduce)", prediction_blocks))]
     if options.profile and options.what_if_gpus:
@@ -152,6 +154,54 @@ def _plot_blocks(table: pd.DataFrame, prediction: pd.DataFrame, ok_runs: pd.Data
                                 "each record says why under `gpu.reason`).")]
 
 
+PREVIOUS = "last:5"      # the report's "against previous runs": the last five studies of the same cases
+
+
+def _history_blocks(results: list[str], runs: pd.DataFrame, table: pd.DataFrame, out: Path) -> list[Block]:
+    """Where the results database holds earlier studies of this report's cases: each case
+    against them (a `vs previous` column of the table, as `bench compare --baseline last:5`
+    says it) and their trend. Nothing when it holds none; a paragraph when it cannot be read."""
+    from analysis import compare, history as trends
+    from bench.core import history
+    where = history.location(results[0])
+    if not where.is_file():
+        return []
+    try:
+        db = history.connect(where, create=False)
+        try:
+            words, paths = history.baseline(db, PREVIOUS, results)
+            cases = table[["workload", "strategy", "num_replicas"]].drop_duplicates().itertuples(index=False)
+            rows = [row for w, st, n in cases for row in history.select(db, history.Query(
+                {"workload": w, "strategy": st.split(" ")[0], "replicas": int(n)}))]
+        finally:
+            db.close()
+    except (UsageError, OSError) as exc:
+        return [Block("h2", "Against previous runs"), Block("p", f"The results database could not be read: {exc}")]
+    if not paths:
+        return []
+    try:
+        versus = compare.compare_frames(compare.records_frame(paths), runs, 0.05, f"the baseline ({words})")
+    except UsageError:          # none of those runs readable and ok
+        return []
+    versus = versus[versus["samples_per_s_cur"].notna()]
+    table["previous"] = table.merge(versus, how="left", on=scaling.KEYS).apply(
+        lambda r: "-" if pd.isna(r.get("change")) else f"{r['change']:+.1%} ({r['verdict']})", axis=1).to_numpy()
+    shown = pd.DataFrame({
+        "workload": versus["workload"], "strategy": versus["strategy"], "count": versus["num_replicas"].map(int),
+        "previous samples/s": [_interval(r, "base") for _, r in versus.iterrows()],
+        "this study": [_interval(r, "cur") for _, r in versus.iterrows()],
+        "change": versus["change"].map(lambda v: "-" if pd.isna(v) else f"{v:+.1%}"),
+        "verdict": versus["verdict"]})
+    blocks = [Block("h2", "Against previous runs"),
+              Block("p", f"From the results database {where}: {words}, {len(paths)} run(s) of this report's cases. "
+                         "A change beyond 5% whose 95% intervals do not overlap is flagged (REGRESSION or faster)."),
+              Block("table", shown)]
+    points = trends.points(rows)
+    if len(points) > len(points.drop_duplicates(["workload", "strategy", "replicas"])):
+        blocks.append(Block("image", trends.plot(points, out / "history-trend.png")))
+    return blocks
+
+
 def _comparison_blocks(results: list[str], options: Options) -> list[Block]:
     from analysis import compare
     table = compare.compare(results, options.compare, options.tolerance)
@@ -187,6 +237,8 @@ def _fmt(table: pd.DataFrame) -> pd.DataFrame:
         "GPU util": table["gpu_util_pct"].map(lambda v: "-" if pd.isna(v) else f"{v:.0f}%"),
         "J/sample": table["energy_per_sample_j"].map(lambda v: "-" if pd.isna(v) else f"{v:.3g}"),
         "flags": table["flags"] if "flags" in table else ""})
+    if "previous" in table:
+        shown["vs previous runs"] = table["previous"]
     return shown
 
 

@@ -161,7 +161,7 @@ def test_compare_against_the_last_studies_a_named_one_or_dates(tmp_path, capsys)
         code = cli.main(["compare", str(tmp_path / current), "--baseline", spec, "--db", str(db)])
         return code, capsys.readouterr().out
     code, out = compare("slow", "last:2")
-    assert code == 1 and out.startswith("baseline: the last 2 studies (c, same), 6 run(s)") and "REGRESSION" in out
+    assert code == 1 and out.startswith("baseline: the last 2 studies (b, c), 6 run(s)") and "REGRESSION" in out
     code, out = compare("slow", "study:a")
     assert code == 1 and out.startswith("baseline: study a, 3 run(s)") and "-10.0%" in out, out
     code, out = compare("slow", "2026-11-01:2026-11-10")
@@ -188,3 +188,20 @@ def test_trend_has_a_point_per_study_and_marks_what_changed(tmp_path, capsys):
     assert lines[3] == f"plot: {tmp_path / 't.png'}" and (tmp_path / "t.png").stat().st_size > 0
     assert cli.main(["history", "trend", "mlp/horovod", "--db", str(db)]) == 1
     assert cli.main(["history", "trend", "mlp", "--db", str(db)]) == 2
+
+
+def test_the_report_puts_each_case_against_previous_studies(tmp_path, monkeypatch):
+    from analysis import report
+    monkeypatch.setenv(history.DB_ENV, str(tmp_path / "group.db"))
+    for name, day, speed in (("a", "2026-11-01", 100.0), ("b", "2026-11-10", 100.0), ("now", "2026-12-01", 80.0)):
+        for i, jitter in enumerate((0.0, 1.0, -1.0)):
+            finish(tmp_path / name, record(f"{name}-{i}", tmp_path / name, started=f"{day}T10:0{i}:00+00:00",
+                                           samples_per_s=speed + jitter))
+    markdown = report.build([str(tmp_path / "now")], tmp_path / "out").markdown.read_text()
+    assert "## Against previous runs" in markdown and "the last 2 studies (a, b), 6 run(s)" in markdown
+    assert "-20.0%" in markdown and "REGRESSION" in markdown and "vs previous runs" in markdown
+    assert "![history-trend](history-trend.png)" in markdown
+    first = report.build([str(tmp_path / "a")], tmp_path / "first").markdown.read_text()
+    assert "Against previous runs" not in first        # b and now ran after it
+    monkeypatch.setenv(history.DB_ENV, str(tmp_path / "none.db"))
+    assert "Against previous runs" not in report.build([str(tmp_path / "now")], tmp_path / "o3").markdown.read_text()

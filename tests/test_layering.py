@@ -82,6 +82,7 @@ def test_workloads_and_backends_do_not_know_each_other():
 # Strings that are a backend's name but name something else here: Python distributions whose
 # versions a record carries, and Ray's own files and facts (Ray Tune runs the studies).
 NOT_A_BACKEND = {("bench/core/provenance.py", "horovod"), ("bench/core/provenance.py", "ray"),
+                 ("bench/core/history.py", "horovod"), ("bench/core/history.py", "ray"),
                  ("bench/study/tune.py", "ray")}
 
 

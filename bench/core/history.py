@@ -331,11 +331,13 @@ BASELINES = "last:N (the last N studies), FROM:TO (dates, e.g. 2026-11-01:2026-1
 
 def baseline(db: sqlite3.Connection, spec: str, current: Iterable[str | Path]) -> tuple[str, list[str]]:
     """The record paths of a `bench compare --baseline SPEC`: ok runs of the current study's cases
-    (workload, strategy, replicas) that are not the current study's own records; and what
-    was selected, in words."""
+    (workload, strategy, replicas) that are not the current study's own records (last:N: the
+    N studies last before the current one's first run); and what was selected, in words."""
     inside = [str(Path(d).resolve()) for d in current]
-    cases = {(r["workload"], r["strategy"], r["replicas"]) for r in _rows(db, "SELECT workload, strategy, replicas, "
-             "path FROM records", []) if any(r["path"].startswith(d + os.sep) for d in inside)}
+    mine = [r for r in _rows(db, "SELECT workload, strategy, replicas, path, started_at FROM records", [])
+            if any(r["path"].startswith(d + os.sep) for d in inside)]
+    cases = {(r["workload"], r["strategy"], r["replicas"]) for r in mine}
+    first = min((r["started_at"] for r in mine if r["started_at"]), default=None)
     rows = [r for r in _rows(db, "SELECT path, study, started_at, workload, strategy, replicas FROM records "
                                  "WHERE status = 'ok' AND kind = 'run' ORDER BY started_at", [])
             if not any(r["path"].startswith(d + os.sep) for d in inside)
@@ -343,7 +345,7 @@ def baseline(db: sqlite3.Connection, spec: str, current: Iterable[str | Path]) -
     kind, _, value = spec.partition(":")
     if kind == "last" and value.isdigit() and int(value) > 0:
         latest: dict[str, str] = {}
-        for r in rows:
+        for r in rows if first is None else [r for r in rows if (r["started_at"] or "") < first]:
             latest[r["study"]] = max(latest.get(r["study"], ""), r["started_at"] or "")
         studies = sorted(latest, key=latest.get)[-int(value):]
         chosen = [r for r in rows if r["study"] in studies]
