@@ -205,3 +205,13 @@ def test_the_report_puts_each_case_against_previous_studies(tmp_path, monkeypatc
     assert "Against previous runs" not in first        # b and now ran after it
     monkeypatch.setenv(history.DB_ENV, str(tmp_path / "none.db"))
     assert "Against previous runs" not in report.build([str(tmp_path / "now")], tmp_path / "o3").markdown.read_text()
+
+
+def test_studies_under_a_results_tree_share_its_database_once_it_exists(tmp_path):
+    root = tmp_path / "results"
+    finish(root / "march", record("m", root / "march"))
+    assert (root / "march" / "distbench.db").is_file()             # no tree database yet: its own
+    assert cli.main(["history", "import", str(root)]) == 0          # the tree's
+    finish(root / "april", record("a", root / "april"))
+    assert not (root / "april" / "distbench.db").exists()
+    assert sorted(r["run_id"] for r in rows_of(root / "distbench.db")) == ["a", "m"]

@@ -60,12 +60,19 @@ class HistoryError(UsageError):
 
 
 def location(results: str | Path | None = None, explicit: str | Path | None = None) -> Path:
-    """Where the database is: `--db PATH`, else $DISTBENCH_DB (a group's shared one), else
+    """Where the database is: `--db PATH`, else $DISTBENCH_DB (a group's shared one), else the
+    first `distbench.db` in the results directory or above it (as git finds its repository:
+    studies under `results/` share `results/distbench.db` once it exists), else a new one
     beside the results (`<results>/distbench.db`)."""
     chosen = explicit or os.environ.get(DB_ENV)
     if chosen:
         return Path(chosen)
-    return Path(results if results is not None else os.environ.get("DISTBENCH_RESULTS", "results")) / DB_FILE
+    results = Path(results if results is not None else os.environ.get("DISTBENCH_RESULTS", "results"))
+    start = results.resolve()
+    for folder in (start, *start.parents):
+        if (folder / DB_FILE).is_file():
+            return folder / DB_FILE
+    return results / DB_FILE
 
 
 def connect(path: str | Path, create: bool = True) -> sqlite3.Connection:
