@@ -14,15 +14,19 @@ HEAVY = ("tensorflow", "keras", "horovod", "ray")
 # Every module of jobs/ and analysis/, and every backend module, imported with TensorFlow,
 # Keras, Horovod and Ray unimportable; then a study is planned and written, records are
 # reported on and compared, as on a login node or a laptop.
-LOGIN_NODE = r'''
-import importlib, pkgutil, sys, tempfile
-from pathlib import Path
+# Python run with the frameworks unimportable ({heavy}: their top-level names)
+UNIMPORTABLE = r'''
+import sys
 
 class Unimportable:
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in {heavy!r}:
             raise ImportError(f"{{name}} is unimportable in this test")
 sys.meta_path.insert(0, Unimportable())
+'''
+LOGIN_NODE = UNIMPORTABLE + r'''
+import importlib, pkgutil, sys, tempfile
+from pathlib import Path
 
 import analysis, jobs, strategies
 modules = [f"{{p.__name__}}.{{m.name}}" for p in (analysis, jobs) for m in pkgutil.iter_modules(p.__path__)]
@@ -190,14 +194,8 @@ def test_every_package_imports_only_the_floors_below_it():
 # With the frameworks unimportable, every error a run's names, choices, placement or `--set` keys
 # can cause is still one line and exit 2 (it comes before TensorFlow would load), `bench list`
 # answers, and nothing imported a framework.
-BEFORE_TENSORFLOW = r'''
-import contextlib, io, sys
-
-class Unimportable:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in {heavy!r}:
-            raise ImportError(f"{{name}} is unimportable in this test")
-sys.meta_path.insert(0, Unimportable())
+BEFORE_TENSORFLOW = UNIMPORTABLE + r'''
+import contextlib, io
 
 from bench import cli
 for argv in {commands!r}:
