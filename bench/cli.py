@@ -195,8 +195,8 @@ def _add_compare(sub) -> None:
                               "with --baseline, CURRENT only")
     compare.add_argument("--baseline", metavar="SPEC", help="the reference runs from the results database: "
                          "last:N (the last N studies of the same cases), FROM:TO (dates) or study:NAME")
-    compare.add_argument("--db", help="the results database for --baseline (default: $DISTBENCH_DB, else "
-                                      "CURRENT/distbench.db)")
+    compare.add_argument("--db", help="the results database for --baseline (default: $DISTBENCH_DB, else the "
+                                      "first distbench.db in CURRENT or above it)")
     compare.add_argument("--tolerance", default="5%", help="allowed slowdown (default: 5%%)")
 
 
@@ -226,8 +226,9 @@ def _add_history(sub) -> None:
     history.add_argument("dirs", nargs="*", metavar="DIR|CASE", help="results directories (import, rebuild); "
                                                                       "cases (trend)")
     history.add_argument("-o", "--out", default="trend.png", help="trend: the plot (PNG)")
-    history.add_argument("--db", help="the database (default: $DISTBENCH_DB, else RESULTS/distbench.db, "
-                                      "RESULTS being the first DIR or $DISTBENCH_RESULTS or ./results)")
+    history.add_argument("--db", help="the database (default: $DISTBENCH_DB, else the first distbench.db in "
+                                      "RESULTS or above it, else RESULTS/distbench.db; RESULTS: the first DIR, "
+                                      "or $DISTBENCH_RESULTS, or ./results)")
     for name, kind in (("workload", str), ("strategy", str), ("replicas", int), ("study", str), ("status", str),
                        ("kind", str)):
         history.add_argument(f"--{name}", type=kind)

@@ -83,8 +83,12 @@ def require_ray() -> None:
 
 @contextlib.contextmanager
 def session(address: str = "local", num_cpus: int | None = None, num_gpus: int | None = None,
-            verbose: bool = False) -> Iterator[dict[str, Any]]:
-    """A Ray session for one study; Ray is shut down on the way out, also after a failure."""
+            verbose: bool = False, logs: Path | None = None) -> Iterator[dict[str, Any]]:
+    """A Ray session for one study; Ray is shut down on the way out, also after a failure.
+    A local session's files live in a private temporary directory (not Ray's shared /tmp/ray),
+    short because Ray binds Unix sockets under it (108 bytes at most: a study's results path
+    is often too long for it); its logs are kept in `logs` (the study's results), then the
+    directory is removed."""
     require_ray()
     if address not in ADDRESSES:
         raise UsageError(f"--ray {address!r}: must be one of {', '.join(ADDRESSES)}")
@@ -92,15 +96,18 @@ def session(address: str = "local", num_cpus: int | None = None, num_gpus: int |
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    if not verbose:     # Tune's output engine prints its experiment box and paths even when silent
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     cluster = contextlib.nullcontext({})
     if address == "slurm":
         from strategies import ray_slurm
         cluster = ray_slurm.cluster()
+    temp = tempfile.mkdtemp(prefix="distbench-ray-", dir="/tmp") if address == "local" else None
     with cluster as started:
         try:
             if address == "local":
                 ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
-                         log_to_driver=verbose, configure_logging=verbose)
+                         log_to_driver=verbose, configure_logging=verbose, _temp_dir=temp)
             else:
                 ray.init(address=started.get("address", "auto"), log_to_driver=verbose)
             if "expected_nodes" in started:
@@ -111,6 +118,20 @@ def session(address: str = "local", num_cpus: int | None = None, num_gpus: int |
                    "cpus": resources.get("CPU", 0), "gpus": resources.get("GPU", 0)}
         finally:
             ray.shutdown()
+            if temp is not None:
+                _keep_logs(Path(temp), logs)
+
+
+def _keep_logs(temp: Path, logs: Path | None) -> None:
+    """The session's logs copied to `logs` (when given), then its temporary directory removed."""
+    import shutil
+    try:
+        sessions = [d for d in temp.glob("session_*") if d.is_dir() and not d.is_symlink()]
+        if logs is not None and sessions and (sessions[0] / "logs").is_dir():
+            shutil.copytree(sessions[0] / "logs", logs, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("*.sock", "*.socket"))
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def search_domain(dimension: Dimension):

@@ -280,6 +280,32 @@ def test_rejected_submission_and_failed_job_on_real_slurm(slurm, bench, tmp_path
     assert "no record" in rows.stdout and "fashion-mnist not found" in rows.stdout   # the job's stderr tail
 
 
+def test_a_workload_whose_data_the_nodes_lack_is_said_by_collect_and_the_report(slurm, bench, tmp_path):
+    """The login node wrote the study (library call: it had the data); the nodes have no
+    Fashion-MNIST: mlp's jobs fail at once, charrnn-gru's run. `bench jobs collect` exits 1 and
+    says why per job; the report job's first screen says "2 of 2 jobs failed (why)" and mlp
+    keeps its section saying so."""
+    import sys
+    import time
+    text = E2E.replace('name = "e2e"', 'name = "lost"').replace('data = "generated"', 'data = "real"', 1)
+    text = text.replace('name = "charrnn-gru"\ndata = "real"', 'name = "charrnn-gru"\ndata = "generated"')
+    study = spec.load(write_spec(tmp_path, text))
+    out = tmp_path / "jobs"
+    sbatch.write(study, out)
+    env = {**slurm.env, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "DISTBENCH_DATA_DIR": str(tmp_path / "none"), "DISTBENCH_CACHE": str(tmp_path / "cache")}
+    assert bench("jobs", "submit", str(out), env=env).returncode == 0
+    assert bench("jobs", "wait", str(out), "--timeout", "300", "--poll", "2", env=env).returncode == 0
+    collected = bench("jobs", "collect", str(out), "--results", str(tmp_path / "results"), env=env)
+    assert collected.returncode == 1
+    lines = collected.stdout.splitlines()
+    assert sum(line.startswith("ok ") for line in lines) == 2, collected.stdout
+    assert collected.stdout.count("fashion-mnist not found") >= 2, collected.stdout
+    first_screen = (tmp_path / "results" / "report" / "report.md").read_text().split("## Plots")[0]
+    assert "## Jobs that failed" in first_screen and "mlp: 2 of 2 jobs failed (" in first_screen, first_screen
+    assert "No result: every one of its 2 jobs failed" in first_screen and "## charrnn-gru" in first_screen
+
+
 def spec_manifest(out):
     import json
     return json.loads((out / "manifest.json").read_text())

@@ -21,6 +21,18 @@ def test_local_study_runs_the_matrix_and_prints_a_table(bench, tmp_path):
     assert "charrnn-gru" in table and "mirrored" in table and "samples_per_s" in table
 
 
+@pytest.mark.stack
+def test_a_workload_whose_data_is_missing_fails_its_runs_visibly(bench, tmp_path):
+    results = tmp_path / "study"
+    done = bench("study", "--workloads", "mlp,charrnn-gru", "--strategies", "default", "--devices", "1",
+                 "--data", "mlp=real,charrnn-gru=generated", "--steps-per-epoch", "4", "--warmup-steps", "1",
+                 "--set", "charrnn-gru.rnn_units=16", "--results", str(results),
+                 env={"DISTBENCH_DATA_DIR": str(tmp_path / "none"), "DISTBENCH_CACHE": str(tmp_path / "cache")})
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "fashion-mnist not found" in done.stdout and "1 of 2 runs failed" in done.stderr
+    assert "charrnn-gru" in done.stdout.split("\n\n")[-1] and len(record_paths(results)) == 1
+
+
 def test_study_rejects_unknown_names_before_running_anything(bench, tmp_path):
     done = bench("study", "--workloads", "mlp,bert", "--results", str(tmp_path / "s"))
     assert done.returncode == 2 and "unknown workload 'bert'" in done.stderr

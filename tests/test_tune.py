@@ -35,6 +35,7 @@ def test_pbt_perturbations_are_clamped_to_the_valid_range():
 
 def test_pbt_smoke_study_exploits_and_restores_a_checkpoint(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)           # a relative results directory, as `make demo` gives
+    ray_temp_before = set(Path("/tmp").glob("distbench-ray-*"))
     result = run_study(StudyConfig(
         "memnn", scheduler="pbt", samples=2, epochs=4, steps_per_epoch=10, synch=True,
         data="generated", overrides=MEMNN_SMALL, num_cpus=2, results=".", sparse_gradients=True))
@@ -64,6 +65,9 @@ def test_pbt_smoke_study_exploits_and_restores_a_checkpoint(tmp_path, monkeypatc
         [last] = sorted((experiment / trial.extra["trial_id"]).glob("checkpoint_*"))
         assert (last / "model.keras").is_file() and (last / "meta.json").is_file()
     assert study.extra["checkpoints_pruned"] >= 4
+    # Ray's files: its logs under the study's results, its private temporary directory removed
+    assert any(Path(study.artifacts["ray_logs"]).glob("raylet*"))
+    assert set(Path("/tmp").glob("distbench-ray-*")) == ray_temp_before
 
 
 def test_search_smoke_study_retrains_the_best_config_and_survives_a_failing_trial(tmp_path, monkeypatch):

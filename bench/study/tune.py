@@ -79,9 +79,9 @@ def run_study(cfg: StudyConfig) -> StudyResult:
     # Missing or corrupt data ends the study here, in one line, before anything is written;
     # the trials then share this copy through Ray's object store.
     data = workload.load(cfg.data, cfg.data_dir, fixed, cfg.seed)
-    if cfg.ray == "slurm":
-        from strategies import ray_slurm
-        ray_slurm.prepare_environment()     # before Ray is imported
+    if cfg.ray in ("slurm", "local"):       # clusters of this study's own: a token of its own (without
+        from strategies import ray_slurm    # one a local Ray 2.60 warns on every start), before Ray is imported
+        ray_slurm.prepare_environment()
     from strategies import raytune
     raytune.require_ray()
     study_id = cfg.study_id = cfg.study_id or new_run_id(cfg.scheduler)
@@ -97,10 +97,12 @@ def run_study(cfg: StudyConfig) -> StudyResult:
                          "space": {n: d.text() for n, d in dimensions.items()}})
     storage = Path(cfg.results) / study_id / "ray"
     record.artifacts["ray_storage"] = str(storage)
+    record.artifacts["ray_logs"] = str(storage.parent / "ray-logs")
     trials: list[RunRecord] = []
     retrained = None
     with Lifecycle(cfg.results, record, on_first_signal=_stop_ray_tune) as life:
-        with raytune.session(cfg.ray, cfg.num_cpus, verbose=bool(cfg.verbose)) as ray_info, _ray_sigint_off():
+        with raytune.session(cfg.ray, cfg.num_cpus, verbose=bool(cfg.verbose), logs=storage.parent / "ray-logs") \
+                as ray_info, _ray_sigint_off():
             # after ray.init, which installs a SIGTERM handler of its own
             life.signals.install()
             record.extra["ray"] = ray_info
