@@ -66,7 +66,11 @@ def submit(out: str | Path) -> tuple[int, int]:
     out = _directory(out)
     manifest = read_manifest(out)
     jobs = manifest.setdefault("jobs", {})
-    scripts = sorted(p for p in out.glob("*.sbatch") if p.name != REPORT)
+    # the largest jobs first (first-fit decreasing): in a first-in first-out queue a job of all
+    # the nodes behind small ones waits for them to drain and holds back every job after it
+    plan = _plan(out)
+    scripts = sorted((p for p in out.glob("*.sbatch") if p.name != REPORT),
+                     key=lambda p: (-plan.get(p.name, {}).get("gpus", 0), p.name))
     fresh, rejected = 0, []
     for script in scripts:
         if script.name in jobs:

@@ -181,6 +181,9 @@ def test_a_generated_study_at_one_two_and_four_replicas_is_submitted_collected_a
     assert bench("jobs", "write", str(tmp_path / "study.toml"), "-o", jobs, env=env).returncode == 0
     done = bench("jobs", "submit", jobs, env=env)
     assert "submitted 3 jobs (0 already submitted)" in done.stdout, done.stderr
+    plan = json.loads(Path(jobs, "jobs.json").read_text())["jobs"]
+    order = sorted(json.loads(Path(jobs, "manifest.json").read_text())["jobs"].items(), key=lambda j: int(j[1]["job_id"]))
+    assert [plan[script]["gpus"] for script, _ in order] == [4, 2, 1]      # the largest first: none waits behind
     waited = bench("jobs", "wait", jobs, "--timeout", "500", "--poll", "2", env=env)
     assert waited.returncode == 0, waited.stdout + waited.stderr
     collected = bench("jobs", "collect", jobs, "--results", str(tmp_path / "results"), env=env)
