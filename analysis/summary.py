@@ -15,7 +15,7 @@ from bench.core.record import RunRecord, iter_record_paths
 COLUMNS = ["run_id", "kind", "workload", "strategy", "backend", "numerics", "status", "scaling", "data_source", "num_replicas",
            "ranks_per_node", "nodes", "jit", "overrides", "global_batch_size", "per_replica_batch_size", "samples_per_s", "samples_per_s_per_device",
            "tokens_per_s", "median_step_s", "p90_step_s", "timed_steps", "final_loss", "final_accuracy",
-           "test_accuracy", "shared_cores", "others_cpu_pct", "gpu_util_pct", "energy_j", "samples_trained", "parameters", "hostname",
+           "test_accuracy", "shared_cores", "others_cpu_pct", "steal_pct", "gpu_util_pct", "energy_j", "samples_trained", "parameters", "hostname",
            "gpu_models", "slurm_job_id", "git_sha", "tensorflow", "error", "path"]
 
 
@@ -51,6 +51,7 @@ def row(record: RunRecord, path: Path) -> dict:
         "test_accuracy": record.metrics.get("test_accuracy"),
         "shared_cores": shared_cores(record.host or {}),
         "others_cpu_pct": (record.host or {}).get("others_cpu_pct_mean"),
+        "steal_pct": (record.host or {}).get("steal_pct_mean"),
         "gpu_util_pct": sum(utils) / len(utils) if utils else None,
         "energy_j": sum(energies) if energies else None,
         "samples_trained": steps * record.global_batch_size if steps and record.global_batch_size else None,

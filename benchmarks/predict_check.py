@@ -78,6 +78,8 @@ def summary(record: dict) -> dict:
             "allreduce": record["extra"].get("allreduce", {}).get("cpu"),
             # what each rank ran on: a 1 x 1 run's median took 186 ms in one repeat, 93.5 in the next
             "cpu_share": record["host"].get("binding", {}).get("cpu_share"), "rank_cores": record["host"].get("rank_cores"),
+            # the hypervisor's share of the chief's cores (this VM: 2% over its life, 5% in a 10 s look)
+            "steal_pct": record["host"].get("steal_pct_mean"),
             "p90_over_median": steps["p90_s"] / steps["median_s"]}
 
 

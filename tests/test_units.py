@@ -91,6 +91,8 @@ def test_sampler_records_host_rows():
     assert sampler.host_summary()["rss_mib_max"] > 0
     assert sampler.gpu_summary()["available"] in (True, False)
     assert not math.isnan(sampler.host_summary()["cpu_pct_mean"])
+    assert 0 <= sampler.host_summary()["steal_pct_mean"] <= 100     # a hypervisor's share (0 on bare metal)
+    assert len(sampler.host_rows[0]) == len(sampler.HOST_COLUMNS)
 
 
 def test_sampler_sees_another_process_on_the_runs_cores():

@@ -15,8 +15,10 @@ from bench.core.gpu import Nvml
 
 class ResourceSampler:
     # others_pct: how busy the run's cores were with other processes, in % of those cores (their
-    # busy time less this process's): a run that shared its cores measured the other work too
-    HOST_COLUMNS = ["t_s", "cpu_pct", "proc_cpu_pct", "rss_mib", "others_pct"]
+    # busy time less this process's): a run that shared its cores measured the other work too.
+    # steal_pct: the time a virtual machine's hypervisor gave the run's cores to other guests, in %
+    # (0 on bare metal): it comes and goes with the host's load, and a run's steps stretch with it
+    HOST_COLUMNS = ["t_s", "cpu_pct", "proc_cpu_pct", "rss_mib", "others_pct", "steal_pct"]
     GPU_COLUMNS = ["t_s", "gpu", "util_pct", "mem_used_mib", "power_w"]
 
     def __init__(self, interval_s: float = 1.0) -> None:
@@ -43,6 +45,7 @@ class ResourceSampler:
         self.nvml.open()
         psutil.cpu_percent(None)          # prime: the first call returns 0.0
         psutil.cpu_percent(None, percpu=True)
+        psutil.cpu_times_percent(None, percpu=True)
         self._process.cpu_percent(None)
         self._cores = sorted(os.sched_getaffinity(0))      # as bound when the run starts
         self._t0 = time.perf_counter()
@@ -69,7 +72,9 @@ class ResourceSampler:
             busy, own = psutil.cpu_percent(None, percpu=True), self._process.cpu_percent(None)
             mine = [busy[c] for c in self._cores if c < len(busy)] or busy
             others = max(0.0, (sum(mine) - own) / len(mine))
-            self.host_rows.append([t, psutil.cpu_percent(None), own, rss, others])
+            times = psutil.cpu_times_percent(None, percpu=True)
+            stolen = [getattr(times[c], "steal", 0.0) for c in self._cores if c < len(times)] or [0.0]
+            self.host_rows.append([t, psutil.cpu_percent(None), own, rss, others, sum(stolen) / len(stolen)])
         except psutil.Error:
             pass
         for row in self.nvml.sample():
@@ -85,6 +90,7 @@ class ResourceSampler:
             "proc_cpu_pct_mean": _mean(r[2] for r in self.host_rows),
             "rss_mib_max": max((r[3] for r in self.host_rows), default=None),
             "others_cpu_pct_mean": _mean(r[4] for r in later),
+            "steal_pct_mean": _mean(r[5] for r in later),
             "cores": len(self._cores),
             "logical_cpus": psutil.cpu_count(),
         }
