@@ -44,11 +44,14 @@ class Levels:
 
 @dataclass(frozen=True)
 class FitPoint:
-    """A measured run at 2 (or more) replicas: its shape, median step and the links it ran on."""
+    """A measured run at 2 (or more) replicas: its shape, median step and the links it ran on;
+    `compute_s`: one replica's step measured beside it (the same minutes of the machine), where
+    the model's own compute is not."""
     nodes: int
     per_node: int
     step_s: float
     levels: Levels
+    compute_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,8 @@ def fit(compute_s: float, sigma_s: float, gradient_bytes: float, algorithm: str,
     rest, collective = [], []
     for point in points:
         replicas = point.nodes * point.per_node
-        rest.append(point.step_s - compute_s - sigma_s * expected_max_normal(replicas))
+        own = compute_s if point.compute_s is None else point.compute_s
+        rest.append(point.step_s - own - sigma_s * expected_max_normal(replicas))
         collective.append(allreduce_s(algorithm, gradient_bytes, point.nodes, point.per_node,
                                       point.levels.inside, point.levels.between))
     rest_, collective_ = np.array(rest), np.array(collective)

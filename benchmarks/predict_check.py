@@ -4,8 +4,10 @@ On emulated nodes where every rank owns half a core (2 nodes of one core, 2 rank
 1 x 1, 1 x 2, 2 x 1 and 2 x 2; 4 nodes of half a core for 4 x 1), for each workload and
 strategy, per-replica batch fixed (weak scaling):
 
-  fitted on   1 x 1 (run at the start and at the end of every round): compute (the median over
-              those runs of each run's mean step) and its spread (sigma);
+  fitted on   1 x 1, run beside the runs of every link rate (the same minutes of the machine):
+              compute there (this VM's speed drifts: its 1 x 1 runs of one config took 883 to
+              1164 ms a step within an hour, and the hypervisor's steal comes and goes), and
+              its spread (sigma); efficiency at a rate is against that rate's 1 x 1;
               `bench comm --strategy S` (the collective S's train step runs) on one node x 2:
               the inside level's alpha and B; on 2 nodes x 1 at each link rate: the between
               level's; both fitted to the message sizes around the gradient's bytes;
@@ -27,13 +29,14 @@ The fitted runs and the tested runs are never the same runs. Every run and `benc
 repeated --repeat times, the whole sequence alternated (a slow spell of the machine hits every
 case once); medians are used.
 
-    .venv/bin/python benchmarks/predict_check.py --save m.json      # measures (~65 min a repeat)
+    .venv/bin/python benchmarks/predict_check.py --save m.json      # measures (~75 min a repeat)
     .venv/bin/python benchmarks/predict_check.py --load m.json      # the model again, no runs
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -55,7 +58,8 @@ WORKLOADS = {"charrnn-gru": {"data": "synthetic", "overrides": {"rnn_units": "25
 BATCHES = {"charrnn-gru": 64, "mlp": 4096}
 FITTED = {"1x1": (1, 1), "1x2": (1, 2), "2x1": (2, 1)}
 TESTED = {"2x2": (2, 2), "4x1": (4, 1)}
-VERSION = 3
+VERSION = 4
+READS = (3, 4)          # version 3: one 1 x 1 per round for every rate (compute not paired)
 # A fractional core is a CFS quota: a step takes whole periods more often than not, and its median
 # sticks to a multiple of the period (mlp horovod at 4096 a replica, 2 x 1: a median of 105.2 ms in two
 # runs, p90s 181 and 198 ms). The mean (the run's throughput) moves with every millisecond of work.
@@ -136,19 +140,13 @@ def measure(args) -> dict:
                     shape_links(rate)
                     for strategy in args.strategies.split(","):
                         comm(strategy, "2x1", f"{strategy}/2x1@{rate}")
-                    for case in cases:
-                        for shape in ("2x1", *TESTED):
+                    for case in cases:      # the rate's own 1 x 1 first: its runs' baseline
+                        for shape in ("1x1", "2x1", *TESTED):
                             run(case, shape, f"{case}/{shape}@{rate}")
                         steps = {shape: data["runs"][f"{case}/{shape}@{rate}"][-1]["mean_s"] * 1e3
-                                 for shape in ("2x1", *TESTED)}
-                        print(f"# round {repeat + 1}, {case}@{rate}: mean step 1x1 {data['runs'][f'{case}/1x1'][-1]['mean_s'] * 1e3:.1f} ms, "
+                                 for shape in ("1x1", "2x1", *TESTED)}
+                        print(f"# round {repeat + 1}, {case}@{rate}: mean step "
                               + ", ".join(f"{shape} {ms:.1f} ms" for shape, ms in steps.items()), flush=True)
-                shape_links("none")
-                for case in cases:      # the baseline again, at the round's end: one slow 1 x 1 skews a case
-                    run(case, "1x1", f"{case}/1x1")
-                print("# round " + str(repeat + 1) + ", mean step 1x1: " + ", ".join(
-                    f"{case} " + "/".join(f"{r['mean_s'] * 1e3:.1f}" for r in data["runs"][f"{case}/1x1"][-2:]) + " ms"
-                    for case in cases), flush=True)
     return data
 
 
@@ -174,35 +172,46 @@ def spread(run: dict, statistic: str) -> float:
     return run["std_s"] if statistic == "mean" else stepmodel.robust_sigma(run["step_s"], run["p90_s"])
 
 
+def computes(data: dict, case: str, statistic: str) -> dict[str, float]:
+    """One replica's step beside the runs of each link rate (key "" : beside the 1 x 2 runs);
+    a version-3 file has one 1 x 1 for all."""
+    runs, step = data["runs"], STATISTICS[statistic][0]
+    start = median_of(runs[f"{case}/1x1"], step)
+    return {"": start, **{rate: median_of(runs[f"{case}/1x1@{rate}"], step) if f"{case}/1x1@{rate}" in runs
+                          else start for rate in data["rates"]}}
+
+
 def case_model(data: dict, case: str, statistic: str) -> tuple[stepmodel.StepModel, dict[str, stepmodel.Levels]]:
     """The step model of `case`, fitted on its 1 x 1, 1 x 2 and 2 x 1 runs, and the links at each rate."""
     runs = data["runs"]
     strategy = case.split("/")[1]
     step = STATISTICS[statistic][0]
-    one = runs[f"{case}/1x1"]
+    one = runs[f"{case}/1x1"] + [r for rate in data["rates"] for r in runs.get(f"{case}/1x1@{rate}", [])]
     gradient = one[0]["gradient_bytes"]
-    compute = median_of(one, step)
+    compute = computes(data, case, statistic)
     sigma = statistics.median(spread(r, statistic) for r in one)
     inside = level(data["comms"][f"{strategy}/1x2"], gradient)
     levels = {rate: stepmodel.Levels(inside, level(data["comms"][f"{strategy}/2x1@{rate}"], gradient), rate)
               for rate in data["rates"]}
-    points = [stepmodel.FitPoint(1, 2, median_of(runs[f"{case}/1x2"], step), levels[data["rates"][0]])]
-    points += [stepmodel.FitPoint(2, 1, median_of(runs[f"{case}/2x1@{rate}"], step), levels[rate])
+    points = [stepmodel.FitPoint(1, 2, median_of(runs[f"{case}/1x2"], step), levels[data["rates"][0]], compute[""])]
+    points += [stepmodel.FitPoint(2, 1, median_of(runs[f"{case}/2x1@{rate}"], step), levels[rate], compute[rate])
                for rate in data["rates"]]
     algorithm = runs[f"{case}/1x2"][0]["allreduce"]      # as the backend's records say it runs here
-    return stepmodel.fit(compute, sigma, gradient, algorithm, points), levels
+    return stepmodel.fit(compute[""], sigma, gradient, algorithm, points), levels
 
 
 def evaluate(data: dict, statistic: str) -> float:
     """Prints the table; returns the worst |ratio - 1| over the cases at 4 replicas."""
-    if data.get("version") != VERSION:
+    if data.get("version") not in READS:
         raise SystemExit("predict_check: this --load file is of version "
-                         f"{data.get('version')}, not {VERSION} (it lacks what the model now reads); measure again")
+                         f"{data.get('version')}, not {' or '.join(map(str, READS))} (it lacks what the model now "
+                         "reads); measure again")
     print(f"case measured predicted ratio (efficiency from each run's {statistic} step; "
           f"CFS period {data.get('cfs_period_us', 100_000) / 1e3:g} ms)")
     worst = 0.0
     for case in data["cases"]:
         model, levels = case_model(data, case, statistic)
+        compute = computes(data, case, statistic)
         print(f"# {case}: compute {model.compute_s * 1e3:.1f} ms, sigma {model.sigma_s * 1e3:.2f} ms, launch "
               f"{model.launch_s * 1e3:.1f} ms, overlap {model.overlap:.2f}, {model.algorithm}, "
               f"{model.gradient_bytes / 1e6:.2f} MB; inside alpha {levels[data['rates'][0]].inside.alpha * 1e6:.0f} us "
@@ -214,9 +223,10 @@ def evaluate(data: dict, statistic: str) -> float:
                 key = f"{case}/{shape}" + ("" if shape == "1x2" else f"@{rate}")
                 if shape == "1x2" and rate != data["rates"][0]:
                     continue
-                parts = model.parts(nodes, per_node, levels[rate])
-                measured = model.compute_s / median_of(data["runs"][key], STATISTICS[statistic][0])
-                predicted = model.compute_s / parts["step_s"]
+                beside = compute["" if shape == "1x2" else rate]       # the 1 x 1 of the same minutes
+                parts = dataclasses.replace(model, compute_s=beside).parts(nodes, per_node, levels[rate])
+                measured = beside / median_of(data["runs"][key], STATISTICS[statistic][0])
+                predicted = beside / parts["step_s"]
                 role = "tested" if shape in TESTED else "fitted"
                 if role == "tested":
                     worst = max(worst, abs(predicted / measured - 1))

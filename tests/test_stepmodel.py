@@ -73,3 +73,19 @@ def test_a_negative_launch_fit_is_a_line_through_the_origin():
     assert fitted.launch_s == 0.0
     assert fitted.exposed == pytest.approx(sum(c * r for c, r in zip(collectives, rest))
                                            / sum(c * c for c in collectives))
+
+
+def test_points_measured_beside_their_own_one_replica_run_fit_the_same_model():
+    """The machine ran 20% slower while some 2-replica runs were measured: each point carries the
+    1-replica step of its minutes, and launch and overlap come back as if it had not."""
+    import dataclasses
+    drifted = []
+    for i, point in enumerate(points(TRUE)):
+        slow = dataclasses.replace(TRUE, compute_s=TRUE.compute_s * (1.2 if i % 2 else 1.0))
+        drifted.append(FitPoint(point.nodes, point.per_node, slow.step_s(point.nodes, point.per_node, point.levels),
+                                point.levels, slow.compute_s))
+    fitted = fit(TRUE.compute_s, TRUE.sigma_s, S, "halving_doubling", drifted)
+    assert fitted.launch_s == pytest.approx(0.003, abs=1e-9) and fitted.exposed == pytest.approx(0.6, abs=1e-9)
+    unpaired = fit(TRUE.compute_s, TRUE.sigma_s, S, "halving_doubling",
+                   [dataclasses.replace(p, compute_s=None) for p in drifted])
+    assert abs(unpaired.launch_s - 0.003) > 0.005          # without the pairing the drift is read as overhead
