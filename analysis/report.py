@@ -167,14 +167,11 @@ def _history_blocks(results: list[str], runs: pd.DataFrame, table: pd.DataFrame,
     if not where.is_file():
         return []
     try:
-        db = history.connect(where, create=False)
-        try:
+        with history.opened(where, create=False) as db:
             words, paths = history.baseline(db, PREVIOUS, results)
             cases = table[["workload", "strategy", "num_replicas"]].drop_duplicates().itertuples(index=False)
             rows = [row for w, st, n in cases for row in history.select(db, history.Query(
                 {"workload": w, "strategy": st.split(" ")[0], "replicas": int(n)}))]
-        finally:
-            db.close()
     except (UsageError, OSError) as exc:
         return [Block("h2", "Against previous runs"), Block("p", f"The results database could not be read: {exc}")]
     if not paths:

@@ -10,7 +10,8 @@ import pandas as pd
 
 from bench.core.errors import UsageError
 from bench.core.precision import label
-from bench.core.record import RunRecord, iter_record_paths
+from bench.core.record import (RunRecord, iter_record_paths, nodes_of, overrides_text, scaling_of,
+                               tensorflow_version)
 
 COLUMNS = ["run_id", "kind", "workload", "strategy", "backend", "numerics", "status", "scaling", "data_source", "num_replicas",
            "ranks_per_node", "nodes", "jit", "overrides", "global_batch_size", "per_replica_batch_size", "samples_per_s", "samples_per_s_per_device",
@@ -33,12 +34,11 @@ def row(record: RunRecord, path: Path) -> dict:
         "strategy": f"{record.strategy} {numerics}" if numerics else record.strategy,
         "backend": record.strategy, "numerics": numerics or "fp32",
         "status": record.status, "data_source": record.data_source,
-        # a fixed per-replica batch is weak scaling; a fixed global batch strong scaling
-        "scaling": "weak" if record.config.get("per_replica_batch_size") else "strong",
+        "scaling": scaling_of(record.config),
         "num_replicas": record.num_replicas, "ranks_per_node": record.ranks_per_node,
-        "nodes": max(1, record.world_size // max(1, record.ranks_per_node)),
+        "nodes": nodes_of(record.world_size, record.ranks_per_node),
         "jit": str(record.config.get("jit_compile", "auto")).lower(),
-        "overrides": " ".join(f"{k}={v}" for k, v in sorted((record.config.get("overrides") or {}).items())),
+        "overrides": overrides_text(record.config),
         "global_batch_size": record.global_batch_size,
         "per_replica_batch_size": record.per_replica_batch_size,
         "samples_per_s": record.throughput.get("samples_per_s"),
@@ -60,7 +60,7 @@ def row(record: RunRecord, path: Path) -> dict:
         "gpu_models": ",".join(record.provenance.get("gpu_models") or []) or None,
         "slurm_job_id": (record.provenance.get("slurm") or {}).get("SLURM_JOB_ID"),
         "git_sha": (record.provenance.get("git") or {}).get("sha"),
-        "tensorflow": packages.get("tensorflow") or packages.get("tensorflow-cpu"),
+        "tensorflow": tensorflow_version(packages),
         "error": record.error, "path": str(path),
     }
 

@@ -540,11 +540,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if len(args.dirs) != 1:
             raise UsageError("compare --baseline: give CURRENT only (the baseline comes from the database)")
         from bench.core import history
-        db = history.connect(history.location(args.dirs[0], args.db), create=False)
-        try:
+        with history.opened(history.location(args.dirs[0], args.db), create=False) as db:
             words, paths = history.baseline(db, args.baseline, args.dirs)
-        finally:
-            db.close()
         print(f"baseline: {words}, {len(paths)} run(s)")
         from analysis import summary
         table = compare.compare_frames(compare.records_frame(paths), summary.load(args.dirs), tolerance,
@@ -645,11 +642,8 @@ def cmd_history(args: argparse.Namespace) -> int:
     if args.action == "rebuild":
         return _imported(history.rebuild(where, args.dirs), where)
     if args.action == "import":
-        db = history.connect(where)
-        try:
+        with history.opened(where) as db:
             return _imported(history.import_dirs(db, args.dirs), where)
-        finally:
-            db.close()
     query = history.Query({name: getattr(args, name) for name in history.FILTERS if getattr(args, name) is not None},
                           since=args.since and history.parse_time(args.since, "--since"),
                           until=args.until and history.parse_time(args.until, "--until"),
@@ -657,15 +651,12 @@ def cmd_history(args: argparse.Namespace) -> int:
     if args.action == "trend":
         from analysis import history as trends
         cases = [trends.parse_case(text) for text in args.dirs]
-    db = history.connect(where, create=False)
-    try:
+    with history.opened(where, create=False) as db:
         if args.action == "trend":
             rows = [row for case in cases for row in history.select(db, dataclasses.replace(
                 query, equal={**query.equal, **case}))]
         else:
-            rows = list(history.select(db, query))
-    finally:
-        db.close()
+            rows = history.select(db, query)
     if args.action == "list":
         print(history.render(rows, args.format))
         return 0

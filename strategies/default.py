@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from strategies.base import Backend, BackendOptions, Placement, Topology, require_positive
-from bench.core.errors import UsageError
 
 
 class DefaultBackend(Backend):
@@ -12,9 +11,6 @@ class DefaultBackend(Backend):
 
     def setup(self, options: BackendOptions) -> Topology:
         require_positive(options.devices)
-        if options.devices not in (None, 1):
-            raise UsageError(f"strategy 'default' runs on one device; --devices {options.devices} "
-                             "needs --strategy mirrored")
         import tensorflow as tf
         gpus = tf.config.list_logical_devices("GPU")
         device = gpus[0].name if gpus else tf.config.list_logical_devices("CPU")[0].name

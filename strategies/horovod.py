@@ -64,8 +64,6 @@ class HorovodBackend(Backend):
 
     def setup(self, options: BackendOptions) -> Topology:
         require_positive(options.devices)
-        if options.devices not in (None, 1):
-            raise UsageError("strategy 'horovod' runs one device per process: use --local-workers N or srun -n N")
         ok, reason = self.available()
         if not ok:
             raise unavailable(self.name, reason)

@@ -19,6 +19,7 @@ No TensorFlow here: a login node lists, filters and compares history.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from bench.core.errors import UsageError
-from bench.core.record import iter_record_paths
+from bench.core.record import iter_record_paths, nodes_of, overrides_text, scaling_of, tensorflow_version
 
 SCHEMA_VERSION = 1
 DB_ENV = "DISTBENCH_DB"
@@ -98,6 +99,16 @@ def connect(path: str | Path, create: bool = True) -> sqlite3.Connection:
     return db
 
 
+@contextlib.contextmanager
+def opened(path: str | Path, create: bool = True) -> Iterator[sqlite3.Connection]:
+    """`connect`, closed on the way out."""
+    db = connect(path, create)
+    try:
+        yield db
+    finally:
+        db.close()
+
+
 def _create(db: sqlite3.Connection) -> None:
     db.execute("BEGIN IMMEDIATE")
     try:
@@ -135,9 +146,8 @@ def row(record: dict[str, Any], path: str | Path) -> dict[str, Any]:
         "precision": config.get("precision"), "tf32": config.get("tf32"),
         "jit": None if config.get("jit_compile") is None else str(config.get("jit_compile")).lower(),
         "data_source": record.get("data_source"),
-        "overrides": " ".join(f"{k}={v}" for k, v in sorted((config.get("overrides") or {}).items())) or None,
-        "scaling": "weak" if config.get("per_replica_batch_size") else "strong",
-        "replicas": replicas, "nodes": max(1, (record.get("world_size") or 1) // max(1, ranks_per_node)),
+        "overrides": overrides_text(config) or None, "scaling": scaling_of(config),
+        "replicas": replicas, "nodes": nodes_of(record.get("world_size"), ranks_per_node),
         "ranks_per_node": ranks_per_node, "gpus": len(gpu_models) and replicas,
         "gpu_model": gpu_models[0] if gpu_models else None,
         "per_replica_batch": record.get("per_replica_batch_size"), "global_batch": record.get("global_batch_size"),
@@ -147,7 +157,7 @@ def row(record: dict[str, Any], path: str | Path) -> dict[str, Any]:
         "step_std_s": step.get("std_s"), "timed_steps": step.get("count"),
         "hostname": provenance.get("hostname"), "cluster": slurm.get("SLURM_CLUSTER_NAME"),
         "slurm_job": slurm.get("SLURM_JOB_ID"),
-        "tensorflow": packages.get("tensorflow") or packages.get("tensorflow-cpu"), "keras": packages.get("keras"),
+        "tensorflow": tensorflow_version(packages), "keras": packages.get("keras"),
         "horovod": packages.get("horovod"), "ray": packages.get("ray"), "python": provenance.get("python"),
         "git_sha": git.get("sha"), "git_dirty": None if git.get("dirty") is None else int(bool(git["dirty"])),
         "started_at": record.get("started_at"), "finished_at": record.get("finished_at"),
@@ -191,11 +201,8 @@ def index_written(record: dict[str, Any], path: str | Path, results: str | Path)
     raises: a database that cannot be written is one warning line on stderr."""
     where = location(results)
     try:
-        db = connect(where)
-        try:
+        with opened(where) as db:
             add(db, [row(record, path)])
-        finally:
-            db.close()
     except (HistoryError, sqlite3.Error, OSError) as exc:
         print(f"bench: warning: {path} not added to the results database {where} "
               f"({exc}); the record is written (add it later: bench history import)", file=sys.stderr)
@@ -206,11 +213,8 @@ def index_quietly(results: str | Path) -> None:
     job: the records of jobs that died before their end, written by nobody else). Never raises."""
     where = location(results)
     try:
-        db = connect(where)
-        try:
+        with opened(where) as db:
             imported = import_dirs(db, [results])
-        finally:
-            db.close()
     except (HistoryError, sqlite3.Error, OSError) as exc:
         print(f"bench: warning: {results}: records not added to the results database {where} ({exc})",
               file=sys.stderr)
@@ -261,11 +265,8 @@ def rebuild(path: str | Path, directories: Iterable[str | Path]) -> Imported:
             raise UsageError(f"{directory}: no such results directory")
     fresh = path.with_name(f".{path.name}.rebuild-{os.getpid()}")
     fresh.unlink(missing_ok=True)
-    db = connect(fresh)
-    try:
+    with opened(fresh) as db:
         imported = import_dirs(db, directories)
-    finally:
-        db.close()
     fresh.replace(path)
     return imported
 
@@ -325,12 +326,8 @@ class Query:
         return f"SELECT * FROM records{where} ORDER BY started_at, path", values
 
 
-def select(db: sqlite3.Connection, query: Query) -> Iterator[dict[str, Any]]:
-    text, values = query.sql()
-    cursor = db.execute(text, values)
-    names = [d[0] for d in cursor.description]
-    for values_ in cursor:
-        yield dict(zip(names, values_))
+def select(db: sqlite3.Connection, query: Query) -> list[dict[str, Any]]:
+    return _rows(db, *query.sql())
 
 
 BASELINES = "last:N (the last N studies), FROM:TO (dates, e.g. 2026-11-01:2026-11-30) or study:NAME"

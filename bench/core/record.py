@@ -43,6 +43,26 @@ def utc_now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
+# What every table of records (analysis.summary, bench.core.history) derives from a record alike
+
+def scaling_of(config: dict[str, Any]) -> str:
+    """A fixed per-replica batch is weak scaling; a fixed global batch strong scaling."""
+    return "weak" if config.get("per_replica_batch_size") else "strong"
+
+
+def nodes_of(world_size: int | None, ranks_per_node: int | None) -> int:
+    return max(1, (world_size or 1) // max(1, ranks_per_node or 1))
+
+
+def overrides_text(config: dict[str, Any]) -> str:
+    """The run's `--set` overrides as one sorted "k=v k=v" string ("" for none)."""
+    return " ".join(f"{k}={v}" for k, v in sorted((config.get("overrides") or {}).items()))
+
+
+def tensorflow_version(packages: dict[str, str]) -> str | None:
+    return packages.get("tensorflow") or packages.get("tensorflow-cpu")
+
+
 @dataclass
 class RunRecord:
     run_id: str

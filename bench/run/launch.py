@@ -92,11 +92,12 @@ def _start_and_wait(processes, worker_cfg: RunConfig, out: Path, bound: dict[str
     record = out / "record.json"
     if record.is_file():    # what one process says at its end, the record's path last
         try:
-            line = read_record(record).outcome_line()
+            written = read_record(record)
+            line, ok = written.outcome_line(), written.status == "ok"
         except ValueError as exc:
-            line = f"bench: {record}: {exc}"
+            line, ok = f"bench: {record}: {exc}", False
         if line:
-            print(line, file=sys.stderr if line.startswith("bench:") else sys.stdout, flush=True)
+            print(line, file=sys.stdout if ok else sys.stderr, flush=True)
         print(record, flush=True)
     return code
 
