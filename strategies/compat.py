@@ -1,4 +1,4 @@
-"""Every private Keras / TensorFlow call of distbench, in one place.
+"""Every private Keras / TensorFlow / Ray call of distbench, in one place.
 
 Each was read and checked against the versions in CHECKED (`tests/test_compat.py` fails
 with a clear message when the installed ones fall outside, and every call here fails with
@@ -17,7 +17,7 @@ import importlib.metadata
 from typing import Any
 
 # package -> (lowest, highest) major.minor checked
-CHECKED = {"keras": ((3, 15), (3, 15)), "tensorflow": ((2, 21), (2, 21))}
+CHECKED = {"keras": ((3, 15), (3, 15)), "tensorflow": ((2, 21), (2, 21)), "ray": ((2, 60), (2, 60))}
 DISTRIBUTIONS = {"tensorflow": ("tensorflow", "tensorflow-cpu")}
 
 
@@ -117,3 +117,16 @@ def unscale_loss_for_distribution(loss: Any) -> Any:
     """Keras scales the loss by 1/replicas under tf.distribute; undone before it is reported."""
     from keras.src.losses import loss as loss_module
     return _private(loss_module, "unscale_loss_for_distribution", "the reported loss")(loss)
+
+
+# --- Ray: token authentication chosen after Ray was imported ------------------------------
+
+def refresh_ray_authentication() -> None:
+    """Ray reads RAY_AUTH_MODE and RAY_AUTH_TOKEN into a cache of its C++ config when first
+    used; a mode set later reaches the GCS it starts (through the environment) but not this
+    driver, which then sends no token ("Authentication token is missing"). Ray's own
+    `_enable_token_auth` refreshes the same way. Only needed when Ray is already imported."""
+    from ray import _raylet
+    _private(_raylet, "Config", "refreshing Ray's authentication mode").initialize("")
+    loader = _private(_raylet, "AuthenticationTokenLoader", "refreshing Ray's authentication token")
+    loader.instance().reset_cache()

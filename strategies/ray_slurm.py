@@ -47,10 +47,13 @@ def allocation() -> dict:
 def prepare_environment() -> None:
     """Ray's token authentication with a token of this job, handed to the head, the workers
     and this driver through the environment (srun passes it on; no shared home needed).
-    Ray reads these when it is first imported: call this before."""
+    Ray reads these when it is first used: set here before, or refreshed when it was."""
     os.environ.setdefault("RAY_AUTH_MODE", "token")
     if os.environ["RAY_AUTH_MODE"] == "token":
         os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
+    if "ray._raylet" in sys.modules:
+        from strategies import compat
+        compat.refresh_ray_authentication()
 
 
 def _ray_command() -> str:
