@@ -1,6 +1,6 @@
 """A case's throughput across studies, from the results database (`bench history trend`): one
 point per study (the median of its runs, their 95% interval as a band), and a marked line where
-the code or the framework changed between studies (git sha, TensorFlow version)."""
+the code or a framework changed between studies (git sha; TensorFlow, Keras, Horovod, Ray)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ import pandas as pd
 
 from analysis import plots, scaling
 from bench.core.errors import UsageError
+
+# what a change of marks on the trend, as the database names it
+VERSIONS = ("git_sha", "tensorflow", "keras", "horovod", "ray")
 
 
 def parse_case(text: str) -> dict[str, Any]:
@@ -27,10 +30,11 @@ def parse_case(text: str) -> dict[str, Any]:
 
 def points(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     """One row per (workload, strategy, replicas, study) of ok runs: when the study ran (its
-    first run), the median throughput and its 95% interval, the runs, git sha and TensorFlow."""
+    first run), the median throughput and its 95% interval, the runs, git sha and framework
+    versions, and what of those changed since the case's previous study."""
     frame = pd.DataFrame(list(rows))
     columns = ["workload", "strategy", "replicas", "study", "started_at", "runs", "samples_per_s", "ci_low",
-               "ci_high", "git_sha", "tensorflow", "changed"]
+               "ci_high", *VERSIONS, "changed"]
     if frame.empty:
         return pd.DataFrame(columns=columns)
     frame = frame[(frame["status"] == "ok") & frame["samples_per_s"].notna()]
@@ -40,23 +44,27 @@ def points(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
         out.append({"workload": workload, "strategy": strategy, "replicas": int(replicas), "study": study,
                     "started_at": group["started_at"].min(), "runs": len(group),
                     "samples_per_s": float(np.median(group["samples_per_s"])), "ci_low": low, "ci_high": high,
-                    "git_sha": _most_common(group["git_sha"]), "tensorflow": _most_common(group["tensorflow"])})
+                    **{name: _most_common(group[name]) if name in group else None for name in VERSIONS}})
     table = pd.DataFrame(out, columns=columns[:-1]).sort_values(["workload", "strategy", "replicas", "started_at"])
-    before = table.groupby(["workload", "strategy", "replicas"])[["git_sha", "tensorflow"]].shift()
-    table["changed"] = [", ".join(f"{name} {old} -> {new}" for name, old, new in
-                                  (("git", _short(b.git_sha), _short(r.git_sha)), ("tensorflow", b.tensorflow, r.tensorflow))
-                                  if isinstance(old, str) and old != new)
-                        for b, r in zip(before.itertuples(), table.itertuples())]
+    before = table.groupby(["workload", "strategy", "replicas"])[list(VERSIONS)].shift()
+    table["changed"] = [_changes(b, r) for (_, b), (_, r) in zip(before.iterrows(), table.iterrows())]
     return table.reset_index(drop=True)
+
+
+def _changes(before: pd.Series, now: pd.Series) -> str:
+    """'git aaaaaaaa -> bbbbbbbb, horovod 0.28.1 -> 0.28.2': only what both studies name."""
+    said = []
+    for name in VERSIONS:
+        old, new = before[name], now[name]
+        if isinstance(old, str) and isinstance(new, str) and old != new:
+            label, old, new = ("git", old[:8], new[:8]) if name == "git_sha" else (name, old, new)
+            said.append(f"{label} {old} -> {new}")
+    return ", ".join(said)
 
 
 def _most_common(values: pd.Series) -> Any:
     counts = values.dropna().value_counts()
     return counts.index[0] if len(counts) else None
-
-
-def _short(sha: Any) -> Any:
-    return sha[:8] if isinstance(sha, str) else sha
 
 
 def text(table: pd.DataFrame) -> str:
@@ -72,7 +80,7 @@ def text(table: pd.DataFrame) -> str:
 
 def plot(table: pd.DataFrame, out: Path) -> Path:
     """Throughput over time per case, its interval as a band; a dotted vertical line where the
-    git sha or TensorFlow changed, labelled."""
+    git sha or a framework version changed, labelled."""
     plt = plots._pyplot()
     figure, axis = plt.subplots(figsize=(7.2, 3.8))
     for (workload, strategy, replicas), rows in table.groupby(["workload", "strategy", "replicas"]):
@@ -85,7 +93,7 @@ def plot(table: pd.DataFrame, out: Path) -> Path:
                 axis.annotate(change, (moment, axis.get_ylim()[1]), rotation=90, fontsize="x-small",
                               va="top", ha="right", color=line.get_color())
     axis.set(xlabel="study (first run)", ylabel="samples/s (total)",
-             title="throughput across studies (band: 95% interval of the median; dotted: code or TensorFlow changed)")
+             title="throughput across studies (band: 95% interval of the median; dotted: code or a framework changed)")
     axis.title.set_fontsize("small")
     figure.autofmt_xdate()
     plots._legend(axis)

@@ -173,18 +173,22 @@ def test_compare_against_the_last_studies_a_named_one_or_dates(tmp_path, capsys)
 
 def test_trend_has_a_point_per_study_and_marks_what_changed(tmp_path, capsys):
     db = tmp_path / "group.db"
-    for name, day, sha, speed in (("a", "2026-11-01", "a" * 40, 100.0), ("b", "2026-11-10", "a" * 40, 101.0),
-                                  ("c", "2026-11-20", "b" * 40, 80.0)):
+    for name, day, sha, horovod, speed in (("a", "2026-11-01", "a" * 40, "0.28.1", 100.0),
+                                           ("b", "2026-11-10", "a" * 40, "0.28.1", 101.0),
+                                           ("c", "2026-11-20", "b" * 40, "0.28.2", 80.0)):
         for i, jitter in enumerate((0.0, 2.0, -2.0)):
             rec = record(f"{name}-{i}", tmp_path / name, started=f"{day}T10:0{i}:00+00:00", samples_per_s=speed + jitter)
             rec.provenance["git"]["sha"] = sha
+            rec.provenance["packages"]["horovod"] = horovod
+            if name == "b":         # a version one study names and the next does not is no change
+                rec.provenance["packages"]["ray"] = "2.60.0"
             write_record(tmp_path / name, rec)
     cli.main(["history", "import", *(str(tmp_path / n) for n in "abc"), "--db", str(db)])
     capsys.readouterr()
     assert cli.main(["history", "trend", "mlp/mwms/2", "--db", str(db), "-o", str(tmp_path / "t.png")]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split()[3] for line in lines[:3]] == ["a", "b", "c"] and "100.0 [98.0, 102.0]" in lines[0]
-    assert "changed" not in lines[1] and lines[2].endswith("changed: git aaaaaaaa -> bbbbbbbb"), lines
+    assert "changed" not in lines[1] and lines[2].endswith("changed: git aaaaaaaa -> bbbbbbbb, horovod 0.28.1 -> 0.28.2"), lines
     assert lines[3] == f"plot: {tmp_path / 't.png'}" and (tmp_path / "t.png").stat().st_size > 0
     assert cli.main(["history", "trend", "mlp/horovod", "--db", str(db)]) == 1
     assert cli.main(["history", "trend", "mlp", "--db", str(db)]) == 2
