@@ -12,9 +12,10 @@ import pandas as pd
 
 from analysis import plots, scaling
 from bench.core.errors import UsageError
+from bench.core.history import FRAMEWORKS
 
 # what a change of marks on the trend, as the database names it
-VERSIONS = ("git_sha", "tensorflow", "keras", "horovod", "ray")
+VERSIONS = ("git_sha", *FRAMEWORKS)
 
 
 def parse_case(text: str) -> dict[str, Any]:

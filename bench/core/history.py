@@ -52,6 +52,8 @@ COLUMNS = {
     "tensorflow": "TEXT", "keras": "TEXT", "horovod": "TEXT", "ray": "TEXT", "python": "TEXT",
     "git_sha": "TEXT", "git_dirty": "INTEGER", "started_at": "TEXT", "finished_at": "TEXT", "tags": "TEXT",
 }
+# the frameworks whose versions a row holds (a column each), as the record's packages name them
+FRAMEWORKS = ("tensorflow", "keras", "horovod", "ray")
 # what `bench history` filters on, and the column each reads
 FILTERS = ("workload", "strategy", "replicas", "study", "status", "kind")
 
