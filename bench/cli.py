@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from bench.core import config
+from bench.core import config, startup
 from bench.core.config import STUDY_CONFIG_ENV
 from bench.core.errors import UsageError
 
@@ -279,7 +279,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if cfg.local_workers is not None:
         return launch.launch_local(cfg)
     bound = _bind_before_tensorflow(cfg)
-    from bench.run import runner  # imports TensorFlow only when the run starts
+    startup.import_tensorflow()     # without its native start-up lines (unless -v)
+    from bench.run import runner
     result = runner.run(cfg, bound)
     # a non-chief rank says nothing (the chief reports); a launched chief neither: its launcher
     # says the same from the record, unprefixed (horovodrun puts "[0]<stdout>:" before each line)
@@ -334,7 +335,7 @@ def cmd_env(args: argparse.Namespace) -> int:
     info["nvml"] = {"available": state.available, "reason": state.reason,
                     "driver_version": state.driver_version, "gpus": state.gpus}
     try:
-        import tensorflow as tf
+        tf = startup.import_tensorflow()
         info["tensorflow_devices"] = [d.name for d in tf.config.list_physical_devices()]
     except ImportError as exc:
         info["tensorflow_devices"] = f"tensorflow not installed ({exc})"

@@ -18,7 +18,6 @@ import importlib.util
 import os
 import shlex
 import socket
-import shutil
 import sys
 import types
 from pathlib import Path
@@ -172,13 +171,18 @@ class HorovodBackend(Backend):
         if launcher == "mpi":
             command = mpirun(workers, worker, [RUN_CONFIG_ENV, "DISTBENCH_LAUNCHED"])
         else:
-            horovodrun = shutil.which("horovodrun") or os.path.join(os.path.dirname(sys.executable), "horovodrun")
-            command = [horovodrun, "-np", str(workers), "-H", f"localhost:{workers}", "--gloo", *worker]
+            command = [*HOROVODRUN, "-np", str(workers), "-H", f"localhost:{workers}", "--gloo", *worker]
         return [LocalProcess(command, {RUN_CONFIG_ENV: config_json, **MPIRUN_AS_ROOT_ENV})]
 
     @classmethod
     def srun_options(cls, placement: Placement) -> list[str]:
         return [*super().srun_options(placement), *shlex.split(placement.mpi)]
+
+
+# horovodrun's own entry point, after TensorFlow's import without its native start-up lines
+# (horovodrun imports TensorFlow to check its build: two more absl lines per launch otherwise)
+HOROVODRUN = [sys.executable, "-c", "import sys; from bench.core.startup import import_tensorflow; "
+              "import_tensorflow(); from horovod.runner.launch import run_commandline; sys.exit(run_commandline())"]
 
 
 def _global_validation_metrics(backend: HorovodBackend):

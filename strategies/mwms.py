@@ -86,6 +86,9 @@ class MultiWorkerMirroredBackend(Backend):
 
     def allreduce_seconds(self, nbytes: int, warmup: int, iters: int) -> float:
         import tensorflow as tf
+        # every size traces reduce and the gather anew, on purpose (`bench comm` only): TensorFlow's
+        # "N out of the last N calls ... triggered tf.function retracing" warnings say nothing here
+        tf.get_logger().setLevel("ERROR")
         tensor = tf.ones([nbytes // 4], tf.float32)
 
         @tf.function

@@ -101,6 +101,7 @@ def test_run_prints_record_path_last(bench, tmp_path):
     assert done.returncode == 0, done.stderr
     last = done.stdout.strip().splitlines()[-1]
     assert last.endswith("record.json") and read_json(last)["status"] == "ok"
+    assert "absl::InitializeLog" not in done.stderr and "oneDNN" not in done.stderr, done.stderr
 
 
 def test_a_jobs_run_logs_a_progress_line_per_epoch(bench, tmp_path):

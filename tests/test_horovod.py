@@ -35,6 +35,7 @@ def test_horovod_with_two_local_processes(bench, tmp_path, workload, launcher):
     assert len(paths) == 1
     # the launcher says the chief's summary, unprefixed by horovodrun ("[0]<stdout>:"), then the path
     assert done.stdout.splitlines()[-2:] == [read_record(paths[0]).outcome_line(), str(paths[0])], done.stdout
+    assert "absl::InitializeLog" not in done.stderr, done.stderr    # nor TensorFlow's start-up lines, horovodrun's too
     record = read_record(paths[0])
     assert record.status == "ok" and record.strategy == "horovod"
     assert record.world_size == 2 and record.num_replicas == 2 and record.ranks_per_node == 2

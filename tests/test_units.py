@@ -1,11 +1,12 @@
 """Pure functions: hyperparameters, statistics, provenance, GPU probing without a GPU."""
 
 import math
+import os
 from pathlib import Path
 
 import pytest
 
-from bench.core import gpu, provenance, stats
+from bench.core import gpu, provenance, startup, stats
 from bench.core.errors import UsageError
 from bench.core.hparams import HParam, for_workload, parse_set_options, resolve
 
@@ -216,3 +217,33 @@ def test_a_run_says_its_outcome_in_one_line():
     assert RunRecord("r", "mlp", "mwms", status="failed", error="boom").outcome_line() == "bench: run failed: boom"
     assert RunRecord("r", "mlp", "mwms", status="running").outcome_line() == "bench: run running"
     assert RunRecord("r", "mlp", "mwms", status="ok").outcome_line() is None
+
+
+STARTUP = """WARNING: All log messages before absl::InitializeLog() is called are written to STDERR
+I0000 00:00:1796388513.997413   27435 port.cc:153] oneDNN custom operations are on. You may see ...
+I0000 00:00:1796388514.058407   27435 cpu_feature_guard.cc:227] This TensorFlow binary is optimized ...
+To enable the following instructions: AVX2 AVX512F FMA, in other operations, rebuild TensorFlow ...
+W0000 00:00:1796388514.100000   27435 gpu_device.cc:2341] Cannot dlopen some GPU libraries.
+/x/site-packages/keras/src/export.py:4: UserWarning: something a user should see
+E0000 00:00:1796388514.200000   27435 cuda_dnn.cc:8579] Unable to register cuDNN factory
+"""
+
+
+@pytest.mark.parametrize("level, kept", [
+    (2, ["/x/site-packages/keras/src/export.py:4: UserWarning", "E0000"]),
+    (1, ["W0000", "/x/site-packages/keras/src/export.py:4: UserWarning", "E0000"]),
+])
+def test_tensorflows_native_start_up_lines_below_the_log_level_are_dropped(level, kept):
+    """absl's lines obey TF_CPP_MIN_LOG_LEVEL as TensorFlow's own did (tensorflow#100442); a
+    message's continuation goes with its header; anything else is kept."""
+    lines = startup.kept_lines(STARTUP, level)
+    assert [line.split(" ")[0] for line in lines] == [k.split(" ")[0] for k in kept], lines
+
+
+def test_tensorflow_imports_without_its_start_up_lines_at_level_2(tmp_path):
+    import subprocess
+    import sys
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    code = "from bench.core import startup; tf = startup.import_tensorflow(); print(tf.constant(3).numpy())"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "3" and done.stderr == "", done.stderr

@@ -24,7 +24,7 @@ import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from bench.core import hostlist
+from bench.core import hostlist, startup
 from bench.core.errors import UsageError
 from bench.run import cgroups
 
@@ -178,7 +178,7 @@ def apply_to_tensorflow(binding: Binding) -> bool:
     """The same thread counts through TensorFlow's API (after import, before it initialises).
     False where TensorFlow already runs in this process (a run inside a tuning study's
     driver): its pools stay as they are."""
-    import tensorflow as tf
+    tf = startup.import_tensorflow()
     try:
         tf.config.threading.set_intra_op_parallelism_threads(binding.intra_op_threads)
         tf.config.threading.set_inter_op_parallelism_threads(binding.inter_op_threads)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import workloads
-from bench.core import provenance
+from bench.core import provenance, startup
 from bench.core.config import StudyConfig, from_dict
 from bench.core.errors import UsageError
 from bench.core.hparams import check_applies, for_workload, resolve
@@ -226,6 +226,7 @@ def _trial(config: dict, study: dict, data=None) -> None:
     """One trial: the study's run (bench.run.runner.Session, as `bench run` builds it) trained an
     iteration (epoch) at a time, each reported to Ray with a checkpoint PBT may restore here or
     into another trial."""
+    startup.import_tensorflow()         # keras' backend, without TensorFlow's native start-up lines
     import keras
     from bench.run import runner
     from strategies import raytune

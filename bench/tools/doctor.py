@@ -18,6 +18,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.core import startup
+
 OK, WARNING, ERROR = "ok", "warning", "error"
 
 
@@ -57,7 +59,7 @@ def run_checks(data_dir: str | None, results: str, gpus: int | None = None) -> l
 
 def _tensorflow(expected: int | None) -> Check:
     try:
-        import tensorflow as tf
+        tf = startup.import_tensorflow()
     except ImportError as exc:
         return Check(ERROR, "tensorflow", f"not importable ({exc}); run ./install.sh (EXTRAS=cuda,mpi,ray on GPU nodes)")
     build = tf.sysconfig.get_build_info()
