@@ -374,3 +374,13 @@ def test_scripts_activate_the_writers_venv_unless_the_profile_names_one(tmp_path
     own.write_text(own.read_text().replace('venv = "$HOME/env/"', 'venv = "$(rm -rf ~)"'))
     with pytest.raises(UsageError, match="venv.*a plain path"):
         spec.load(write_spec(tmp_path, BASE.format(profile="own.toml", results="r", scaling="weak")))
+
+
+def test_the_demos_study_runs_every_case_twice_so_that_its_figures_carry_intervals():
+    """`make demo`'s report stated every figure as '¹ one repeat: no interval' (issue 29)."""
+    demo = spec.load(ROOT / "examples" / "emulated-demo.toml")
+    runs = {}
+    for job in demo.jobs():
+        runs.setdefault((job.workload.name, job.strategy, job.gpus, job.nodes), set()).add(job.run.seed)
+    assert runs and all(len(seeds) >= 2 for seeds in runs.values()), runs
+    assert {workload for workload, *_ in runs} == {"mlp", "memnn", "charrnn-gru", "charrnn-lstm"}
