@@ -2,6 +2,8 @@
 
 import math
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -240,9 +242,7 @@ def test_tensorflows_native_start_up_lines_below_the_log_level_are_dropped(level
     assert [line.split(" ")[0] for line in lines] == [k.split(" ")[0] for k in kept], lines
 
 
-def test_tensorflow_imports_without_its_start_up_lines_at_level_2(tmp_path):
-    import subprocess
-    import sys
+def test_tensorflow_imports_without_its_start_up_lines_at_level_2():
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     code = "from bench.core import startup; tf = startup.import_tensorflow(); print(tf.constant(3).numpy())"
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)

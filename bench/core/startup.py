@@ -46,8 +46,9 @@ def import_tensorflow():
 
 
 def kept_lines(text: str, level: int) -> list[str]:
-    """The lines of captured start-up output to show at TF_CPP_MIN_LOG_LEVEL `level`; a line
-    without a log header (a message's continuation) goes with the line before it."""
+    """The lines of captured start-up output to show at TF_CPP_MIN_LOG_LEVEL `level`. A
+    continuation of an absl message (indented, or cpu_feature_guard's "To enable ..." line) goes
+    with the line before it; any other line without an absl header is kept."""
     kept, keeping = [], True
     for line in text.splitlines(keepends=True):
         header = ABSL_LINE.match(line)
