@@ -98,6 +98,20 @@ def test_sampler_records_host_rows():
     assert len(sampler.host_rows[0]) == len(sampler.HOST_COLUMNS)
 
 
+def test_a_summary_read_within_the_first_interval_has_a_sample():
+    """A Ray trial reports its telemetry after each iteration, which may end before the first
+    interval: the report samples once itself (CI saw a trial with no host samples)."""
+    from bench.run.sampler import ResourceSampler
+    sampler = ResourceSampler(60.0)
+    sampler.start()
+    try:
+        sampler.sample_now()
+        summary = sampler.host_summary()
+    finally:
+        sampler.stop()
+    assert summary["samples"] == 1 and summary["proc_cpu_pct_mean"] is not None
+
+
 def test_sampler_sees_another_process_on_the_runs_cores():
     """A process spinning on the run's one core shows as the others' share of that core."""
     import subprocess

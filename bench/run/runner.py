@@ -450,7 +450,9 @@ class Session:
         return {"numerics": self.numerics, **_trained_with(self.state.cfg, self.model)}
 
     def telemetry(self) -> dict[str, Any]:
-        """The GPU (NVML) and host (psutil) summaries since the session began, as a run's record has them."""
+        """The GPU (NVML) and host (psutil) summaries since the session began, as a run's record has
+        them, with a sample taken now."""
+        self.sampler.sample_now()
         return {"gpu": self.sampler.gpu_summary(), "host": self.sampler.host_summary()}
 
     def save(self, path: Path) -> None:

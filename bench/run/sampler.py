@@ -31,6 +31,7 @@ class ResourceSampler:
         self._process = psutil.Process(os.getpid())
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()      # the loop's samples and sample_now's, one at a time
         self._t0 = 0.0
         self._cores = sorted(os.sched_getaffinity(0))
 
@@ -65,7 +66,16 @@ class ResourceSampler:
         while not self._stop.wait(self.interval_s):
             self._sample()
 
+    def sample_now(self) -> None:
+        """One row now, beside the loop's: a summary read mid-run (a trial's iteration, which can
+        end within one interval of the start) then covers the time up to this call."""
+        self._sample()
+
     def _sample(self) -> None:
+        with self._lock:
+            self._sample_unlocked()
+
+    def _sample_unlocked(self) -> None:
         t = time.perf_counter() - self._t0
         try:
             rss = self._process.memory_info().rss / 2**20
