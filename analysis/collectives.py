@@ -39,6 +39,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 ALGORITHMS = ("ring", "tree", "hierarchical", "halving_doubling", "nccl")
 
 
@@ -88,6 +90,46 @@ def _halving_doubling_s(nbytes: float, nodes: int, per_node: int, inside: Level,
     folded = 2 ** int(math.log2(nodes))
     fold_s = 0.0 if folded == nodes else 2 * (between.alpha + nbytes / between.bandwidth)
     return inside_s + 2 * (math.log2(folded) * between.alpha + (folded - 1) / folded * nbytes / between.bandwidth) + fold_s
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One collective timed at `nodes` x `per_node`: (bytes, seconds) per message size."""
+    nodes: int
+    per_node: int
+    times: tuple
+
+
+def between_level(algorithm: str, measured: list[Measured], inside: Level, around: float | None = None,
+                  window: float = 2.5) -> Level:
+    """The between-nodes level from collectives timed at one or more shapes, the inside level
+    known. At a fixed shape every form above is time = inside's part + a x alpha_b + b x S / B_b
+    (a, b: the shape's counts of between latencies and bytes), so with the inside part taken off,
+    alpha_b and 1 / B_b are one least-squares fit over every shape's sizes (within a factor
+    `window` of `around`, a gradient's bytes, where two or more are). 2 nodes x 2 ranks measures
+    the node's shared link and both levels as the backend's collective runs them; with 2 nodes x
+    1 beside it a ring's latency and bytes separate. No time growing with size: latency only."""
+    if not measured or any(m.nodes < 2 for m in measured):
+        raise ValueError("a between level needs collectives timed on 2 or more nodes")
+    form = "ring" if algorithm == "nccl" else algorithm        # NCCL's ring for gradient-sized messages
+    free, unit = Level(0.0, math.inf), float(1 << 20)
+    rows, rest = [], []
+    for m in measured:
+        def cost(nbytes: float, between: Level, m=m) -> float:
+            return allreduce_s(form, nbytes, m.nodes, m.per_node, inside, between)
+        latencies = cost(unit, Level(1.0, math.inf)) - cost(unit, free)
+        per_byte = (cost(unit, Level(0.0, 1.0)) - cost(unit, free)) / unit
+        sizes = [size for size, _ in m.times]
+        near = [size for size in sizes if around is None or around / window <= size <= around * window]
+        for size, seconds in m.times:
+            if size in (near if len(near) >= 2 else sizes):
+                rows.append((latencies, per_byte * size))
+                rest.append(seconds - cost(size, free))
+    design, rest_ = np.array(rows), np.array(rest)
+    alpha, inverse_bandwidth = np.linalg.lstsq(design, rest_, rcond=None)[0]
+    if inverse_bandwidth <= 0:
+        return Level(float(np.mean(rest_ / design[:, 0])), math.inf)
+    return Level(float(alpha), 1.0 / float(inverse_bandwidth))
 
 
 def inter_node_bytes(algorithm: str, nbytes: float, nodes: int, per_node: int) -> float:

@@ -56,9 +56,21 @@ class Link:
     ranks: int
     source: str
     spans_nodes: bool = True        # its ranks were on more than one node
+    per_node: int = 1               # ranks on each node
 
     def fit(self, around: float | None = None) -> tuple[float, float]:
         return fit_alpha_beta(list(self.rows), self.ranks, around)
+
+    def between(self, algorithm: str, inside, around: float | None = None):
+        """The between-nodes level (collectives.Level) this collective measured, run as
+        `algorithm`: with more than one rank a node its inside part (level `inside`) is taken
+        off; with one, its ring over every rank."""
+        from analysis.collectives import Level, Measured, between_level
+        if not self.spans_nodes or self.per_node < 2 or self.ranks % self.per_node:
+            return Level(*self.fit(around))
+        times = tuple((float(row["bytes"]), float(row["time_us"]) * 1e-6) for row in self.rows)
+        return between_level(algorithm, [Measured(self.ranks // self.per_node, self.per_node, times)], inside,
+                             around, AROUND_FACTOR)
 
     @property
     def where(self) -> str:
@@ -77,7 +89,8 @@ def links_from_comm(records) -> dict[tuple[str, bool], Link]:
         links[record.strategy, spans] = Link(
             tuple(record.metrics["allreduce"]), record.world_size,
             f"`bench comm` {record.run_id} ({record.strategy}, {record.world_size} ranks, "
-            f"{'between nodes' if spans else 'inside a node'})", spans)
+            f"{'between nodes' if spans else 'inside a node'}"
+            + (f", {per_node} a node)" if spans and per_node > 1 else ")"), spans, max(per_node, 1))
     return links
 
 

@@ -33,14 +33,17 @@ def shape(gpus: int, per_node: int) -> tuple[int, int]:
     return (1, gpus) if gpus <= per_node else (math.ceil(gpus / per_node), per_node)
 
 
-def levels(backend: str, links: dict, profile_links, gradient_bytes: float) -> tuple[stepmodel.Levels | None, list[str]]:
+def levels(backend: str, links: dict, profile_links, gradient_bytes: float,
+           algorithm: str = "ring") -> tuple[stepmodel.Levels | None, list[str]]:
     """Each level measured (the study's `bench comm` of the backend's collective, else MPI's) or
-    from the profile; None where neither has it."""
+    from the profile; None where neither has it. A between-nodes record of several ranks a node
+    (2 nodes x 2: both levels in one run) gives the between level with the inside part off."""
     chosen, said = {}, []
     for name, spans in (("inside", False), ("between", True)):
         link = next((links[key] for key in ((backend, spans), ("mpi", spans)) if key in links), None)
         if link is not None:
-            chosen[name] = Level(*link.fit(around=gradient_bytes))
+            chosen[name] = (link.between(algorithm, chosen["inside"], around=gradient_bytes) if spans
+                            else Level(*link.fit(around=gradient_bytes)))
             said.append(f"{name}: measured, {link.source}")
         elif profile_links is not None:
             chosen[name] = Level(getattr(profile_links, f"{name}_alpha_us") * 1e-6,
@@ -81,7 +84,7 @@ def what_if(table: pd.DataFrame, comm_records, profile, counts: list[int],
             wanted = sorted({int(n) for n in group["num_replicas"]} | set(counts))
             if backend in one_node:
                 wanted = [n for n in wanted if n <= profile.gpus_per_node]
-        chosen, said = levels(backend, links, profile.links, gradient) if algorithm else (None, [])
+        chosen, said = levels(backend, links, profile.links, gradient, algorithm) if algorithm else (None, [])
         if algorithm and chosen is None:
             inputs.append(f"{workload}/{strategy}: no prediction, {said[0]}")
             continue

@@ -9,13 +9,19 @@ strategy, per-replica batch fixed (weak scaling):
               1164 ms a step within an hour, and the hypervisor's steal comes and goes), and
               its spread (sigma); efficiency at a rate is against that rate's 1 x 1;
               `bench comm --strategy S` (the collective S's train step runs) on one node x 2:
-              the inside level's alpha and B; on 2 nodes x 1 at each link rate: the between
-              level's; both fitted to the message sizes around the gradient's bytes;
+              the inside level's alpha and B; on 2 nodes x 1 at each link rate: the collective
+              alone of the 2 x 1 runs; on 2 nodes x 2 at each rate (both levels in one run, as
+              on a cluster of 2-GPU nodes): the between level the model predicts with is one
+              fit over 2 x 1 and 2 x 2, the inside part taken off (analysis/collectives.
+              between_level); each fitted to the message sizes around the gradient's bytes;
               1 x 2 and 2 x 1 (every rate): the launch per step and the share of the
-              collective not hidden behind compute (analysis/stepmodel.py);
+              collective not hidden behind compute (analysis/stepmodel.py), each against its
+              own shape's collective alone;
   tested on   2 x 2 and 4 x 1 at every rate: the model's step with the collective as the
               backend runs it on that shape (analysis/collectives.py: mwms a ring, horovod
               Open MPI's Rabenseifner), the straggler of 4, the fitted launch and overlap.
+              No training run at 4 replicas is fitted on; `--comm-at-four` also times the
+              collective alone at 4 x 1 and prints it beside the model's (never fitted on).
 
 Every rank's fraction of a core is enforced over a CFS period of 10 ms (`--cfs-period-us`), not the
 kernel's 100 ms: over 100 ms a rank that spins in MPI uses its quota in the first half of each period
@@ -46,7 +52,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from analysis import predict, stepmodel  # noqa: E402
-from analysis.collectives import Level  # noqa: E402
+from analysis.collectives import Level, Measured, between_level  # noqa: E402
 from bench.run import cgroups  # noqa: E402
 from bench.tools.emucluster import EmulatedCluster  # noqa: E402
 from benchrun import bench_record, run_record, until_stopped  # noqa: E402
@@ -58,15 +64,19 @@ WORKLOADS = {"charrnn-gru": {"data": "synthetic", "overrides": {"rnn_units": "25
 BATCHES = {"charrnn-gru": 64, "mlp": 4096}
 FITTED = {"1x1": (1, 1), "1x2": (1, 2), "2x1": (2, 1)}
 TESTED = {"2x2": (2, 2), "4x1": (4, 1)}
-VERSION = 4
-READS = (3, 4)          # version 3: one 1 x 1 per round for every rate (compute not paired)
+VERSION = 5
+# version 3: one 1 x 1 per round for every rate (compute not paired); 3 and 4: no bench comm at 2 x 2
+# (the between level from 2 x 1's)
+READS = (3, 4, 5)
 # A fractional core is a CFS quota: a step takes whole periods more often than not, and its median
 # sticks to a multiple of the period (mlp horovod at 4096 a replica, 2 x 1: a median of 105.2 ms in two
 # runs, p90s 181 and 198 ms). The mean (the run's throughput) moves with every millisecond of work.
 STATISTICS = {"mean": ("mean_s", "std_s"), "median": ("step_s", "p90_s")}
-# The sizes around both gradients (0.47 and 1.71 MB), each the mean of 20 back-to-back calls: with
-# 5 calls at half a core horovod's read 8.0 ms for 512 KiB and 5.3 ms for 1 MiB (a negative B)
-COMM = ["--min-bytes", str(128 << 10), "--max-bytes", str(8 << 20), "--warmup", "3", "--iters", "20"]
+# The sizes around both gradients (0.47 and 1.71 MB; the fit's window is a factor 2.5 either side),
+# each the mean of 20 back-to-back calls: with 5 calls at half a core horovod's read 8.0 ms for
+# 512 KiB and 5.3 ms for 1 MiB (a negative B)
+COMM = ["--min-bytes", str(128 << 10), "--max-bytes", str(4 << 20), "--warmup", "3", "--iters", "20"]
+COMM_SHAPES = {**FITTED, "2x2": (2, 2), "4x1": (4, 1)}
 
 
 def srun(nodes: int, per_node: int) -> list[str]:
@@ -107,7 +117,7 @@ def measure(args) -> dict:
         with EmulatedCluster(Path(work) / "pairs", nodes=2, cores_per_node=1, slots_per_node=2,
                              name="pair") as pairs, \
                 EmulatedCluster(Path(work) / "four", nodes=4, cores_per_node=0.5, name="quad") as four:
-            on = {"1x1": pairs, "1x2": pairs, "2x1": pairs, "2x2": pairs, "4x1": four}
+            on = {"1x1": pairs, "1x2": pairs, "2x1": four, "2x2": pairs, "4x1": four}
 
             def run(case: str, shape: str, key: str) -> None:
                 workload, strategy = case.split("/")
@@ -120,7 +130,7 @@ def measure(args) -> dict:
 
             def comm(strategy: str, shape: str, key: str) -> None:
                 record = bench_record(["comm", "--strategy", strategy, *COMM, "--results", results],
-                                      key, srun(*FITTED[shape]), pairs.env)
+                                      key, srun(*COMM_SHAPES[shape]), on[shape].env)
                 data["comms"].setdefault(key, []).append(record["metrics"]["allreduce"])
                 keep(data)
 
@@ -139,7 +149,8 @@ def measure(args) -> dict:
                 for rate in rates:
                     shape_links(rate)
                     for strategy in args.strategies.split(","):
-                        comm(strategy, "2x1", f"{strategy}/2x1@{rate}")
+                        for shape in ("2x1", "2x2", *(("4x1",) if args.comm_at_four else ())):
+                            comm(strategy, shape, f"{strategy}/{shape}@{rate}")
                     for case in cases:      # the rate's own 1 x 1 first: its runs' baseline
                         for shape in ("1x1", "2x1", *TESTED):
                             run(case, shape, f"{case}/{shape}@{rate}")
@@ -163,6 +174,25 @@ def level(rows: list[dict], nbytes: float) -> Level:
     return Level(*predict.fit_alpha_beta(median_rows(rows), 2, around=nbytes))
 
 
+def between_from(comms: dict[str, list], nbytes: float, algorithm: str, inside: Level) -> Level:
+    """The between level from the collective alone at 2 nodes x 1 and 2 nodes x 2 (`comms`: the
+    runs of each shape), the inside part taken off, one fit over both."""
+    measured = [Measured(*FITTED.get(shape) or (2, 2), tuple((row["bytes"], row["time_us"] * 1e-6)
+                                                         for row in median_rows(rows)))
+                for shape, rows in comms.items()]
+    return between_level(algorithm, measured, inside, nbytes, predict.AROUND_FACTOR)
+
+
+def alone_at(data: dict, strategy: str, shape: str, rate: str, nbytes: float) -> float | None:
+    """The collective alone at `shape`, at the gradient's bytes (the alpha-beta line through the
+    sizes around it), where it was measured."""
+    rows = data["comms"].get(f"{strategy}/{shape}@{rate}")
+    if not rows:
+        return None
+    fitted = level(rows, nbytes)
+    return 2 * fitted.alpha + nbytes / fitted.bandwidth
+
+
 def median_of(runs: list[dict], field: str) -> float:
     return statistics.median(run[field] for run in runs)
 
@@ -181,8 +211,11 @@ def computes(data: dict, case: str, statistic: str) -> dict[str, float]:
                           else start for rate in data["rates"]}}
 
 
-def case_model(data: dict, case: str, statistic: str) -> tuple[stepmodel.StepModel, dict[str, stepmodel.Levels]]:
-    """The step model of `case`, fitted on its 1 x 1, 1 x 2 and 2 x 1 runs, and the links at each rate."""
+def case_model(data: dict, case: str, statistic: str) -> tuple[stepmodel.StepModel, dict[str, stepmodel.Levels],
+                                                                 dict[str, stepmodel.Levels]]:
+    """The step model of `case`, fitted on its 1 x 1, 1 x 2 and 2 x 1 runs; the links at each rate
+    its fitted runs ran on (between: the collective at 2 x 1), and those it predicts with
+    (between: the collective at 2 x 2, where measured)."""
     runs = data["runs"]
     strategy = case.split("/")[1]
     step = STATISTICS[statistic][0]
@@ -197,7 +230,10 @@ def case_model(data: dict, case: str, statistic: str) -> tuple[stepmodel.StepMod
     points += [stepmodel.FitPoint(2, 1, median_of(runs[f"{case}/2x1@{rate}"], step), levels[rate], compute[rate])
                for rate in data["rates"]]
     algorithm = runs[f"{case}/1x2"][0]["allreduce"]      # as the backend's records say it runs here
-    return stepmodel.fit(compute[""], sigma, gradient, algorithm, points), levels
+    ahead = {rate: stepmodel.Levels(inside, between_from(
+        {shape: data["comms"][f"{strategy}/{shape}@{rate}"] for shape in ("2x1", "2x2")}, gradient, algorithm, inside),
+        f"{rate}, 2 x 1 and 2 x 2") if f"{strategy}/2x2@{rate}" in data["comms"] else lv for rate, lv in levels.items()}
+    return stepmodel.fit(compute[""], sigma, gradient, algorithm, points), levels, ahead
 
 
 def evaluate(data: dict, statistic: str) -> float:
@@ -210,29 +246,35 @@ def evaluate(data: dict, statistic: str) -> float:
           f"CFS period {data.get('cfs_period_us', 100_000) / 1e3:g} ms)")
     worst = 0.0
     for case in data["cases"]:
-        model, levels = case_model(data, case, statistic)
+        model, levels, ahead = case_model(data, case, statistic)
         compute = computes(data, case, statistic)
+        strategy = case.split("/")[1]
         print(f"# {case}: compute {model.compute_s * 1e3:.1f} ms, sigma {model.sigma_s * 1e3:.2f} ms, launch "
               f"{model.launch_s * 1e3:.1f} ms, overlap {model.overlap:.2f}, {model.algorithm}, "
               f"{model.gradient_bytes / 1e6:.2f} MB; inside alpha {levels[data['rates'][0]].inside.alpha * 1e6:.0f} us "
               f"B {levels[data['rates'][0]].inside.bandwidth / 1e9:.3f} GB/s; between "
               + ", ".join(f"{rate}: alpha {lv.between.alpha * 1e6:.0f} us B {lv.between.bandwidth / 1e9:.3f} GB/s"
-                          for rate, lv in levels.items()))
+                          for rate, lv in levels.items())
+              + "; between predicted with (2 x 1 and 2 x 2): " + ", ".join(f"{rate}: alpha {lv.between.alpha * 1e6:.0f} us B "
+                                                   f"{lv.between.bandwidth / 1e9:.3f} GB/s" for rate, lv in ahead.items()))
         for rate in data["rates"]:
             for shape, (nodes, per_node) in {"1x2": (1, 2), "2x1": (2, 1), **TESTED}.items():
                 key = f"{case}/{shape}" + ("" if shape == "1x2" else f"@{rate}")
                 if shape == "1x2" and rate != data["rates"][0]:
                     continue
                 beside = compute["" if shape == "1x2" else rate]       # the 1 x 1 of the same minutes
-                parts = dataclasses.replace(model, compute_s=beside).parts(nodes, per_node, levels[rate])
+                links = (ahead if shape in TESTED else levels)[rate]
+                parts = dataclasses.replace(model, compute_s=beside).parts(nodes, per_node, links)
                 measured = beside / median_of(data["runs"][key], STATISTICS[statistic][0])
                 predicted = beside / parts["step_s"]
                 role = "tested" if shape in TESTED else "fitted"
                 if role == "tested":
                     worst = max(worst, abs(predicted / measured - 1))
+                alone = alone_at(data, strategy, shape, rate, model.gradient_bytes) if shape == "4x1" else None
                 print(f"{key} {measured:.3f} {predicted:.3f} ratio={predicted / measured:.3f} ({role}; "
                       + ", ".join(f"{name[:-2]} {value * 1e3:.1f}" for name, value in parts.items()
-                                  if name not in ("compute_s", "step_s")) + " ms)")
+                                  if name not in ("compute_s", "step_s"))
+                      + (f"; alone measured {alone * 1e3:.1f}" if alone is not None else "") + " ms)")
     print(f"worst |ratio - 1| at 4 replicas = {worst:.3f} (goal <= 0.10)")
     return worst
 
@@ -250,6 +292,8 @@ def main() -> int:
                         help="the CFS period over which each rank's fraction of a core is enforced")
     parser.add_argument("--save", help="write every measurement to this JSON file (as it goes)")
     parser.add_argument("--load", help="evaluate the model on a --save file instead of measuring")
+    parser.add_argument("--comm-at-four", action="store_true",
+                        help="also time the collective alone at 4 x 1 (printed beside the model's; never fitted on)")
     parser.add_argument("--statistic", choices=STATISTICS, default="mean",
                         help="each run's step time: the mean (its throughput; default) or the median")
     args = parser.parse_args()

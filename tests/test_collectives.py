@@ -1,6 +1,8 @@
 """Known answers of the allreduce model (analysis/collectives.py), computed by hand: S = 1e8
 bytes; inside a node alpha 1 us, B 100 GB/s; between nodes alpha 5 us, B 10 GB/s."""
 
+import math
+
 import pytest
 
 from analysis.collectives import Level, allreduce_s, inter_node_bytes, ring_s
@@ -89,3 +91,45 @@ def test_every_backend_with_a_collective_names_a_known_algorithm_on_cpus_and_gpu
     assert said["default"] == {}
     for name in ("mirrored", "mwms", "horovod"):
         assert set(said[name]) == {"cpu", "gpu"} and set(said[name].values()) <= set(ALGORITHMS), name
+
+
+@pytest.mark.parametrize("algorithm", ["ring", "halving_doubling", "hierarchical", "tree"])
+@pytest.mark.parametrize("nodes, per_node", [(2, 1), (2, 2), (4, 2)])
+def test_the_between_level_is_read_back_from_a_collective_at_any_shape(algorithm, nodes, per_node):
+    """A `bench comm` at 2 nodes x 2 measures both levels at once: with the inside level known
+    (its one-node run), the between level is what is left."""
+    from analysis.collectives import Measured, between_level
+    sizes = [2.0 ** k for k in range(17, 24)]
+    times = tuple((size, allreduce_s(algorithm, size, nodes, per_node, INSIDE, BETWEEN)) for size in sizes)
+    level = between_level(algorithm, [Measured(nodes, per_node, times)], INSIDE, around=1 << 20)
+    assert level.alpha == pytest.approx(BETWEEN.alpha, rel=1e-6) and level.bandwidth == pytest.approx(BETWEEN.bandwidth)
+
+
+def test_the_between_level_of_a_ring_at_2_x_2_by_hand():
+    """Ring over 4 ranks: 6 alpha_b + 1.5 S / B_b whatever the inside level; 1 MiB in 6.3 ms and
+    2 MiB in 12.3 ms: 1.5 MiB / B_b = 6 ms, 6 alpha_b = 0.3 ms."""
+    from analysis.collectives import Measured, between_level
+    mib = float(1 << 20)
+    level = between_level("ring", [Measured(2, 2, ((mib, 6.3e-3), (2 * mib, 12.3e-3)))], INSIDE)
+    assert level.alpha == pytest.approx(50e-6) and level.bandwidth == pytest.approx(1.5 * mib / 6e-3)
+
+
+def test_a_ring_at_2_x_1_and_2_x_2_separates_latency_from_bytes_at_one_size():
+    """One size at two shapes: 2 alpha + S/B = 5.5 ms and 6 alpha + 1.5 S/B = 9.0 ms (S = 1 MiB):
+    alpha = 0.25 ms, S/B = 5 ms. Neither shape alone could tell them apart."""
+    from analysis.collectives import Measured, between_level
+    mib = float(1 << 20)
+    level = between_level("ring", [Measured(2, 1, ((mib, 5.5e-3),)), Measured(2, 2, ((mib, 9.0e-3),))], INSIDE)
+    assert level.alpha == pytest.approx(0.25e-3) and level.bandwidth == pytest.approx(mib / 5e-3)
+
+
+def test_a_time_that_does_not_grow_with_size_is_latency_only():
+    from analysis.collectives import Measured, between_level
+    level = between_level("ring", [Measured(2, 1, ((1e6, 4e-3), (2e6, 4e-3)))], Level(0.0, math.inf))
+    assert level == Level(pytest.approx(2e-3), math.inf)
+
+
+def test_a_between_level_needs_two_nodes():
+    from analysis.collectives import Measured, between_level
+    with pytest.raises(ValueError, match="2 or more nodes"):
+        between_level("ring", [Measured(1, 2, ((1.0, 1.0), (2.0, 2.0)))], INSIDE)

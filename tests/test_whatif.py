@@ -79,6 +79,33 @@ def test_a_measured_bench_comm_overrides_the_profile(study):
     assert "inside: profile, A100 with NVLink bridge" in said
 
 
+def test_a_bench_comm_at_2_nodes_x_2_gives_the_between_level_without_its_inside_part(tmp_path):
+    """Both levels in one `bench comm` (4 ranks, 2 a node) of Horovod on CPUs (Open MPI's
+    halving-doubling): with the inside level known, the what-if reads back the between level the
+    4-rank times were made of (a 4-rank ring's fit would take B_b 1.5 times too high)."""
+    from analysis.collectives import allreduce_s
+    model = stepmodel.StepModel(0.050, 0.0, 0.002, 0.5, 4e7, "halving_doubling")
+    levels = stepmodel.Levels(INSIDE, BETWEEN)
+    for gpus, (nodes, per_node) in {1: (1, 1), 2: (1, 2), 4: (2, 2)}.items():
+        record = run(f"h{gpus}", "horovod", gpus, per_node, model.step_s(nodes, per_node, levels))
+        record.extra["allreduce"] = {"cpu": "halving_doubling"} if gpus > 1 else {}
+        write_record(tmp_path, record)
+    rows = [{"bytes": size, "time_us": allreduce_s("halving_doubling", size, 2, 2, INSIDE, BETWEEN) * 1e6}
+            for size in (1e7, 2e7, 4e7, 8e7)]
+    write_record(tmp_path, RunRecord(run_id="comm-22", workload="allreduce", strategy="horovod", kind="comm",
+                                     status="ok", num_replicas=4, world_size=4, ranks_per_node=2,
+                                     metrics={"allreduce": rows}))
+    profile = tmp_path / "cpu-cluster.toml"
+    profile.write_text('name = "cpu-cluster"\ngpus_per_node = 2\n[links]\n'
+                       'inside_alpha_us = 5\ninside_GBps = 100\ninside_source = "a datasheet"\n'
+                       'between_alpha_us = 1\nbetween_GBps = 1\nbetween_source = "wrong on purpose"\n')
+    prediction, inputs = whatif.from_results([str(tmp_path)], str(profile), [64])
+    assert "between: measured, `bench comm` comm-22 (horovod, 4 ranks, between nodes, 2 a node)" in "\n".join(inputs)
+    row = prediction.set_index(["strategy", "gpus"]).loc[("horovod", 64)]
+    assert row["algorithm"] == "halving_doubling"
+    assert row["step_s"] == pytest.approx(model.step_s(32, 2, levels), rel=1e-6)
+
+
 def test_no_links_anywhere_is_said_not_guessed(study):
     _, inputs = whatif.from_results([str(study)], "emulated-ft3", [8])
     assert any("horovod: no prediction, inside: no `bench comm` record and no [links] in the profile" in line
