@@ -1,10 +1,11 @@
 """The scaling model predicts 4 replicas from runs at 1 and 2, in one run.
 
 On emulated nodes where every rank owns half a core (2 nodes of one core, 2 ranks a node, for
-1 x 1, 1 x 2 and 2 x 2; 4 nodes of half a core for 2 x 1 and 4 x 1: a rank alone on a node of a
-whole core had the other half for the kernel's network work, and its 2-node runs measured
-a cheaper link than the 4-node runs then met), for each workload and strategy, per-replica
-batch fixed (weak scaling):
+1 x 1, 1 x 2 and 2 x 2; 4 nodes of half a core for 2 x 1 and 4 x 1, so that the between level is
+fitted on the kind of node it predicts: a rank alone on a node of a whole core leaves the other
+half to the kernel's network work; mlp/mwms at 200 Mbit/s, 2 x 1, read 0.674 there and 0.632 on
+half-core nodes, horovod 0.595 and 0.624), for each workload and strategy, per-replica batch
+fixed (weak scaling):
 
   fitted on   1 x 1, run beside the runs of every link rate (the same minutes of the machine):
               compute there (this VM's speed drifts: its 1 x 1 runs of one config took 883 to
