@@ -38,7 +38,7 @@ The fitted runs and the tested runs are never the same runs. Every run and `benc
 repeated --repeat times, the whole sequence alternated (a slow spell of the machine hits every
 case once); medians are used.
 
-    .venv/bin/python benchmarks/predict_check.py --save m.json      # measures (~75 min a repeat)
+    .venv/bin/python benchmarks/predict_check.py --save m.json      # measures (48 min a repeat, version 5)
     .venv/bin/python benchmarks/predict_check.py --load m.json      # the model again, no runs
 """
 
