@@ -126,10 +126,15 @@ def between_level(algorithm: str, measured: list[Measured], inside: Level, aroun
                 rows.append((latencies, per_byte * size))
                 rest.append(seconds - cost(size, free))
     design, rest_ = np.array(rows), np.array(rest)
+    if np.linalg.matrix_rank(design) < 2:
+        raise ValueError("a between level needs 2 or more message sizes, or one size at shapes whose "
+                         "latencies and bytes differ")
     alpha, inverse_bandwidth = np.linalg.lstsq(design, rest_, rcond=None)[0]
     if inverse_bandwidth <= 0:
         return Level(float(np.mean(rest_ / design[:, 0])), math.inf)
-    return Level(float(alpha), 1.0 / float(inverse_bandwidth))
+    # a line's intercept near a gradient may dip below 0 (as predict.fit_alpha_beta's); over
+    # every size it is a latency
+    return Level(float(alpha) if around is not None else max(float(alpha), 0.0), 1.0 / float(inverse_bandwidth))
 
 
 def inter_node_bytes(algorithm: str, nbytes: float, nodes: int, per_node: int) -> float:

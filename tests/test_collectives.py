@@ -129,7 +129,11 @@ def test_a_time_that_does_not_grow_with_size_is_latency_only():
     assert level == Level(pytest.approx(2e-3), math.inf)
 
 
-def test_a_between_level_needs_two_nodes():
+def test_a_between_level_needs_two_nodes_and_two_sizes():
     from analysis.collectives import Measured, between_level
     with pytest.raises(ValueError, match="2 or more nodes"):
         between_level("ring", [Measured(1, 2, ((1.0, 1.0), (2.0, 2.0)))], INSIDE)
+    with pytest.raises(ValueError, match="2 or more message sizes"):
+        between_level("ring", [Measured(2, 1, ((1e6, 1e-3),))], INSIDE)
+    with pytest.raises(ValueError, match="2 or more message sizes"):     # the same counts at both shapes
+        between_level("halving_doubling", [Measured(2, 1, ((1e6, 1e-3),)), Measured(2, 2, ((1e6, 1.2e-3),))], INSIDE)
