@@ -20,11 +20,11 @@ from analysis.collectives import Level
 
 # The worst |measured / predicted - 1| at 4 replicas from fits at 1 and 2 in
 # benchmarks/predict_check.py (README, Benchmarks): the band drawn around every what-if. Its
-# goal is 0.10; the model as it stands (version 5) measured 0.184 in its one run, and the band
-# says what was measured.
-VALIDATED_ERROR = 0.19
-VALIDATED_HOW = ("the worst |ratio - 1| at 4 replicas from fits at 1 and 2 replicas in the one run of "
-                 "benchmarks/predict_check.py version 5 (0.184, README; goal 0.10)")
+# goal is 0.10; the model as it stands (version 5) measured 0.184 and 0.215 in its two runs, and
+# the band says the worse.
+VALIDATED_ERROR = 0.22
+VALIDATED_HOW = ("the worst |ratio - 1| at 4 replicas from fits at 1 and 2 replicas in two runs of "
+                 "benchmarks/predict_check.py version 5 (0.184 and 0.215, README; goal 0.10)")
 COLUMNS = ["workload", "scaling", "strategy", "gpus", "nodes", "per_node", "measured", "step_s", "samples_per_s",
            "low", "high", "efficiency", "launch_s", "overlap", "straggler_s", "allreduce_s", "algorithm"]
 
