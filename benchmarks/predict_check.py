@@ -180,8 +180,7 @@ def level(rows: list[dict], nbytes: float) -> Level:
 def between_from(comms: dict[str, list], nbytes: float, algorithm: str, inside: Level) -> Level:
     """The between level from the collective alone at 2 nodes x 1 and 2 nodes x 2 (`comms`: the
     runs of each shape), the inside part taken off, one fit over both."""
-    measured = [Measured(*FITTED.get(shape) or (2, 2), tuple((row["bytes"], row["time_us"] * 1e-6)
-                                                         for row in median_rows(rows)))
+    measured = [Measured(*COMM_SHAPES[shape], tuple((row["bytes"], row["time_us"] * 1e-6) for row in median_rows(rows)))
                 for shape, rows in comms.items()]
     return between_level(algorithm, measured, inside, nbytes, predict.AROUND_FACTOR)
 
@@ -218,7 +217,7 @@ def case_model(data: dict, case: str, statistic: str) -> tuple[stepmodel.StepMod
                                                                  dict[str, stepmodel.Levels]]:
     """The step model of `case`, fitted on its 1 x 1, 1 x 2 and 2 x 1 runs; the links at each rate
     its fitted runs ran on (between: the collective at 2 x 1), and those it predicts with
-    (between: the collective at 2 x 2, where measured)."""
+    (between: one fit over the collective at 2 x 1 and 2 x 2, where 2 x 2 was measured)."""
     runs = data["runs"]
     strategy = case.split("/")[1]
     step = STATISTICS[statistic][0]

@@ -59,36 +59,30 @@ class ResourceSampler:
         self._stop.set()
         self._thread.join(timeout=5 * self.interval_s + 1)
         self._thread = None
-        self._sample()                     # a last row so short runs still have one
+        self.sample_now()                     # a last row so short runs still have one
         self.nvml.close()
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
-            self._sample()
+            self.sample_now()
 
     def sample_now(self) -> None:
-        """One row now, beside the loop's: a summary read mid-run (a trial's iteration, which can
-        end within one interval of the start) then covers the time up to this call."""
-        self._sample()
-
-    def _sample(self) -> None:
+        """One row now (the loop's every interval; called beside it, a summary read mid-run, as a
+        trial's iteration that ends within one interval of the start, covers the time up to it)."""
         with self._lock:
-            self._sample_unlocked()
-
-    def _sample_unlocked(self) -> None:
-        t = time.perf_counter() - self._t0
-        try:
-            rss = self._process.memory_info().rss / 2**20
-            busy, own = psutil.cpu_percent(None, percpu=True), self._process.cpu_percent(None)
-            mine = [busy[c] for c in self._cores if c < len(busy)] or busy
-            others = max(0.0, (sum(mine) - own) / len(mine))
-            times = psutil.cpu_times_percent(None, percpu=True)
-            stolen = [getattr(times[c], "steal", 0.0) for c in self._cores if c < len(times)] or [0.0]
-            self.host_rows.append([t, psutil.cpu_percent(None), own, rss, others, sum(stolen) / len(stolen)])
-        except psutil.Error:
-            pass
-        for row in self.nvml.sample():
-            self.gpu_rows.append([t, row["gpu"], row["util_pct"], row["mem_used_mib"], row["power_w"]])
+            t = time.perf_counter() - self._t0
+            try:
+                rss = self._process.memory_info().rss / 2**20
+                busy, own = psutil.cpu_percent(None, percpu=True), self._process.cpu_percent(None)
+                mine = [busy[c] for c in self._cores if c < len(busy)] or busy
+                others = max(0.0, (sum(mine) - own) / len(mine))
+                times = psutil.cpu_times_percent(None, percpu=True)
+                stolen = [getattr(times[c], "steal", 0.0) for c in self._cores if c < len(times)] or [0.0]
+                self.host_rows.append([t, psutil.cpu_percent(None), own, rss, others, sum(stolen) / len(stolen)])
+            except psutil.Error:
+                pass
+            for row in self.nvml.sample():
+                self.gpu_rows.append([t, row["gpu"], row["util_pct"], row["mem_used_mib"], row["power_w"]])
 
     def host_summary(self, since: float | None = None) -> dict[str, Any]:
         """`since` (perf_counter, e.g. the first timed step's start): others' share from then on."""
