@@ -96,6 +96,9 @@ class Backend:
     # (analysis/collectives.py); written in every record for the analysis, which never imports
     # a backend. Empty: no collective.
     allreduce: dict[str, str] = {}
+    # Its CPU collective is Open MPI's MPI_Allreduce when launched by MPI, so `bench comm
+    # --algorithm` can force Open MPI's choice for it (coll/tuned, read at MPI_Init).
+    open_mpi_allreduce: bool = False
 
     def __init__(self) -> None:
         self.topology = Topology()

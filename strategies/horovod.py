@@ -36,6 +36,7 @@ class HorovodBackend(Backend):
     description = "Horovod allreduce, one process per device (Gloo or MPI)"
     multi_process = True
     allreduce = {"cpu": "halving_doubling", "gpu": "nccl"}     # MPI's; setup() says which it runs
+    open_mpi_allreduce = True
 
     @classmethod
     def available(cls) -> tuple[bool, str]:
@@ -75,9 +76,12 @@ class HorovodBackend(Backend):
         hvd.init()
         self.hvd = hvd
         # Gloo's controller reduces CPU tensors with its chunked ring; MPI's with MPI_Allreduce,
-        # which Open MPI 4.1's coll/tuned runs as Rabenseifner's for gradients (>= 8 KiB at 4-7
-        # ranks, >= 256 KiB at 2-3: coll_tuned_decision_fixed.c); GPU tensors go through NCCL
+        # which Open MPI 4.1's coll/tuned runs as Rabenseifner's for gradients at 4 ranks and more
+        # (>= 8 KiB at 4-7: coll_tuned_decision_fixed.c; measured: 1 MiB at 4 nodes took what the
+        # forced Rabenseifner takes, at 2 nodes what the forced ring takes, benchmarks/predict_check.py
+        # AT_FOUR); GPU tensors go through NCCL
         self.allreduce = {"cpu": "ring" if hvd.gloo_enabled() else "halving_doubling", "gpu": "nccl"}
+        self.open_mpi_allreduce = not hvd.gloo_enabled()
         gpus = tf.config.list_physical_devices("GPU")
         if gpus:
             gpu = gpus[hvd.local_rank() % len(gpus)]

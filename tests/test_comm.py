@@ -40,6 +40,8 @@ def test_allreduce_bandwidth_over_two_mpi_ranks(bench, tmp_path):
     # the backends say which have a collective to time, and how it cannot run: comm names none
     (["comm", "--strategy", "mirrored", "--local-workers", "2"], "--strategy 'mirrored': must be one of mpi, mwms, horovod"),
     (["comm", "--strategy", "mwms", "--local-workers", "2"], "mwms runs under srun (or with TF_CONFIG)"),
+    # Open MPI's algorithm: for mpi4py's allreduce and Horovod's (its CPU collective), not TensorFlow's
+    (["comm", "--strategy", "mwms", "--algorithm", "ring"], "only with --strategy mpi or horovod"),
 ])
 def test_bad_comm_input_is_exit_2(bench, tmp_path, args, message):
     done = bench(*args, "--results", str(tmp_path))

@@ -96,9 +96,11 @@ def mpi_collective(algorithm: str, warmup: int, iters: int) -> Collective:
                       lambda nbytes: measure(comm, nbytes, warmup, iters), MPI.Get_library_version().splitlines()[0])
 
 
-def backend_collective(name: str, warmup: int, iters: int) -> Collective:
+def backend_collective(name: str, warmup: int, iters: int, algorithm: str = "default") -> Collective:
     """The collective a training backend's step uses (MultiWorkerMirrored's TensorFlow
-    collective ops over gRPC, Horovod's allreduce), started as a run of it would be."""
+    collective ops over gRPC, Horovod's allreduce), started as a run of it would be;
+    `algorithm`: Open MPI's, for a backend whose collective is Open MPI's allreduce."""
+    select_algorithm(algorithm)
     import strategies
     from bench.run import binding
     from strategies.base import BackendOptions
@@ -107,6 +109,9 @@ def backend_collective(name: str, warmup: int, iters: int) -> Collective:
     binding.apply(bound)
     binding.apply_to_tensorflow(bound)
     topology = backend.setup(BackendOptions())
+    if algorithm != "default" and not backend.open_mpi_allreduce:
+        backend.teardown()
+        raise UsageError(f"--algorithm {algorithm}: strategy {name!r} runs its own allreduce here (not Open MPI's)")
     return Collective(topology.world_size, topology.rank, list(topology.hosts),
                       lambda nbytes: backend.allreduce_seconds(nbytes, warmup, iters),
                       f"{name} ({', '.join(f'{k}={v}' for k, v in backend.settings.items()) or 'defaults'})",
@@ -117,7 +122,7 @@ def run(min_bytes: int = KIB, max_bytes: int = 256 * KIB * KIB, warmup: int = 5,
         results: str = "results", run_id: str | None = None,
         algorithm: str = "default", strategy: str = MPI) -> tuple[RunRecord | None, int, Path]:
     collective = (mpi_collective(algorithm, warmup, iters) if strategy == MPI
-                  else backend_collective(strategy, warmup, iters))
+                  else backend_collective(strategy, warmup, iters, algorithm))
     try:
         return _measure_sizes(collective, min_bytes, max_bytes, warmup, iters, results, run_id, algorithm, strategy)
     finally:
@@ -178,8 +183,9 @@ class CommConfig:
             valid = [MPI, *strategies.with_collective()]
             if self.strategy not in valid:
                 raise UsageError(f"--strategy {self.strategy!r}: must be one of {', '.join(valid)}")
-            if self.algorithm != "default":
-                raise UsageError("--algorithm chooses Open MPI's allreduce: only with --strategy mpi")
+            if self.algorithm != "default" and not strategies.get_class(self.strategy).open_mpi_allreduce:
+                allowed = [MPI, *(n for n in valid[1:] if strategies.get_class(n).open_mpi_allreduce)]
+                raise UsageError(f"--algorithm chooses Open MPI's allreduce: only with --strategy {' or '.join(allowed)}")
             problem = strategies.get_class(self.strategy).comm_problem(self.local_workers)
             if problem:
                 raise UsageError(problem)
