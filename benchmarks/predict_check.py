@@ -40,7 +40,7 @@ The fitted runs and the tested runs are never the same runs. Every run and `benc
 repeated --repeat times, the whole sequence alternated (a slow spell of the machine hits every
 case once); medians are used.
 
-    .venv/bin/python benchmarks/predict_check.py --save m.json      # measures (48 min a repeat, version 5)
+    .venv/bin/python benchmarks/predict_check.py --save m.json      # measures (45-48 min a repeat, versions 5-6; 7 a few more)
     .venv/bin/python benchmarks/predict_check.py --load m.json      # the model again, no runs
 """
 
@@ -67,13 +67,19 @@ WORKLOADS = {"charrnn-gru": {"data": "synthetic", "overrides": {"rnn_units": "25
 # Per-replica batches that spread each workload's efficiencies across the rates: at 64 samples
 # mlp computes for less than one of Horovod's 5 ms cycles, and its efficiency measures jitter.
 BATCHES = {"charrnn-gru": 64, "mlp": 4096}
+# Steps per epoch. One run's mean step is the measurement, and mlp's 55-120 ms steps on half a core
+# come with spells of slow ones (4 x 1 unshaped: 63.2 ms a step in one run, 73.7 in another; steps of
+# 111-120 ms among 60s, on every rank at once): over 35 timed steps a spell more or less moves the
+# mean by 10%. 195 timed steps cost mlp about 15 s a run; charrnn-gru's 0.5 s steps move less.
+STEPS = {"charrnn-gru": 20, "mlp": 100}
 FITTED = {"1x1": (1, 1), "1x2": (1, 2), "2x1": (2, 1)}
 TESTED = {"2x2": (2, 2), "4x1": (4, 1)}
-VERSION = 6
+VERSION = 7
 # version 3: one 1 x 1 per round for every rate (compute not paired); 3 and 4: no bench comm at 2 x 2
 # (the between level from 2 x 1's)
 # 5: Horovod's 2 x 1 collective only as Open MPI chooses at 2 ranks
-READS = (3, 4, 5, 6)
+# 6: 20 steps an epoch for every workload
+READS = (3, 4, 5, 6, 7)
 # A fractional core is a CFS quota: a step takes whole periods more often than not, and its median
 # sticks to a multiple of the period (mlp horovod at 4096 a replica, 2 x 1: a median of 105.2 ms in two
 # runs, p90s 181 and 198 ms). The mean (the run's throughput) moves with every millisecond of work.
@@ -125,7 +131,8 @@ def measure(args) -> dict:
     cases = [f"{w}/{s}" for w in args.workloads.split(",") for s in args.strategies.split(",")]
     batches = {case: args.batch or BATCHES[case.split("/")[0]] for case in cases}
     os.environ[cgroups.PERIOD_ENV] = str(args.cfs_period_us)
-    data = {"version": VERSION, "cfs_period_us": args.cfs_period_us, "batches": batches, "rates": rates, "cases": cases, "steps": args.steps,
+    steps = {case: args.steps or STEPS[case.split("/")[0]] for case in cases}
+    data = {"version": VERSION, "cfs_period_us": args.cfs_period_us, "batches": batches, "rates": rates, "cases": cases, "steps": steps,
             "comm": COMM, "runs": {}, "comms": {}}
     with tempfile.TemporaryDirectory() as work:
         results = str(Path(work) / "results")
@@ -136,7 +143,7 @@ def measure(args) -> dict:
 
             def run(case: str, shape: str, key: str) -> None:
                 workload, strategy = case.split("/")
-                config = {"workload": workload, "strategy": strategy, "epochs": 2, "steps_per_epoch": args.steps,
+                config = {"workload": workload, "strategy": strategy, "epochs": 2, "steps_per_epoch": steps[case],
                           "per_replica_batch_size": batches[case], "results": results, "verbose": 0,
                           **WORKLOADS[workload]}
                 record = run_record(config, f"{key}", srun(*(FITTED | TESTED)[shape]), on[shape].env)
@@ -312,7 +319,8 @@ def main() -> int:
     parser.add_argument("--rates", default="none,1gbit,200mbit", help="link rates (none: unshaped)")
     parser.add_argument("--workloads", default="charrnn-gru,mlp")
     parser.add_argument("--strategies", default="mwms,horovod")
-    parser.add_argument("--steps", type=int, default=20, help="steps per epoch (2 epochs, 5 of warm-up)")
+    parser.add_argument("--steps", type=int, help="steps per epoch, every workload (2 epochs, 5 of warm-up); "
+                        f"default: {', '.join(f'{w} {n}' for w, n in STEPS.items())}")
     parser.add_argument("--batch", type=int, help="per replica, every workload; default: "
                         + ", ".join(f"{w} {b}" for w, b in BATCHES.items()))
     parser.add_argument("--repeat", type=int, default=2, help="the whole sequence of runs, alternated; medians")
