@@ -178,10 +178,10 @@ def measure(args) -> dict:
                     for case in cases:      # the rate's own 1 x 1 first: its runs' baseline
                         for shape in ("1x1", "2x1", *TESTED):
                             run(case, shape, f"{case}/{shape}@{rate}")
-                        steps = {shape: data["runs"][f"{case}/{shape}@{rate}"][-1]["mean_s"] * 1e3
-                                 for shape in ("1x1", "2x1", *TESTED)}
+                        mean_ms = {shape: data["runs"][f"{case}/{shape}@{rate}"][-1]["mean_s"] * 1e3
+                                   for shape in ("1x1", "2x1", *TESTED)}
                         print(f"# round {repeat + 1}, {case}@{rate}: mean step "
-                              + ", ".join(f"{shape} {ms:.1f} ms" for shape, ms in steps.items()), flush=True)
+                              + ", ".join(f"{shape} {ms:.1f} ms" for shape, ms in mean_ms.items()), flush=True)
     return data
 
 
