@@ -121,8 +121,9 @@ def _add_comm(sub) -> None:
     comm.add_argument("--iters", type=int, default=20)
     comm.add_argument("--local-workers", type=int, metavar="N", help="mpirun N ranks on this host")
     comm.add_argument("--algorithm", default="default",
-                      help="Open MPI's allreduce algorithm: default (Open MPI chooses), ring, recursive_doubling, "
-                           "rabenseifner, segmented_ring, nonoverlapping, basic_linear")
+                      help="Open MPI's allreduce algorithm, for mpi4py's allreduce or Horovod's: default (Open MPI "
+                           "chooses by the number of ranks), ring, recursive_doubling, rabenseifner, segmented_ring, "
+                           "nonoverlapping, basic_linear")
     comm.add_argument("--strategy", default="mpi",
                       help="whose allreduce: mpi4py's (mpi, the default), or a backend's, as its train step runs it")
     comm.add_argument("--results", default=_results_default())

@@ -33,6 +33,19 @@ def test_allreduce_bandwidth_over_two_mpi_ranks(bench, tmp_path):
     assert (tmp_path / record.run_id / "allreduce.csv").is_file()
 
 
+def test_horovods_collective_with_open_mpis_algorithm_forced(bench, tmp_path):
+    """Horovod's CPU allreduce is Open MPI's under MPI: `--algorithm` forces Open MPI's choice
+    for it (predict_check times Horovod at 2 ranks with the algorithm 4 ranks run)."""
+    done = bench("comm", "--strategy", "horovod", "--algorithm", "recursive_doubling", "--local-workers", "2",
+                 "--min-bytes", "4096", "--max-bytes", "8192", "--iters", "3", "--results", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = read_record(done.stdout.strip().splitlines()[-1])
+    assert record.status == "ok" and record.strategy == "horovod" and record.world_size == 2
+    assert record.config["algorithm"] == "recursive_doubling"
+    assert record.metrics["collective"].startswith("horovod")
+    assert [r["bytes"] for r in record.metrics["allreduce"]] == [4096, 8192]
+
+
 @pytest.mark.parametrize("args, message", [
     (["comm"], "bench comm needs 2 or more ranks"),
     (["comm", "--local-workers", "2", "--min-bytes", "0"], "need 4 <= min <= max"),
