@@ -199,8 +199,8 @@ def level(rows: list[dict], nbytes: float) -> Level:
 
 
 def between_from(comms: dict[str, list], nbytes: float, algorithm: str, inside: Level) -> Level:
-    """The between level from the collective alone at 2 nodes x 1 and 2 nodes x 2 (`comms`: the
-    runs of each shape), the inside part taken off, one fit over both."""
+    """The between level from the collective alone at one or more shapes (`comms`: the runs of
+    each, by shape), the inside part taken off, one fit over all."""
     measured = [Measured(*COMM_SHAPES[shape], tuple((row["bytes"], row["time_us"] * 1e-6) for row in median_rows(rows)))
                 for shape, rows in comms.items()]
     return between_level(algorithm, measured, inside, nbytes, predict.AROUND_FACTOR)
@@ -234,20 +234,23 @@ def computes(data: dict, case: str, statistic: str) -> dict[str, float]:
                           else start for rate in data["rates"]}}
 
 
-def ahead_keys(data: dict, strategy: str, rate: str) -> dict[str, str]:
+def ahead_keys(data: dict, strategy: str, rate: str) -> dict[str, str] | None:
     """The collectives alone the between level is fitted on, by shape: Horovod's at 2 x 1 with
-    the algorithm of 4 ranks (AT_FOUR), where timed so; otherwise 2 x 1 and 2 x 2 together."""
+    the algorithm of 4 ranks (AT_FOUR), where timed so; otherwise 2 x 1 and 2 x 2 together;
+    None where 2 x 2 was not timed (versions 3-4: the 2 x 1 level the fitted runs ran on)."""
     forced = f"{strategy}/2x1+{AT_FOUR.get(strategy)}@{rate}"
     if forced in data["comms"]:
         return {"2x1": forced}
-    return {"2x1": f"{strategy}/2x1@{rate}", "2x2": f"{strategy}/2x2@{rate}"}
+    if f"{strategy}/2x2@{rate}" in data["comms"]:
+        return {"2x1": f"{strategy}/2x1@{rate}", "2x2": f"{strategy}/2x2@{rate}"}
+    return None
 
 
 def case_model(data: dict, case: str, statistic: str) -> tuple[stepmodel.StepModel, dict[str, stepmodel.Levels],
                                                                  dict[str, stepmodel.Levels]]:
     """The step model of `case`, fitted on its 1 x 1, 1 x 2 and 2 x 1 runs; the links at each rate
     its fitted runs ran on (between: the collective at 2 x 1), and those it predicts with
-    (between: one fit over the collective at 2 x 1 and 2 x 2, where 2 x 2 was measured)."""
+    (between: fitted on the collectives ahead_keys names)."""
     runs = data["runs"]
     strategy = case.split("/")[1]
     step = STATISTICS[statistic][0]
@@ -265,9 +268,9 @@ def case_model(data: dict, case: str, statistic: str) -> tuple[stepmodel.StepMod
     ahead = {}
     for rate, fitted_on in levels.items():
         keys = ahead_keys(data, strategy, rate)
-        ahead[rate] = (stepmodel.Levels(inside, between_from({shape: data["comms"][key] for shape, key in keys.items()},
-                                                             gradient, algorithm, inside), " and ".join(keys.values()))
-                       if f"{strategy}/2x2@{rate}" in data["comms"] else fitted_on)      # versions 3-4: 2 x 1's
+        ahead[rate] = fitted_on if keys is None else stepmodel.Levels(
+            inside, between_from({shape: data["comms"][key] for shape, key in keys.items()}, gradient, algorithm, inside),
+            " and ".join(keys.values()))
     return stepmodel.fit(compute[""], sigma, gradient, algorithm, points), levels, ahead
 
 
